@@ -1,0 +1,166 @@
+//! The one API error type and its HTTP mapping to `{"errors":[{"message","field"?}]}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// `Result` with [`ApiError`] as the default error, for handlers and domain code.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// One entry of the error body. `field` is present only for validation errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Human-readable message, stable enough for clients to show as is.
+    pub message: String,
+    /// The request field the message is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+}
+
+impl FieldError {
+    /// An error about one field of the request.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+}
+
+/// The JSON body of every error response: `{"errors":[{"message":"...","field":"..."}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// At least one error.
+    pub errors: Vec<FieldError>,
+}
+
+/// Every way a request can fail, each with its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body or query failed validation; one entry per offending field.
+    #[error("request validation failed")]
+    Validation(Vec<FieldError>),
+    /// 400: the request is well-formed but the rules refuse it (e.g. `Email in use`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 `Not authorized`: not signed in, or not the owner of the record.
+    #[error("not authorized")]
+    NotAuthorized,
+    /// 404 `Not found`: no such record or route (also for malformed ids).
+    #[error("not found")]
+    NotFound,
+    /// 409: a concurrent change won; the client may retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than the server accepts.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 503: a dependency (MongoDB, NATS) is unreachable; retrying later may succeed.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure. The cause is logged, never shown to the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 validation error about a single field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// A 400 with a message and no field.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotAuthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body clients see. Internal details stay in the logs.
+    pub fn body(&self) -> ErrorBody {
+        let message = |m: &str| {
+            vec![FieldError {
+                message: m.to_owned(),
+                field: None,
+            }]
+        };
+        let errors = match self {
+            Self::Validation(errors) => errors.clone(),
+            Self::BadRequest(m) | Self::Conflict(m) => message(m),
+            Self::NotAuthorized => message("Not authorized"),
+            Self::NotFound => message("Not found"),
+            Self::PayloadTooLarge => message("Request body too large"),
+            Self::Unavailable(_) => message("Service temporarily unavailable"),
+            Self::Internal(_) => message("Something went wrong"),
+        };
+        ErrorBody { errors }
+    }
+}
+
+impl From<mongodb::error::Error> for ApiError {
+    fn from(error: mongodb::error::Error) -> Self {
+        use mongodb::error::ErrorKind;
+        // An unreachable database is the operator's problem, not a bug: answer 503 so that
+        // clients retry and readiness can take the instance out of rotation.
+        match *error.kind {
+            ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => {
+                Self::Unavailable(error.to_string())
+            }
+            _ => Self::Internal(anyhow::Error::new(error).context("mongodb operation")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "dependency unavailable"),
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+        (self.status(), axum::Json(self.body())).into_response()
+    }
+}
+
+/// Writes an error body with an arbitrary status, for rejections that come from the framework.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    let body = ErrorBody {
+        errors: vec![FieldError {
+            message: message.to_owned(),
+            field: None,
+        }],
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_is_omitted_when_absent() {
+        let body = ApiError::NotAuthorized.body();
+        assert_eq!(
+            serde_json::to_value(body).unwrap_or_default(),
+            serde_json::json!({"errors":[{"message":"Not authorized"}]})
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let error = ApiError::Internal(anyhow::anyhow!("secret connection string"));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.body().errors[0].message, "Something went wrong");
+    }
+}

@@ -1,0 +1,211 @@
+//! Composes services into one HTTP server: routes, health, error-shaped fallbacks, limits,
+//! tracing, and graceful shutdown shared with background tasks.
+//!
+//! A per-service binary serves one [`Service`]; the all-in-one launcher serves all of them on
+//! one port. Both go through [`Server`], so they behave the same.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, Response, StatusCode};
+use axum::serve::ListenerExt as _;
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::health::{self, ReadinessCheck};
+
+/// Largest request body any endpoint accepts; larger ones get 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Work that runs beside the HTTP server (event consumers, relays) until the token is cancelled.
+pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
+
+/// Everything a service contributes to a server.
+pub struct Service {
+    /// Short name, used in logs.
+    pub name: &'static str,
+    /// The service's routes, state already applied (e.g. `/api/users/*`).
+    pub router: Router,
+    /// What must answer before the service takes traffic.
+    pub checks: Vec<ReadinessCheck>,
+    /// Tasks to run for as long as the server runs.
+    pub tasks: Vec<(String, BackgroundTask)>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("checks", &self.checks)
+            .field("tasks", &self.tasks.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service with routes and readiness checks and no background tasks yet.
+    pub fn new(name: &'static str, router: Router, checks: Vec<ReadinessCheck>) -> Self {
+        Self {
+            name,
+            router,
+            checks,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Adds a background task.
+    #[must_use]
+    pub fn with_task(mut self, name: impl Into<String>, task: BackgroundTask) -> Self {
+        self.tasks.push((name.into(), task));
+        self
+    }
+}
+
+/// A bound HTTP server for one or more services.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    tasks: Vec<(String, BackgroundTask)>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("listener", &self.listener).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port) and composes the services' routes.
+    ///
+    /// `shutdown` stops the server and its background tasks; `/readyz` turns 503 as soon as
+    /// it is cancelled so traffic drains before the process exits.
+    pub async fn bind(addr: SocketAddr, services: Vec<Service>, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {addr}"))?;
+        let mut router = Router::new();
+        let mut checks = Vec::new();
+        let mut tasks = Vec::new();
+        for service in services {
+            router = router.merge(service.router);
+            checks.extend(service.checks);
+            tasks.extend(
+                service
+                    .tasks
+                    .into_iter()
+                    .map(|(name, task)| (format!("{}/{name}", service.name), task)),
+            );
+        }
+        let router = with_common_layers(router.merge(health::router(checks, shutdown.clone())));
+        Ok(Self {
+            listener,
+            router,
+            tasks,
+            shutdown,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listener.local_addr().context("read local address")
+    }
+
+    /// The port actually bound (useful after binding port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().map_or(0, |addr| addr.port())
+    }
+
+    /// Serves until the shutdown token is cancelled (or a background task fails, which
+    /// cancels it), then waits for in-flight requests and tasks to finish.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            tasks,
+            shutdown,
+        } = self;
+        let mut set = JoinSet::new();
+        for (name, task) in tasks {
+            let token = shutdown.clone();
+            let future = task(token.clone());
+            set.spawn(async move {
+                let result = future.await;
+                match &result {
+                    Ok(()) if token.is_cancelled() => tracing::info!(task = %name, "task stopped"),
+                    Ok(()) => tracing::warn!(task = %name, "task ended on its own"),
+                    Err(error) => tracing::error!(task = %name, error = ?error, "task failed"),
+                }
+                // One failed task takes the process down so the orchestrator restarts it
+                // rather than leaving a half-working replica.
+                if result.is_err() {
+                    token.cancel();
+                }
+                result
+            });
+        }
+        let addr = listener.local_addr().context("read local address")?;
+        tracing::info!(%addr, "listening");
+        let listener = listener.tap_io(|stream| {
+            // Small JSON responses: don't wait for Nagle.
+            let _ = stream.set_nodelay(true);
+        });
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("serve http");
+        shutdown.cancel();
+        let mut failed = None;
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Err(error)) => failed = Some(error),
+                Err(join_error) => failed = Some(anyhow::Error::new(join_error).context("background task panicked")),
+                Ok(Ok(())) => {}
+            }
+        }
+        served?;
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// The layers every server applies, outermost first: request id, tracing span, panic guard,
+/// body limit, and error-shaped 404/405 fallbacks.
+pub fn with_common_layers(router: Router) -> Router {
+    router
+        .fallback(crate::json::not_found)
+        .method_not_allowed_fallback(crate::json::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            tracing::error!("handler panicked");
+            crate::error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<axum::body::Body>| {
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id,
+                    )
+                })
+                .on_response(|response: &Response<axum::body::Body>, latency: Duration, _span: &tracing::Span| {
+                    tracing::debug!(status = response.status().as_u16(), latency_us = latency.as_micros() as u64, "response");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}

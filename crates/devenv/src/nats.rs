@@ -1,0 +1,132 @@
+//! A NATS server with JetStream, started on demand.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::Tools;
+use crate::process::{Supervised, TempDir, open_log, start_on_port, wait_for_port};
+
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How to run `nats-server`.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// JetStream store directory, created if missing; `None`: a fresh temp dir, removed when the server stops.
+    pub store_dir: Option<PathBuf>,
+    /// Port on 127.0.0.1; `None`: a free one.
+    pub port: Option<u16>,
+    /// Log file, appended to; `None`: `nats.log` inside the store dir.
+    pub log_path: Option<PathBuf>,
+}
+
+/// A running `nats-server` with JetStream enabled; stopped on drop.
+#[derive(Debug)]
+pub struct Nats {
+    /// Client URL, `nats://127.0.0.1:PORT`.
+    pub url: String,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    /// Its JetStream store directory.
+    pub store_dir: PathBuf,
+    /// Its log file.
+    pub log_path: PathBuf,
+    // Declared before `_temp_dir` so the server stops before its store is removed.
+    process: Supervised,
+    _temp_dir: Option<TempDir>,
+}
+
+impl Nats {
+    /// The `nats-server` process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Stops `nats-server` gracefully (SIGTERM, SIGKILL after 10 s) and removes a temp store.
+    pub fn stop(mut self) -> Result<()> {
+        self.process
+            .stop()
+            .with_context(|| format!("nats-server log: {}", self.log_path.display()))
+    }
+}
+
+/// Starts `nats-server` with JetStream and waits until it greets clients with JetStream on.
+pub fn start_nats(tools: &Tools, opts: NatsOptions) -> Result<Nats> {
+    let (store_dir, temp_dir) = match opts.store_dir {
+        Some(dir) => (dir, None),
+        None => {
+            let temp = TempDir::new("ticketing-nats")?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    std::fs::create_dir_all(&store_dir)
+        .with_context(|| format!("failed to create {}", store_dir.display()))?;
+    let log_path = opts.log_path.unwrap_or_else(|| store_dir.join("nats.log"));
+    let cleanup_dir = temp_dir.as_ref().map(TempDir::path);
+
+    let (process, port) = start_on_port(opts.port, &log_path, |port| {
+        let cmd = nats_command(tools, &store_dir, &log_path, port)?;
+        let mut process =
+            Supervised::spawn_with_cleanup("nats-server", cmd, STOP_GRACE, cleanup_dir)?;
+        wait_for_port(&mut process, port, LISTEN_TIMEOUT)?;
+        check_greeting(port)?;
+        // The greeting could have come from whoever won a race for the port.
+        if let Some(status) = process.try_wait()? {
+            bail!("nats-server exited during startup ({status})");
+        }
+        Ok(process)
+    })
+    .context("failed to start nats-server")?;
+
+    Ok(Nats {
+        url: format!("nats://127.0.0.1:{port}"),
+        port,
+        store_dir,
+        log_path,
+        process,
+        _temp_dir: temp_dir,
+    })
+}
+
+fn nats_command(tools: &Tools, store_dir: &Path, log_path: &Path, port: u16) -> Result<Command> {
+    // nats-server logs to stderr unless told otherwise.
+    let log = open_log(log_path)?;
+    let mut cmd = Command::new(&tools.nats_server);
+    cmd.args(["-a", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .arg("-js")
+        .arg("-sd")
+        .arg(store_dir)
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(cmd)
+}
+
+/// Reads the `INFO {...}` line a NATS server sends on connect and checks that JetStream is on.
+fn check_greeting(port: u16) -> Result<()> {
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .with_context(|| format!("failed to connect to nats on port {port}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .with_context(|| format!("no greeting from nats on port {port}"))?;
+    if !line.starts_with("INFO ") {
+        bail!(
+            "port {port} did not greet like a NATS server: {}",
+            line.trim_end()
+        );
+    }
+    if !line.contains(r#""jetstream":true"#) {
+        bail!(
+            "nats-server on port {port} runs without JetStream: {}",
+            line.trim_end()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! Child processes that cannot outlive us, plus the temp dirs, ports and log tails the servers need.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// How often startup and shutdown loops look at the child again.
+pub(crate) const POLL: Duration = Duration::from_millis(50);
+
+/// Runs beside each child with our end of a pipe as its stdin. EOF on that pipe means we dropped
+/// the handle or died (the kernel closes the pipe even on SIGKILL); either way the child must go.
+/// `read` is a shell builtin, so killing the watchdog itself leaves no orphaned `cat` behind.
+/// `$1` is the child's pid, `$2` an optional directory to remove once it is gone.
+const WATCHDOG_SH: &str = r#"
+while read -r _; do :; done
+if kill -TERM "$1" 2>/dev/null; then
+  i=0
+  while [ "$i" -lt 100 ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+  kill -KILL "$1" 2>/dev/null
+fi
+if [ -n "$2" ]; then rm -rf -- "$2"; fi
+"#;
+
+/// A child process in its own process group, stopped (SIGTERM, then SIGKILL after a grace
+/// period) by [`Supervised::stop`] or on drop, and by a watchdog if this process dies first.
+///
+/// Its own process group keeps a terminal's Ctrl-C away from it, so the parent decides the
+/// shutdown order.
+#[derive(Debug)]
+pub struct Supervised {
+    name: String,
+    child: Child,
+    watchdog: Option<Watchdog>,
+    grace: Duration,
+    stopped: bool,
+}
+
+#[derive(Debug)]
+struct Watchdog {
+    shell: Child,
+    /// Never written to: it exists to be closed.
+    _pipe: ChildStdin,
+}
+
+impl Supervised {
+    /// Spawns `cmd` with stdin from /dev/null in a new process group; stdout and stderr are the
+    /// caller's to configure. `grace` bounds how long [`stop`](Self::stop) waits after SIGTERM.
+    pub fn spawn(name: &str, cmd: Command, grace: Duration) -> Result<Self> {
+        Self::spawn_with_cleanup(name, cmd, grace, None)
+    }
+
+    /// Like [`spawn`](Self::spawn); if we die, the watchdog also removes `cleanup_dir` once the
+    /// child is gone (otherwise its owner removes it).
+    pub(crate) fn spawn_with_cleanup(
+        name: &str,
+        mut cmd: Command,
+        grace: Duration,
+        cleanup_dir: Option<&Path>,
+    ) -> Result<Self> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("failed to start {name} ({})", cmd.get_program().display()))?;
+        // From here on, dropping `supervised` stops the child, including on the error paths below.
+        let mut supervised = Self {
+            name: name.to_owned(),
+            child,
+            watchdog: None,
+            grace,
+            stopped: false,
+        };
+        let mut shell = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG_SH)
+            .arg("devenv-watchdog")
+            .arg(supervised.child.id().to_string())
+            .arg(cleanup_dir.map_or(OsStr::new(""), Path::as_os_str))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Ctrl-C in a terminal must not kill the watchdog before it has done its job.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("failed to start the watchdog shell for {name}"))?;
+        let Some(pipe) = shell.stdin.take() else {
+            let _ = shell.kill();
+            let _ = shell.wait();
+            bail!("the watchdog shell for {name} has no stdin pipe");
+        };
+        supervised.watchdog = Some(Watchdog { shell, _pipe: pipe });
+        Ok(supervised)
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The name given at spawn time, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The child's exit status if it has exited, without blocking.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.child
+            .try_wait()
+            .with_context(|| format!("failed to check on {}", self.name))
+    }
+
+    /// Stops the child: SIGTERM, then SIGKILL if it is still running after the grace period.
+    ///
+    /// Fails if the child had already exited before this call (it crashed) or had to be killed.
+    /// Calling it again afterwards does nothing.
+    pub fn stop(&mut self) -> Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        // Once reaped, its pid may belong to another process by now: never signal it.
+        if let Some(status) = self.try_wait()? {
+            self.disarm_watchdog();
+            bail!("{} had already exited ({status})", self.name);
+        }
+        // SIGTERM goes out while the watchdog is still armed, so there is no moment in which our
+        // own death would leave the child running.
+        let sent = sigterm(self.child.id());
+        self.disarm_watchdog();
+        if let Err(err) = sent {
+            self.kill();
+            return Err(err.context(format!("failed to stop {} gracefully", self.name)));
+        }
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline {
+            if self.try_wait()?.is_some() {
+                return Ok(());
+            }
+            thread::sleep(POLL);
+        }
+        self.kill();
+        bail!(
+            "{} did not exit within {:?} of SIGTERM and was killed",
+            self.name,
+            self.grace
+        )
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn disarm_watchdog(&mut self) {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            // Killed before its pipe closes, so it never acts on a pid we are about to reap.
+            let _ = watchdog.shell.kill();
+            let _ = watchdog.shell.wait();
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Sends SIGTERM through the shell's `kill` builtin, as std only offers SIGKILL.
+fn sigterm(pid: u32) -> Result<()> {
+    let status = Command::new("sh")
+        .args(["-c", r#"kill -TERM "$1""#, "sh"])
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("failed to run `kill`")?;
+    if !status.success() {
+        bail!("`kill -TERM {pid}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// A name no other process or earlier call of ours uses: prefix, pid, counter and time.
+pub(crate) fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{prefix}-{}-{count}-{nanos}", std::process::id())
+}
+
+/// A directory removed (with its contents) on drop.
+#[derive(Debug)]
+pub(crate) struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// A fresh directory under the system temp dir.
+    pub(crate) fn new(prefix: &str) -> Result<Self> {
+        Self::new_in(&env::temp_dir(), prefix)
+    }
+
+    /// A fresh directory under `parent`.
+    pub(crate) fn new_in(parent: &Path, prefix: &str) -> Result<Self> {
+        let path = parent.join(unique_name(prefix));
+        fs::create_dir_all(&path)
+            .with_context(|| format!("failed to create {}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A port that was free a moment ago; callers retry if someone else takes it first.
+pub(crate) fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`, failing early if the child exits.
+pub(crate) fn wait_for_port(process: &mut Supervised, port: u16, timeout: Duration) -> Result<()> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = process.try_wait()? {
+            bail!("{} exited during startup ({status})", process.name());
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} did not listen on {addr} within {timeout:?}",
+                process.name()
+            );
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Opens a log file for appending, creating its directory, for use as a child's stdout/stderr.
+pub(crate) fn open_log(path: &Path) -> Result<File> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("failed to open {}", path.display()))
+}
+
+/// Current length of a file, 0 if it does not exist: where this attempt's log lines start.
+pub(crate) fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |meta| meta.len())
+}
+
+/// What was written to `path` after byte `offset`, at most the last `max_bytes` of it.
+pub(crate) fn log_since(path: &Path, offset: u64, max_bytes: u64) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(offset.max(len.saturating_sub(max_bytes))))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Whether a server's log since `offset` says its port was taken, which is worth a retry.
+pub(crate) fn port_was_taken(log_path: &Path, offset: u64) -> bool {
+    log_since(log_path, offset, 1024 * 1024)
+        .is_ok_and(|text| text.to_ascii_lowercase().contains("address already in use"))
+}
+
+/// The last lines written to `path` after byte `offset`, for error messages.
+fn log_tail(path: &Path, offset: u64) -> String {
+    const MAX_LINES: usize = 15;
+    match log_since(path, offset, 16 * 1024) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(MAX_LINES)..].join("\n")
+        }
+        Err(err) => format!("(cannot read {}: {err})", path.display()),
+    }
+}
+
+/// Adds the server's recent log lines to a startup error.
+pub(crate) fn with_log_tail(err: anyhow::Error, log_path: &Path, offset: u64) -> anyhow::Error {
+    anyhow!(
+        "{err:#}\nlast lines of {}:\n{}",
+        log_path.display(),
+        log_tail(log_path, offset)
+    )
+}
+
+/// Runs `attempt` on the fixed port, or on a free port retried up to three times when the server
+/// reports that someone else took it between our check and its bind. Startup errors carry the
+/// tail of the log at `log_path`.
+pub(crate) fn start_on_port(
+    fixed_port: Option<u16>,
+    log_path: &Path,
+    mut attempt: impl FnMut(u16) -> Result<Supervised>,
+) -> Result<(Supervised, u16)> {
+    const ATTEMPTS: u32 = 3;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let port = match fixed_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let offset = file_len(log_path);
+        match attempt(port) {
+            Ok(process) => return Ok((process, port)),
+            Err(_)
+                if fixed_port.is_none()
+                    && attempts < ATTEMPTS
+                    && port_was_taken(log_path, offset) => {}
+            Err(err) => return Err(with_log_tail(err, log_path, offset)),
+        }
+    }
+}

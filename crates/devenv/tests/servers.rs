@@ -1,0 +1,145 @@
+//! Starts real `mongod` and `nats-server` processes through the public API and talks to them.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use devenv::{MongoOptions, NatsOptions, default_tools, start_mongo, start_nats};
+use mongodb::Client;
+use mongodb::bson::{Document, doc};
+
+fn process_exists(pid: u32) -> bool {
+    // A stopped child is reaped by `stop`, so its /proc entry is gone, not a zombie.
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn free_port_other_than(taken: u16) -> Result<u16> {
+    loop {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        if port != taken {
+            return Ok(port);
+        }
+    }
+}
+
+async fn is_writable_primary(client: &Client) -> Result<bool> {
+    let reply = client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await?;
+    Ok(reply.get_bool("isWritablePrimary")?)
+}
+
+// A tokio test on purpose: `start_mongo` must work when called from inside a runtime.
+#[tokio::test]
+async fn mongo_is_a_primary_that_runs_transactions_and_stops() -> Result<()> {
+    let tools = default_tools()?;
+    let mongo = start_mongo(&tools, MongoOptions::default())?;
+    let data_dir = mongo.data_dir.clone();
+    let pid = mongo.pid();
+    ensure!(mongo.url.ends_with("directConnection=true&replicaSet=rs0"));
+
+    let client = Client::with_uri_str(&mongo.url).await?;
+    ensure!(
+        is_writable_primary(&client).await?,
+        "not a writable primary"
+    );
+
+    let orders = client
+        .database("devenv_test")
+        .collection::<Document>("orders");
+    let mut session = client.start_session().await?;
+    session.start_transaction().await?;
+    orders
+        .insert_one(doc! { "ticket": "t1" })
+        .session(&mut session)
+        .await?;
+    session.commit_transaction().await?;
+    ensure!(orders.count_documents(doc! {}).await? == 1);
+    client.shutdown().await;
+
+    mongo.stop()?;
+    ensure!(!process_exists(pid), "mongod {pid} still running");
+    ensure!(
+        !data_dir.exists(),
+        "temp data dir {} left behind",
+        data_dir.display()
+    );
+    Ok(())
+}
+
+#[test]
+fn nats_greets_with_jetstream_and_stops_on_drop() -> Result<()> {
+    let tools = default_tools()?;
+    let nats = start_nats(&tools, NatsOptions::default())?;
+    let pid = nats.pid();
+    let store_dir = nats.store_dir.clone();
+    ensure!(nats.url == format!("nats://127.0.0.1:{}", nats.port));
+
+    let stream = TcpStream::connect(("127.0.0.1", nats.port)).context("connect to nats")?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut greeting = String::new();
+    BufReader::new(stream).read_line(&mut greeting)?;
+    ensure!(
+        greeting.starts_with("INFO "),
+        "unexpected greeting {greeting}"
+    );
+    ensure!(
+        greeting.contains(r#""jetstream":true"#),
+        "no JetStream: {greeting}"
+    );
+
+    drop(nats);
+    ensure!(!process_exists(pid), "nats-server {pid} still running");
+    ensure!(
+        !store_dir.exists(),
+        "temp store {} left behind",
+        store_dir.display()
+    );
+    Ok(())
+}
+
+// A kept data dir remembers the replica set's member host; restarting on another port must
+// still give a primary.
+#[test]
+fn mongo_restarts_on_another_port_with_a_kept_data_dir() -> Result<()> {
+    let tools = default_tools()?;
+    let dir = std::env::temp_dir().join(format!("devenv-test-kept-{}", std::process::id()));
+    let options = || MongoOptions {
+        data_dir: Some(dir.clone()),
+        ..MongoOptions::default()
+    };
+    let result = (|| -> Result<()> {
+        let first = start_mongo(&tools, options())?;
+        let first_port = first.port;
+        first.stop()?;
+        let second = start_mongo(
+            &tools,
+            MongoOptions {
+                port: Some(free_port_other_than(first_port)?),
+                ..options()
+            },
+        )?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let primary = runtime.block_on(async {
+            let client = Client::with_uri_str(&second.url).await?;
+            let primary = is_writable_primary(&client).await;
+            client.shutdown().await;
+            primary
+        })?;
+        ensure!(primary, "not a writable primary after the port changed");
+        ensure!(
+            dir.join("mongod.log").exists(),
+            "no log in the kept data dir"
+        );
+        second.stop()
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,30 @@
+//! The auth service: sign up, sign in, sign out, and who is signed in.
+//!
+//! [`build`] is the one builder: the service's own binary and the all-in-one launcher both
+//! serve what it returns.
+
+mod config;
+mod domain;
+mod password;
+mod routes;
+mod state;
+mod store;
+
+pub use config::Config;
+pub use state::AppState;
+
+use common::health::ReadinessCheck;
+use common::server::Service;
+
+/// The service's routes (`/api/users/*`) over the given state.
+pub fn app(state: AppState) -> axum::Router {
+    routes::router().with_state(state)
+}
+
+/// Connects to the service's database, makes sure its indexes exist, and returns the routes
+/// and readiness checks to serve.
+pub async fn build(config: &Config) -> anyhow::Result<Service> {
+    let state = AppState::connect(config).await?;
+    let check = ReadinessCheck::mongo("auth-mongo", state.users.database());
+    Ok(Service::new("auth", app(state), vec![check]))
+}

@@ -1,0 +1,36 @@
+//! The state every auth handler shares.
+
+use axum::extract::FromRef;
+use common::Sessions;
+
+use crate::config::Config;
+use crate::password::PasswordHasher;
+use crate::store::UserStore;
+
+/// Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) users: UserStore,
+    pub(crate) sessions: Sessions,
+    pub(crate) hasher: PasswordHasher,
+}
+
+impl AppState {
+    /// Connects to MongoDB and prepares the collection and the password hasher.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let db = config.service.mongo.connect("auth").await?;
+        let users = UserStore::new(&db);
+        users.ensure_indexes().await?;
+        Ok(Self {
+            users,
+            sessions: Sessions::new(&config.service.sessions),
+            hasher: PasswordHasher::new()?,
+        })
+    }
+}
+
+impl FromRef<AppState> for Sessions {
+    fn from_ref(state: &AppState) -> Self {
+        state.sessions.clone()
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the auth service against a real MongoDB.
+#![allow(clippy::unwrap_used)]
+
+mod currentuser;
+mod helpers;
+mod http;
+mod signin;
+mod signout;
+mod signup;

@@ -1,0 +1,48 @@
+//! Project automation, run as `cargo xtask <command>`.
+
+mod cmd;
+mod test;
+mod up;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Project automation for the ticketing workspace.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download mongod and nats-server into .tools/bin (once) and print where they are.
+    Provision,
+    /// Build and run the whole marketplace locally, with its own MongoDB and NATS.
+    Up(up::UpArgs),
+    /// Run every check CI runs: fmt, clippy, tests.
+    Test(test::TestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Provision => provision().map(|()| ExitCode::SUCCESS),
+        Command::Up(args) => up::run(&args),
+        Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("xtask: error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn provision() -> Result<()> {
+    let tools = devenv::ensure_tools(&devenv::workspace_root())?;
+    println!("mongod:      {}", tools.mongod.display());
+    println!("nats-server: {}", tools.nats_server.display());
+    Ok(())
+}
