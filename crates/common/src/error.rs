@@ -114,9 +114,9 @@ impl From<mongodb::error::Error> for ApiError {
         // An unreachable database is the operator's problem, not a bug: answer 503 so that
         // clients retry and readiness can take the instance out of rotation.
         match *error.kind {
-            ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => {
-                Self::Unavailable(error.to_string())
-            }
+            ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. } => Self::Unavailable(error.to_string()),
             _ => Self::Internal(anyhow::Error::new(error).context("mongodb operation")),
         }
     }

@@ -42,7 +42,9 @@ where
             }
         })?;
         let value: T = parse(&bytes)?;
-        value.validate().map_err(|errors| ApiError::Validation(flatten(&errors)))?;
+        value
+            .validate()
+            .map_err(|errors| ApiError::Validation(flatten(&errors)))?;
         Ok(Self(value))
     }
 }
@@ -87,7 +89,11 @@ fn to_api_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiErro
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next())
     {
-        let field = if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+        let field = if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
         return ApiError::field(field.clone(), format!("{field} is required"));
     }
     match inner.classify() {
@@ -95,9 +101,7 @@ fn to_api_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiErro
             let detail = message.split(" at line ").next().unwrap_or(&message);
             ApiError::field(path.clone(), format!("{path} is invalid: {detail}"))
         }
-        serde_json::error::Category::Data => {
-            ApiError::bad_request("Expected a JSON object")
-        }
+        serde_json::error::Category::Data => ApiError::bad_request("Expected a JSON object"),
         _ => ApiError::bad_request("Malformed JSON body"),
     }
 }
@@ -174,7 +178,10 @@ mod tests {
     fn a_missing_field_is_named() {
         let error = parse::<Body>(br#"{"title":"x"}"#).err();
         let error = error.map(fields).unwrap_or_default();
-        assert_eq!(error, vec![(Some("price".into()), "price is required".into())]);
+        assert_eq!(
+            error,
+            vec![(Some("price".into()), "price is required".into())]
+        );
     }
 
     #[test]
@@ -195,13 +202,23 @@ mod tests {
 
     #[test]
     fn a_non_object_is_refused() {
-        assert!(matches!(parse::<Body>(b"[1,2]"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse::<Body>(b"[1,2]"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]
     fn validator_messages_become_field_errors() {
-        let body = Body { title: String::new(), price: 1.0 };
-        let errors = body.validate().err().map(|e| flatten(&e)).unwrap_or_default();
+        let body = Body {
+            title: String::new(),
+            price: 1.0,
+        };
+        let errors = body
+            .validate()
+            .err()
+            .map(|e| flatten(&e))
+            .unwrap_or_default();
         assert_eq!(errors, vec![FieldError::new("title", "Title is required")]);
     }
 }

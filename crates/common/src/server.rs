@@ -26,7 +26,8 @@ use crate::health::{self, ReadinessCheck};
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Work that runs beside the HTTP server (event consumers, relays) until the token is cancelled.
-pub type BackgroundTask = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
+pub type BackgroundTask =
+    Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
 
 /// Everything a service contributes to a server.
 pub struct Service {
@@ -45,7 +46,10 @@ impl std::fmt::Debug for Service {
         f.debug_struct("Service")
             .field("name", &self.name)
             .field("checks", &self.checks)
-            .field("tasks", &self.tasks.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +83,9 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("listener", &self.listener).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,7 +94,11 @@ impl Server {
     ///
     /// `shutdown` stops the server and its background tasks; `/readyz` turns 503 as soon as
     /// it is cancelled so traffic drains before the process exits.
-    pub async fn bind(addr: SocketAddr, services: Vec<Service>, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        services: Vec<Service>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind {addr}"))?;
@@ -167,7 +177,10 @@ impl Server {
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(Err(error)) => failed = Some(error),
-                Err(join_error) => failed = Some(anyhow::Error::new(join_error).context("background task panicked")),
+                Err(join_error) => {
+                    failed =
+                        Some(anyhow::Error::new(join_error).context("background task panicked"))
+                }
                 Ok(Ok(())) => {}
             }
         }
@@ -183,10 +196,15 @@ pub fn with_common_layers(router: Router) -> Router {
         .fallback(crate::json::not_found)
         .method_not_allowed_fallback(crate::json::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            tracing::error!("handler panicked");
-            crate::error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                crate::error::error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                )
+            },
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<axum::body::Body>| {
@@ -202,9 +220,17 @@ pub fn with_common_layers(router: Router) -> Router {
                         request_id,
                     )
                 })
-                .on_response(|response: &Response<axum::body::Body>, latency: Duration, _span: &tracing::Span| {
-                    tracing::debug!(status = response.status().as_u16(), latency_us = latency.as_micros() as u64, "response");
-                }),
+                .on_response(
+                    |response: &Response<axum::body::Body>,
+                     latency: Duration,
+                     _span: &tracing::Span| {
+                        tracing::debug!(
+                            status = response.status().as_u16(),
+                            latency_us = latency.as_micros() as u64,
+                            "response"
+                        );
+                    },
+                ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

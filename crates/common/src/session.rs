@@ -77,7 +77,9 @@ struct Inner {
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions").field("ttl", &self.0.ttl).finish_non_exhaustive()
+        f.debug_struct("Sessions")
+            .field("ttl", &self.0.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +110,8 @@ impl Sessions {
             iat,
             exp: iat.saturating_add(self.0.ttl.as_secs()),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)?;
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)?;
         Ok((token, claims))
     }
 
@@ -130,7 +133,8 @@ impl Sessions {
 
     /// The `Set-Cookie` value that stores `token` in the browser.
     pub fn cookie(&self, token: &str) -> HeaderValue {
-        let max_age = time::Duration::seconds(i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX));
+        let max_age =
+            time::Duration::seconds(i64::try_from(self.0.ttl.as_secs()).unwrap_or(i64::MAX));
         self.cookie_header(token, max_age)
     }
 
@@ -255,7 +259,14 @@ mod tests {
     fn the_cookie_has_the_expected_flags() {
         let value = sessions(true).cookie("tok");
         let value = value.to_str().unwrap();
-        for flag in ["session=tok", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
+        for flag in [
+            "session=tok",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/",
+            "Max-Age=60",
+        ] {
             assert!(value.contains(flag), "{value} lacks {flag}");
         }
         let value = sessions(false).cookie("tok");
@@ -268,5 +279,45 @@ mod tests {
         let value = value.to_str().unwrap();
         assert!(value.starts_with("session=;"), "{value}");
         assert!(value.contains("Max-Age=0"), "{value}");
+    }
+
+    async fn whoami(CurrentUser(user): CurrentUser) -> String {
+        user.email
+    }
+
+    async fn status_and_body(sessions: Sessions, cookie: Option<&str>) -> (u16, String) {
+        use tower::ServiceExt as _;
+        let router = axum::Router::new()
+            .route("/", axum::routing::get(whoami))
+            .with_state(sessions);
+        let mut request = axum::http::Request::builder().uri("/");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = router
+            .oneshot(request.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn current_user_rejects_a_missing_session_with_401_in_the_error_shape() {
+        let (status, body) = status_and_body(sessions(true), None).await;
+        assert_eq!(status, 401);
+        assert_eq!(body, r#"{"errors":[{"message":"Not authorized"}]}"#);
+    }
+
+    #[tokio::test]
+    async fn current_user_accepts_a_valid_session() {
+        let sessions = sessions(true);
+        let (token, _) = sessions.issue("abc", "a@b.c").unwrap();
+        let cookie = format!("session={token}");
+        let (status, body) = status_and_body(sessions, Some(&cookie)).await;
+        assert_eq!((status, body.as_str()), (200, "a@b.c"));
     }
 }

@@ -47,8 +47,9 @@ pub fn servers() -> &'static Servers {
 }
 
 fn start_servers() -> anyhow::Result<Servers> {
-    let external_mongo = std::env::var("MONGO_URL").ok().filter(|v| !v.is_empty());
-    let external_nats = std::env::var("NATS_URL").ok().filter(|v| !v.is_empty());
+    let env = Env::process();
+    let external_mongo = env.get("MONGO_URL");
+    let external_nats = env.get("NATS_URL");
     let tools = if external_mongo.is_none() || external_nats.is_none() {
         Some(devenv::default_tools()?)
     } else {
@@ -238,7 +239,10 @@ impl TestResponse {
         );
         for error in errors.into_iter().flatten() {
             let object = error.as_object();
-            assert!(object.is_some_and(|o| o["message"].is_string()), "bad error entry {error}");
+            assert!(
+                object.is_some_and(|o| o["message"].is_string()),
+                "bad error entry {error}"
+            );
             assert!(
                 object.is_some_and(|o| o.keys().all(|k| k == "message" || k == "field")),
                 "unexpected keys in {error}"
@@ -255,10 +259,11 @@ impl TestApp {
     /// When the server cannot be bound.
     pub async fn serve(context: TestContext, services: Vec<Service>) -> Self {
         let shutdown = CancellationToken::new();
-        let server = match Server::bind(([127, 0, 0, 1], 0).into(), services, shutdown.clone()).await {
-            Ok(server) => server,
-            Err(error) => panic!("bind test server: {error:#}"),
-        };
+        let server =
+            match Server::bind(([127, 0, 0, 1], 0).into(), services, shutdown.clone()).await {
+                Ok(server) => server,
+                Err(error) => panic!("bind test server: {error:#}"),
+            };
         let address = format!("http://127.0.0.1:{}", server.port());
         tokio::spawn(server.run());
         let http = reqwest::Client::builder()
@@ -282,7 +287,13 @@ impl TestApp {
     ///
     /// # Panics
     /// When the request cannot be sent at all (the server is down).
-    pub async fn request(&self, method: Method, path: &str, cookie: Option<&str>, body: Option<Value>) -> TestResponse {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
         let mut request = self.http.request(method, format!("{}{path}", self.address));
         if let Some(cookie) = cookie {
             request = request.header(reqwest::header::COOKIE, cookie);
@@ -306,7 +317,11 @@ impl TestApp {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap_or_default();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        TestResponse { status, headers, body }
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// `GET path`.
@@ -325,9 +340,18 @@ impl TestApp {
     /// When signup does not answer 201 with a session cookie.
     pub async fn signup(&self, email: &str, password: &str) -> TestUser {
         let response = self
-            .post("/api/users/signup", None, serde_json::json!({"email": email, "password": password}))
+            .post(
+                "/api/users/signup",
+                None,
+                serde_json::json!({"email": email, "password": password}),
+            )
             .await;
-        assert_eq!(response.status, StatusCode::CREATED, "signup failed: {}", response.body);
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "signup failed: {}",
+            response.body
+        );
         Self::user_from(&response)
     }
 
@@ -337,19 +361,34 @@ impl TestApp {
     /// When signin does not answer 200 with a session cookie.
     pub async fn signin(&self, email: &str, password: &str) -> TestUser {
         let response = self
-            .post("/api/users/signin", None, serde_json::json!({"email": email, "password": password}))
+            .post(
+                "/api/users/signin",
+                None,
+                serde_json::json!({"email": email, "password": password}),
+            )
             .await;
-        assert_eq!(response.status, StatusCode::OK, "signin failed: {}", response.body);
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "signin failed: {}",
+            response.body
+        );
         Self::user_from(&response)
     }
 
     fn user_from(response: &TestResponse) -> TestUser {
         let set_cookie = response.session_cookie().unwrap_or_default();
         let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
-        assert!(cookie.len() > "session=".len(), "no session cookie in {set_cookie:?}");
+        assert!(
+            cookie.len() > "session=".len(),
+            "no session cookie in {set_cookie:?}"
+        );
         TestUser {
             id: response.body["id"].as_str().unwrap_or_default().to_owned(),
-            email: response.body["email"].as_str().unwrap_or_default().to_owned(),
+            email: response.body["email"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             cookie,
         }
     }
@@ -384,7 +423,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

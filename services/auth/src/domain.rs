@@ -5,7 +5,9 @@ use validator::ValidationError;
 
 /// Trims and lower-cases an email while deserializing, so that validation, storage and lookup
 /// all see the same canonical form and uniqueness is case-insensitive.
-pub(crate) fn canonical_email<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+pub(crate) fn canonical_email<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
     let raw = String::deserialize(deserializer)?;
     Ok(raw.trim().to_lowercase())
 }

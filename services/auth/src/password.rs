@@ -56,13 +56,19 @@ impl PasswordHasher {
 
     /// Whether `password` matches `stored`; with `None` (unknown account) it spends the same
     /// effort on the decoy and answers false.
-    pub(crate) async fn verify(&self, password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    pub(crate) async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> anyhow::Result<bool> {
         let _permit = self.permits.acquire().await.context("hasher closed")?;
         let argon2 = self.argon2.clone();
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.decoy.to_string());
         let matches = tokio::task::spawn_blocking(move || {
-            argon2.verify_password(password.as_bytes(), stored.as_str()).is_ok()
+            argon2
+                .verify_password(password.as_bytes(), stored.as_str())
+                .is_ok()
         })
         .await
         .context("join verification task")?;
@@ -79,8 +85,16 @@ mod tests {
     async fn hashes_with_the_chosen_parameters_and_verifies_exactly() {
         let hasher = PasswordHasher::new().unwrap();
         let hash = hasher.hash(" secret ".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(hasher.verify(" secret ".into(), Some(hash.clone())).await.unwrap());
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            hasher
+                .verify(" secret ".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
         // Hashed exactly as typed: trimming is only for the length rule.
         assert!(!hasher.verify("secret".into(), Some(hash)).await.unwrap());
     }
@@ -88,6 +102,11 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_account_never_verifies() {
         let hasher = PasswordHasher::new().unwrap();
-        assert!(!hasher.verify("decoy password for unknown accounts".into(), None).await.unwrap());
+        assert!(
+            !hasher
+                .verify("decoy password for unknown accounts".into(), None)
+                .await
+                .unwrap()
+        );
     }
 }

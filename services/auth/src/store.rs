@@ -54,14 +54,23 @@ impl UserStore {
     pub(crate) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         let unique_email = IndexModel::builder()
             .keys(doc! { "email": 1 })
-            .options(IndexOptions::builder().unique(true).name("email_unique".to_owned()).build())
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("email_unique".to_owned())
+                    .build(),
+            )
             .build();
         self.users.create_index(unique_email).await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
-    pub(crate) async fn insert(&self, email: &str, password_hash: String) -> Result<UserDoc, StoreError> {
+    pub(crate) async fn insert(
+        &self,
+        email: &str,
+        password_hash: String,
+    ) -> Result<UserDoc, StoreError> {
         let user = UserDoc {
             id: ObjectId::new(),
             email: email.to_owned(),

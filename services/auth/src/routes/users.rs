@@ -26,7 +26,10 @@ struct SignupBody {
     #[serde(deserialize_with = "domain::canonical_email")]
     #[validate(email(message = "Email must be valid"))]
     email: String,
-    #[validate(custom(function = "domain::password_length", message = "Password must be between 4 and 20 characters"))]
+    #[validate(custom(
+        function = "domain::password_length",
+        message = "Password must be between 4 and 20 characters"
+    ))]
     password: String,
 }
 

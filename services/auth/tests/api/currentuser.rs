@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use crate::helpers::spawn_app;
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
@@ -49,7 +52,9 @@ async fn bad_session_cookies_read_as_signed_out_never_as_errors() {
         iat,
         exp,
     };
-    let expired = test_support::sessions().sign(&claims(now() - 100, now() - 10)).unwrap();
+    let expired = test_support::sessions()
+        .sign(&claims(now() - 100, now() - 10))
+        .unwrap();
     let other_key = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims(now(), now() + 60),
@@ -83,7 +88,11 @@ async fn bad_session_cookies_read_as_signed_out_never_as_errors() {
     for (what, cookie) in cases {
         let response = app.get("/api/users/currentuser", Some(&cookie)).await;
         assert_eq!(response.status, StatusCode::OK, "{what}");
-        assert_eq!(response.body["currentUser"], Value::Null, "{what} must read as signed out");
+        assert_eq!(
+            response.body["currentUser"],
+            Value::Null,
+            "{what} must read as signed out"
+        );
     }
 
     // The genuine token still works, so the cases above failed for their own reason.

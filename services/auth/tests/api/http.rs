@@ -6,8 +6,15 @@ use reqwest::header::CONTENT_TYPE;
 
 use crate::helpers::spawn_app;
 
-async fn post_raw(app: &test_support::TestApp, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> test_support::TestResponse {
-    let mut request = app.http().post(format!("{}/api/users/signup", app.address)).body(body);
+async fn post_raw(
+    app: &test_support::TestApp,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> test_support::TestResponse {
+    let mut request = app
+        .http()
+        .post(format!("{}/api/users/signup", app.address))
+        .body(body);
     if let Some(content_type) = content_type {
         request = request.header(CONTENT_TYPE, content_type);
     }
@@ -17,7 +24,15 @@ async fn post_raw(app: &test_support::TestApp, content_type: Option<&str>, body:
 #[tokio::test]
 async fn malformed_json_is_a_400_in_the_error_shape() {
     let app = spawn_app().await;
-    for body in ["{", "", "nope", "{\"email\":", "[]", "42", "{\"email\":\"a@b.c\",\"password\":\"pass\"} x"] {
+    for body in [
+        "{",
+        "",
+        "nope",
+        "{\"email\":",
+        "[]",
+        "42",
+        "{\"email\":\"a@b.c\",\"password\":\"pass\"} x",
+    ] {
         let response = post_raw(&app, Some("application/json"), body).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body:?}");
         response.assert_error_shape();
@@ -28,7 +43,11 @@ async fn malformed_json_is_a_400_in_the_error_shape() {
 async fn a_body_that_is_not_json_is_a_400() {
     let app = spawn_app().await;
     let json = r#"{"email":"a@b.com","password":"password"}"#;
-    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
         let response = post_raw(&app, content_type, json).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{content_type:?}");
         response.assert_error_shape();
@@ -40,7 +59,10 @@ async fn a_body_that_is_not_json_is_a_400() {
 #[tokio::test]
 async fn an_oversized_body_is_a_413() {
     let app = spawn_app().await;
-    let body = format!(r#"{{"email":"a@b.com","password":"{}"}}"#, "x".repeat(100 * 1024));
+    let body = format!(
+        r#"{{"email":"a@b.com","password":"{}"}}"#,
+        "x".repeat(100 * 1024)
+    );
     let response = post_raw(&app, Some("application/json"), body).await;
     assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
     response.assert_error_shape();
@@ -49,7 +71,12 @@ async fn an_oversized_body_is_a_413() {
 #[tokio::test]
 async fn invalid_utf8_is_a_400() {
     let app = spawn_app().await;
-    let response = post_raw(&app, Some("application/json"), vec![b'{', b'"', 0xff, 0xfe, b'"', b'}']).await;
+    let response = post_raw(
+        &app,
+        Some("application/json"),
+        vec![b'{', b'"', 0xff, 0xfe, b'"', b'}'],
+    )
+    .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     response.assert_error_shape();
 }

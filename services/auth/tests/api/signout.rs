@@ -9,7 +9,9 @@ use crate::helpers::spawn_app;
 async fn signout_clears_the_cookie() {
     let app = spawn_app().await;
     let user = app.signup("me@test.com", "password").await;
-    let response = app.post("/api/users/signout", Some(&user.cookie), json!({})).await;
+    let response = app
+        .post("/api/users/signout", Some(&user.cookie), json!({}))
+        .await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.body, json!({}));
     let cookie = response.session_cookie().expect("a clearing cookie");

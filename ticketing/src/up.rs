@@ -1,0 +1,43 @@
+//! `ticketing up`: every service of the workspace in one process, each with its own database,
+//! behind the same routes the Kubernetes ingress serves.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use clap::Args;
+use common::config::Env;
+use common::server::{Server, Service};
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Port to serve on.
+    #[arg(long, env = "TICKETING_PORT", default_value_t = 3000)]
+    port: u16,
+    /// Address to bind; loopback by default since this is a developer's stack.
+    #[arg(long, env = "TICKETING_HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    host: IpAddr,
+}
+
+/// The environment one service sees: the process's, with its own database.
+fn service_env(service: &str) -> Env {
+    Env::process().with("MONGO_DB", service)
+}
+
+async fn services() -> anyhow::Result<Vec<Service>> {
+    let auth = auth::Config::from_env(&service_env("auth"))?;
+    Ok(vec![auth::build(&auth).await?])
+}
+
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let shutdown = common::shutdown::on_signal();
+    let services = services().await?;
+    let names: Vec<_> = services.iter().map(|s| s.name).collect();
+    let server = Server::bind(SocketAddr::new(args.host, args.port), services, shutdown).await?;
+    tracing::info!(
+        services = ?names,
+        url = %format!("http://{}", server.local_addr()?),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "ticketing is up"
+    );
+    server.run().await
+}
