@@ -60,6 +60,8 @@ async fn mongo_is_a_primary_that_runs_transactions_and_stops() -> Result<()> {
         .await?;
     session.commit_transaction().await?;
     ensure!(orders.count_documents(doc! {}).await? == 1);
+    // `shutdown` waits for every session to be dropped first.
+    drop(session);
     client.shutdown().await;
 
     mongo.stop()?;
