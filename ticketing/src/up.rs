@@ -24,7 +24,13 @@ fn service_env(service: &str) -> Env {
 
 async fn services() -> anyhow::Result<Vec<Service>> {
     let auth = auth::Config::from_env(&service_env("auth"))?;
-    Ok(vec![auth::build(&auth).await?])
+    let tickets = tickets::Config::from_env(&service_env("tickets"))?;
+    let orders = orders::Config::from_env(&service_env("orders"))?;
+    Ok(vec![
+        auth::build(&auth).await?,
+        tickets::build(&tickets).await?,
+        orders::build(&orders).await?,
+    ])
 }
 
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {

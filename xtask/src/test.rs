@@ -10,9 +10,20 @@ use crate::cmd;
 /// Arguments of `cargo xtask test`.
 #[derive(Args)]
 pub(crate) struct TestArgs {
-    /// Extra arguments for `cargo test --workspace`, e.g. `-- --no-fail-fast` or `-- -- --nocapture`.
+    /// Extra arguments for `cargo test --workspace`, e.g. `-- --no-fail-fast`, `-- -- --nocapture`,
+    /// or `-- -p auth` (which replaces `--workspace`).
     #[arg(last = true)]
     cargo_test_args: Vec<String>,
+}
+
+impl TestArgs {
+    /// Whether the extra arguments pick packages (`-p`, `--package`), up to a `--` for the harness.
+    fn selects_packages(&self) -> bool {
+        self.cargo_test_args
+            .iter()
+            .take_while(|arg| *arg != "--")
+            .any(|arg| arg.starts_with("-p") || arg.starts_with("--package"))
+    }
 }
 
 /// One check: a name for the report and the cargo arguments that run it.
@@ -32,7 +43,11 @@ impl Step {
 
 /// The checks, in the order they run: cheap ones first so failures come fast.
 fn steps(args: &TestArgs) -> Vec<Step> {
-    let mut test = Step::new("test", ["test", "--workspace"]);
+    let mut test = Step::new("test", ["test"]);
+    // cargo ignores `-p` next to `--workspace`, so a package selection replaces it.
+    if !args.selects_packages() {
+        test.cargo_args.push("--workspace".into());
+    }
     test.cargo_args.extend(args.cargo_test_args.iter().cloned());
     vec![
         Step::new("fmt", ["fmt", "--all", "--", "--check"]),
@@ -77,4 +92,38 @@ pub(crate) fn run(args: &TestArgs) -> Result<()> {
         total.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_step_args(extra: &[&str]) -> Vec<String> {
+        let args = TestArgs {
+            cargo_test_args: extra.iter().map(|arg| (*arg).to_owned()).collect(),
+        };
+        steps(&args)
+            .pop()
+            .map(|step| step.cargo_args)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn extra_args_go_to_cargo_test_and_packages_replace_the_workspace() {
+        assert_eq!(test_step_args(&[]), ["test", "--workspace"]);
+        assert_eq!(
+            test_step_args(&["--", "--nocapture"]),
+            ["test", "--workspace", "--", "--nocapture"]
+        );
+        assert_eq!(test_step_args(&["-p", "auth"]), ["test", "-p", "auth"]);
+        assert_eq!(
+            test_step_args(&["--package=auth"]),
+            ["test", "--package=auth"]
+        );
+        // After `--` the arguments are the test harness's: a `-p` there selects nothing.
+        assert_eq!(
+            test_step_args(&["--", "-p"]),
+            ["test", "--workspace", "--", "-p"]
+        );
+    }
 }

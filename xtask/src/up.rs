@@ -116,7 +116,6 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
         }
     };
     drop(app);
-    // NATS first: while it drains, the app is gone but MongoDB still has every write.
     if let Some(nats) = nats {
         code = worst(code, failure_if_err(nats.stop()));
     }
@@ -198,8 +197,13 @@ impl Signals {
     }
 }
 
+/// A set, non-empty, UTF-8 environment variable (services read theirs through `common`; xtask
+/// only passes these through).
 fn env_var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|value| !value.is_empty())
+    env::var_os(name)?
+        .into_string()
+        .ok()
+        .filter(|value| !value.is_empty())
 }
 
 fn target_dir(root: &Path) -> PathBuf {

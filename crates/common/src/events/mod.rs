@@ -1,0 +1,14 @@
+//! The event backbone: the closed catalog of events, the JetStream bus, the transactional
+//! outbox that publishes them, durable listeners with dead-lettering, and versioned replica
+//! updates.
+
+pub mod bus;
+pub mod catalog;
+pub mod listener;
+pub mod outbox;
+pub mod replica;
+
+pub use bus::{EventBus, NatsConfig};
+pub use catalog::*;
+pub use listener::{Delivery, Handler, Listener, Outcome};
+pub use outbox::Outbox;

@@ -1,0 +1,95 @@
+//! Versioned, idempotent apply for replicas built from events: version v is applied only on
+//! top of v−1; duplicates and older versions change nothing; future versions wait.
+
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::{ClientSession, Collection};
+
+use super::listener::Outcome;
+
+/// The result of applying one versioned change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The replica moved to this version.
+    Applied,
+    /// The replica already has this version or a newer one: nothing to do.
+    Stale,
+    /// The predecessor has not arrived yet (`have` is the replica's version, if any).
+    Future {
+        /// The version the replica holds.
+        have: Option<i64>,
+    },
+}
+
+impl Applied {
+    /// The listener outcome: ack applied and stale changes, retry future ones later.
+    pub fn outcome(&self, what: &str, version: i64) -> Outcome {
+        match self {
+            Self::Applied | Self::Stale => Outcome::Ack,
+            Self::Future { have } => Outcome::Retry(format!(
+                "{what} version {version} arrived before its predecessor (replica has {})",
+                have.map_or_else(|| "nothing".to_owned(), |v| v.to_string())
+            )),
+        }
+    }
+}
+
+/// Applies `fields` as version `version` of the record `id` in `replica`.
+///
+/// Version 0 inserts; version v>0 updates only a record at v−1. The version guard is in the
+/// write's filter, so concurrent and repeated deliveries settle on one outcome in the
+/// database, whatever the order they run in. Pass a session to make the apply part of a
+/// transaction.
+pub async fn apply(
+    replica: &Collection<Document>,
+    id: impl Into<Bson>,
+    version: i64,
+    mut fields: Document,
+    session: Option<&mut ClientSession>,
+) -> mongodb::error::Result<Applied> {
+    let id = id.into();
+    fields.insert("version", version);
+    if version == 0 {
+        let mut record = doc! { "_id": id };
+        record.extend(fields);
+        let insert = replica.insert_one(record);
+        let result = match session {
+            Some(session) => insert.session(session).await,
+            None => insert.await,
+        };
+        return match result {
+            Ok(_) => Ok(Applied::Applied),
+            Err(e) if crate::mongo::is_duplicate_key(&e) => Ok(Applied::Stale),
+            Err(e) => Err(e),
+        };
+    }
+    let filter = doc! { "_id": id.clone(), "version": version - 1 };
+    let update = doc! { "$set": fields };
+    let (matched, current) = match session {
+        Some(session) => {
+            let matched = replica.update_one(filter, update).session(&mut *session).await?.matched_count;
+            let current = if matched == 0 {
+                replica.find_one(doc! { "_id": id }).session(session).await?
+            } else {
+                None
+            };
+            (matched, current)
+        }
+        None => {
+            let matched = replica.update_one(filter, update).await?.matched_count;
+            let current = if matched == 0 {
+                replica.find_one(doc! { "_id": id }).await?
+            } else {
+                None
+            };
+            (matched, current)
+        }
+    };
+    if matched == 1 {
+        return Ok(Applied::Applied);
+    }
+    let have = current.and_then(|record| record.get_i64("version").ok());
+    Ok(match have {
+        Some(have) if have >= version => Applied::Stale,
+        have => Applied::Future { have },
+    })
+}

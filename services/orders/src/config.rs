@@ -1,0 +1,28 @@
+//! The orders service's configuration: the shared settings, the event bus, and the hold window.
+
+use std::time::Duration;
+
+use common::config::{ConfigError, Env, ServiceConfig};
+use common::events::NatsConfig;
+
+/// Settings of the orders service, loaded once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address, database and session keys.
+    pub service: ServiceConfig,
+    /// `NATS_URL` and `EVENT_NAMESPACE`.
+    pub nats: NatsConfig,
+    /// How long an order holds its ticket: `ORDER_EXPIRATION_SECONDS` (default 900).
+    pub expiration: Duration,
+}
+
+impl Config {
+    /// Reads the configuration, failing fast with the name of a missing or invalid variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            service: ServiceConfig::from_env(env)?,
+            nats: NatsConfig::from_env(env)?,
+            expiration: Duration::from_secs(env.parse_or("ORDER_EXPIRATION_SECONDS", 900)?),
+        })
+    }
+}

@@ -1,0 +1,37 @@
+//! The orders service: buyers place orders that hold a ticket until paid, cancelled or
+//! expired. It keeps its own replica of tickets, built from versioned ticket events.
+
+mod config;
+mod listeners;
+mod routes;
+mod state;
+mod store;
+
+pub use config::Config;
+pub use state::AppState;
+
+use common::events::{EventBus, Listener, Outbox, TicketCreated, TicketUpdated};
+use common::health::ReadinessCheck;
+use common::server::Service;
+
+/// The service's routes (`/api/orders/*`) over the given state.
+pub fn app(state: AppState) -> axum::Router {
+    routes::router().with_state(state)
+}
+
+/// Connects to MongoDB and NATS, prepares indexes and streams, and returns the routes, the
+/// readiness checks, the outbox relay and the listeners to run.
+pub async fn build(config: &Config) -> anyhow::Result<Service> {
+    let db = config.service.mongo.connect("orders").await?;
+    let bus = EventBus::connect(&config.nats, "orders").await?;
+    let outbox = Outbox::new(&db);
+    outbox.ensure_indexes().await?;
+    let state = AppState::new(&db, config, outbox.clone()).await?;
+    let checks = vec![ReadinessCheck::mongo("orders-mongo", db), bus.readiness_check()];
+    let created = Listener::<TicketCreated, _>::new(bus.clone(), "orders", listeners::TicketReplicaHandler(state.orders.clone()));
+    let updated = Listener::<TicketUpdated, _>::new(bus.clone(), "orders", listeners::TicketReplicaHandler(state.orders.clone()));
+    Ok(Service::new("orders", app(state), checks)
+        .with_task("outbox-relay", outbox.relay(bus))
+        .with_task(created.consumer_name().to_owned(), created.task())
+        .with_task(updated.consumer_name().to_owned(), updated.task()))
+}

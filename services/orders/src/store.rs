@@ -1,0 +1,276 @@
+//! Orders and the replica of tickets in MongoDB.
+//!
+//! One active order per ticket is the database's rule: a partial unique index on the ticket
+//! of orders that still hold it, so buyers racing for one ticket get exactly one order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::events::replica::{self, Applied};
+use common::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, TicketData, TicketRef};
+use common::mongo::{Transaction, is_duplicate_key};
+use futures::TryStreamExt as _;
+use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+/// A stored order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OrderDoc {
+    #[serde(rename = "_id")]
+    pub(crate) id: ObjectId,
+    pub(crate) user_id: String,
+    pub(crate) status: OrderStatus,
+    pub(crate) expires_at: DateTime,
+    pub(crate) version: i64,
+    pub(crate) ticket_id: ObjectId,
+    /// True while the order holds its ticket; the unique index only covers active orders.
+    pub(crate) active: bool,
+}
+
+/// The replica of a ticket, as the tickets service last published it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TicketReplica {
+    #[serde(rename = "_id")]
+    pub(crate) id: ObjectId,
+    pub(crate) title: String,
+    pub(crate) price: f64,
+    pub(crate) version: i64,
+}
+
+/// An order with its ticket, as the API shows it.
+pub(crate) struct OrderView {
+    pub(crate) order: OrderDoc,
+    pub(crate) ticket: Option<TicketReplica>,
+}
+
+/// Why an order change was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("not the order's owner")]
+    NotOwner,
+    #[error("ticket already reserved")]
+    Reserved,
+    #[error("order already paid")]
+    Paid,
+    #[error(transparent)]
+    Mongo(#[from] mongodb::error::Error),
+}
+
+impl From<StoreError> for common::ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::NotOwner => Self::NotAuthorized,
+            StoreError::Reserved => Self::bad_request("Ticket is already reserved"),
+            StoreError::Paid => Self::bad_request("Cannot cancel a paid order"),
+            StoreError::Mongo(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct OrderStore {
+    client: Client,
+    orders: Collection<OrderDoc>,
+    tickets: Collection<TicketReplica>,
+    /// The same collection untyped, for versioned applies.
+    tickets_raw: Collection<Document>,
+    outbox: Outbox,
+    expiration: Duration,
+}
+
+impl OrderStore {
+    pub(crate) fn new(db: &Database, outbox: Outbox, expiration: Duration) -> Self {
+        Self {
+            client: db.client().clone(),
+            orders: db.collection("orders"),
+            tickets: db.collection("tickets"),
+            tickets_raw: db.collection("tickets"),
+            outbox,
+            expiration,
+        }
+    }
+
+    pub(crate) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        let one_active_order_per_ticket = IndexModel::builder()
+            .keys(doc! { "ticketId": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name("one_active_order_per_ticket".to_owned())
+                    .unique(true)
+                    .partial_filter_expression(doc! { "active": true })
+                    .build(),
+            )
+            .build();
+        let by_user = IndexModel::builder()
+            .keys(doc! { "userId": 1, "_id": -1 })
+            .options(IndexOptions::builder().name("by_user".to_owned()).build())
+            .build();
+        self.orders.create_indexes([one_active_order_per_ticket, by_user]).await?;
+        Ok(())
+    }
+
+    /// Applies a ticket event to the replica (version guard in the write's filter).
+    #[tracing::instrument(skip_all, fields(ticket_id = %ticket.id, version = ticket.version))]
+    pub(crate) async fn apply_ticket(&self, ticket: &TicketData) -> anyhow::Result<Applied> {
+        let id = ObjectId::parse_str(&ticket.id)?;
+        let fields = doc! { "title": &ticket.title, "price": ticket.price };
+        let applied = replica::apply(&self.tickets_raw, id, ticket.version, fields, None).await?;
+        tracing::info!(?applied, "ticket replica");
+        Ok(applied)
+    }
+
+    pub(crate) async fn ticket(&self, id: ObjectId) -> Result<Option<TicketReplica>, StoreError> {
+        Ok(self.tickets.find_one(doc! { "_id": id }).await?)
+    }
+
+    /// Places an order for the ticket, holding it for the expiration window.
+    #[tracing::instrument(skip_all, fields(ticket_id = %ticket_id))]
+    pub(crate) async fn create(&self, user_id: String, ticket_id: ObjectId) -> Result<OrderView, StoreError> {
+        let ticket = self.ticket(ticket_id).await?.ok_or(StoreError::NotFound)?;
+        let expires_at = DateTime::from_system_time(std::time::SystemTime::now() + self.expiration);
+        let order = OrderDoc {
+            id: ObjectId::new(),
+            user_id,
+            status: OrderStatus::Created,
+            expires_at,
+            version: 0,
+            ticket_id,
+            active: true,
+        };
+        let event = OrderCreated {
+            id: order.id.to_hex(),
+            version: 0,
+            status: OrderStatus::Created,
+            user_id: order.user_id.clone(),
+            expires_at: iso(expires_at),
+            ticket: OrderCreatedTicket {
+                id: ticket_id.to_hex(),
+                price: ticket.price,
+            },
+        };
+        let mut tx = Transaction::start(&self.client).await?;
+        loop {
+            let result = async {
+                let session = tx.session();
+                self.orders.insert_one(&order).session(&mut *session).await?;
+                self.outbox.record(session, &event).await
+            }
+            .await;
+            match tx.finish(result).await {
+                Ok(Some(())) => break,
+                Ok(None) => {}
+                Err(e) if is_duplicate_key(&e) => return Err(StoreError::Reserved),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.outbox.notify();
+        tracing::info!(order_id = %order.id, "order created");
+        Ok(OrderView {
+            order,
+            ticket: Some(ticket),
+        })
+    }
+
+    pub(crate) async fn list(&self, user_id: &str) -> Result<Vec<OrderView>, StoreError> {
+        let orders: Vec<OrderDoc> = self
+            .orders
+            .find(doc! { "userId": user_id })
+            .sort(doc! { "_id": -1 })
+            .await?
+            .try_collect()
+            .await?;
+        let ids: Vec<ObjectId> = orders.iter().map(|o| o.ticket_id).collect();
+        let mut tickets: HashMap<ObjectId, TicketReplica> = self
+            .tickets
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
+        Ok(orders
+            .into_iter()
+            .map(|order| OrderView {
+                ticket: tickets.remove(&order.ticket_id),
+                order,
+            })
+            .collect())
+    }
+
+    /// The caller's order: 404 when it does not exist, 401 when it is someone else's.
+    pub(crate) async fn show(&self, id: ObjectId, user_id: &str) -> Result<OrderView, StoreError> {
+        let order = self.orders.find_one(doc! { "_id": id }).await?.ok_or(StoreError::NotFound)?;
+        if order.user_id != user_id {
+            return Err(StoreError::NotOwner);
+        }
+        let ticket = self.ticket(order.ticket_id).await?;
+        Ok(OrderView { order, ticket })
+    }
+
+    /// Cancels the order (its owner's request when `user_id` is given). Cancelling a cancelled
+    /// order changes nothing; a paid order cannot be cancelled.
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
+    pub(crate) async fn cancel(&self, id: ObjectId, user_id: Option<&str>) -> Result<OrderDoc, StoreError> {
+        let mut tx = Transaction::start(&self.client).await?;
+        let outcome = loop {
+            let result = async {
+                let session = tx.session();
+                let Some(order) = self.orders.find_one(doc! { "_id": id }).session(&mut *session).await? else {
+                    return Ok(Err(StoreError::NotFound));
+                };
+                if user_id.is_some_and(|user| user != order.user_id) {
+                    return Ok(Err(StoreError::NotOwner));
+                }
+                match order.status {
+                    OrderStatus::Cancelled => return Ok(Ok((order, false))),
+                    OrderStatus::Complete => return Ok(Err(StoreError::Paid)),
+                    OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+                }
+                let cancelled = OrderDoc {
+                    status: OrderStatus::Cancelled,
+                    version: order.version + 1,
+                    active: false,
+                    ..order.clone()
+                };
+                self.orders
+                    .update_one(
+                        doc! { "_id": id, "version": order.version },
+                        doc! { "$set": { "status": "cancelled", "active": false, "version": cancelled.version } },
+                    )
+                    .session(&mut *session)
+                    .await?;
+                let event = OrderCancelled {
+                    id: id.to_hex(),
+                    version: cancelled.version,
+                    ticket: TicketRef {
+                        id: order.ticket_id.to_hex(),
+                    },
+                };
+                self.outbox.record(session, &event).await?;
+                Ok(Ok((cancelled, true)))
+            }
+            .await;
+            if let Some(outcome) = tx.finish(result).await? {
+                break outcome?;
+            }
+        };
+        let (order, changed) = outcome;
+        if changed {
+            self.outbox.notify();
+            tracing::info!(version = order.version, "order cancelled");
+        }
+        Ok(order)
+    }
+}
+
+/// RFC 3339 with milliseconds, as the original's `toISOString()`.
+pub(crate) fn iso(at: DateTime) -> String {
+    at.try_to_rfc3339_string().unwrap_or_default()
+}

@@ -1,0 +1,39 @@
+//! The tickets service: sellers list and edit tickets; orders reserve and release them.
+//!
+//! Every change commits together with its event in the outbox; the relay publishes them.
+
+mod config;
+mod domain;
+mod listeners;
+mod routes;
+mod state;
+mod store;
+
+pub use config::Config;
+pub use state::AppState;
+
+use common::events::{EventBus, Listener, Outbox};
+use common::health::ReadinessCheck;
+use common::server::Service;
+
+/// The service's routes (`/api/tickets/*`) over the given state.
+pub fn app(state: AppState) -> axum::Router {
+    routes::router().with_state(state)
+}
+
+/// Connects to MongoDB and NATS, prepares indexes and streams, and returns the routes, the
+/// readiness checks, the outbox relay and the listeners to run.
+pub async fn build(config: &Config) -> anyhow::Result<Service> {
+    let db = config.service.mongo.connect("tickets").await?;
+    let bus = EventBus::connect(&config.nats, "tickets").await?;
+    let outbox = Outbox::new(&db);
+    outbox.ensure_indexes().await?;
+    let state = AppState::new(&db, &config.service.sessions, outbox.clone()).await?;
+    let checks = vec![ReadinessCheck::mongo("tickets-mongo", db), bus.readiness_check()];
+    let reserve = Listener::new(bus.clone(), "tickets", listeners::OrderCreatedHandler(state.tickets.clone()));
+    let release = Listener::new(bus.clone(), "tickets", listeners::OrderCancelledHandler(state.tickets.clone()));
+    Ok(Service::new("tickets", app(state), checks)
+        .with_task("outbox-relay", outbox.relay(bus))
+        .with_task(reserve.consumer_name().to_owned(), reserve.task())
+        .with_task(release.consumer_name().to_owned(), release.task()))
+}

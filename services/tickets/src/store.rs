@@ -1,0 +1,284 @@
+//! Tickets in MongoDB. Every change runs in a transaction with its outbox event, and every
+//! write is guarded by the version it read, so concurrent changes never silently overwrite
+//! each other (MongoDB aborts the loser with a write conflict and the driver retries it).
+
+use common::events::replica::{self, Applied};
+use common::events::{OrderCancelled, OrderCreated, Outbox, TicketCreated, TicketData, TicketUpdated};
+use futures::TryStreamExt as _;
+use mongodb::bson::{Document, doc, oid::ObjectId};
+use mongodb::options::IndexOptions;
+use common::mongo::Transaction;
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+/// A stored ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TicketDoc {
+    #[serde(rename = "_id")]
+    pub(crate) id: ObjectId,
+    pub(crate) title: String,
+    pub(crate) price: f64,
+    pub(crate) user_id: String,
+    pub(crate) version: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) order_id: Option<String>,
+}
+
+impl TicketDoc {
+    fn event_data(&self) -> TicketData {
+        TicketData {
+            id: self.id.to_hex(),
+            version: self.version,
+            title: self.title.clone(),
+            price: self.price,
+            user_id: self.user_id.clone(),
+            order_id: self.order_id.clone(),
+        }
+    }
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    #[error("ticket not found")]
+    NotFound,
+    #[error("not the ticket's owner")]
+    NotOwner,
+    #[error("ticket is reserved")]
+    Reserved,
+    #[error(transparent)]
+    Mongo(#[from] mongodb::error::Error),
+}
+
+impl From<StoreError> for common::ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::NotOwner => Self::NotAuthorized,
+            StoreError::Reserved => Self::bad_request("Cannot edit a reserved ticket"),
+            StoreError::Mongo(e) => e.into(),
+        }
+    }
+}
+
+/// A page of unreserved tickets, newest first, and whether more follow.
+pub(crate) struct Page {
+    pub(crate) tickets: Vec<TicketDoc>,
+    pub(crate) has_more: bool,
+}
+
+#[derive(Clone)]
+pub(crate) struct TicketStore {
+    client: Client,
+    tickets: Collection<TicketDoc>,
+    /// The order versions this service has applied: a minimal replica of orders, so that a
+    /// cancellation is applied only after the creation it undoes.
+    orders_seen: Collection<Document>,
+    outbox: Outbox,
+}
+
+impl TicketStore {
+    pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
+        Self {
+            client: db.client().clone(),
+            tickets: db.collection("tickets"),
+            orders_seen: db.collection("orders_seen"),
+            outbox,
+        }
+    }
+
+    pub(crate) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        // The public list: unreserved tickets, newest first, paged by id.
+        let available = IndexModel::builder()
+            .keys(doc! { "orderId": 1, "_id": -1 })
+            .options(IndexOptions::builder().name("available".to_owned()).build())
+            .build();
+        self.tickets.create_index(available).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub(crate) async fn create(&self, title: String, price: f64, user_id: String) -> Result<TicketDoc, StoreError> {
+        let ticket = TicketDoc {
+            id: ObjectId::new(),
+            title,
+            price,
+            user_id,
+            version: 0,
+            order_id: None,
+        };
+        let event = TicketCreated(ticket.event_data());
+        let mut tx = Transaction::start(&self.client).await?;
+        loop {
+            let result = async {
+                let session = tx.session();
+                self.tickets.insert_one(&ticket).session(&mut *session).await?;
+                self.outbox.record(session, &event).await
+            }
+            .await;
+            if tx.finish(result).await?.is_some() {
+                break;
+            }
+        }
+        self.outbox.notify();
+        tracing::info!(ticket_id = %ticket.id, version = 0, "ticket created");
+        Ok(ticket)
+    }
+
+    pub(crate) async fn find(&self, id: ObjectId) -> Result<Option<TicketDoc>, StoreError> {
+        Ok(self.tickets.find_one(doc! { "_id": id }).await?)
+    }
+
+    pub(crate) async fn list_available(&self, limit: u32, after: Option<ObjectId>) -> Result<Page, StoreError> {
+        let mut filter = doc! { "orderId": null };
+        if let Some(after) = after {
+            filter.insert("_id", doc! { "$lt": after });
+        }
+        let mut tickets: Vec<TicketDoc> = self
+            .tickets
+            .find(filter)
+            .sort(doc! { "_id": -1 })
+            .limit(i64::from(limit) + 1)
+            .await?
+            .try_collect()
+            .await?;
+        let has_more = tickets.len() > limit as usize;
+        tickets.truncate(limit as usize);
+        Ok(Page { tickets, has_more })
+    }
+
+    /// Changes title and price for the owner of an unreserved ticket; version + 1.
+    #[tracing::instrument(skip_all, fields(ticket_id = %id))]
+    pub(crate) async fn update(&self, id: ObjectId, user_id: &str, title: String, price: f64) -> Result<TicketDoc, StoreError> {
+        let mut tx = Transaction::start(&self.client).await?;
+        let result = loop {
+            let result = async {
+                let session = tx.session();
+                let Some(current) = self.tickets.find_one(doc! { "_id": id }).session(&mut *session).await? else {
+                    return Ok(Err(StoreError::NotFound));
+                };
+                if current.user_id != user_id {
+                    return Ok(Err(StoreError::NotOwner));
+                }
+                if current.order_id.is_some() {
+                    return Ok(Err(StoreError::Reserved));
+                }
+                let updated = TicketDoc {
+                    title: title.clone(),
+                    price,
+                    version: current.version + 1,
+                    ..current
+                };
+                self.write_version(session, &updated, current.version).await?;
+                Ok(Ok(updated))
+            }
+            .await;
+            if let Some(result) = tx.finish(result).await? {
+                break result?;
+            }
+        };
+        self.outbox.notify();
+        tracing::info!(version = result.version, "ticket updated");
+        Ok(result)
+    }
+
+    /// Writes `updated` over the record at `previous` version and records the event, inside
+    /// the caller's transaction.
+    async fn write_version(
+        &self,
+        session: &mut mongodb::ClientSession,
+        updated: &TicketDoc,
+        previous: i64,
+    ) -> mongodb::error::Result<()> {
+        let set = doc! {
+            "title": &updated.title,
+            "price": updated.price,
+            "version": updated.version,
+            "orderId": updated.order_id.as_deref(),
+        };
+        let written = self
+            .tickets
+            .update_one(doc! { "_id": updated.id, "version": previous }, doc! { "$set": set })
+            .session(&mut *session)
+            .await?;
+        if written.matched_count != 1 {
+            // Inside a transaction a concurrent writer shows up as a write conflict, which the
+            // driver retries; reaching this means the record vanished.
+            return Err(mongodb::error::Error::custom(format!("ticket {} changed under us", updated.id)));
+        }
+        self.outbox.record(session, &TicketUpdated(updated.event_data())).await
+    }
+
+    /// Marks the ticket reserved by the order (order created, version 0).
+    #[tracing::instrument(skip_all, fields(order_id = %order.id, ticket_id = %order.ticket.id))]
+    pub(crate) async fn reserve(&self, order: &OrderCreated) -> anyhow::Result<Applied> {
+        let ticket_id = ObjectId::parse_str(&order.ticket.id)?;
+        let mut tx = Transaction::start(&self.client).await?;
+        let applied = loop {
+            let result = async {
+                let session = tx.session();
+                let seen = doc! { "ticketId": &order.ticket.id, "status": order.status.as_str() };
+                let applied = replica::apply(&self.orders_seen, order.id.as_str(), order.version, seen, Some(&mut *session)).await?;
+                if applied != Applied::Applied {
+                    return Ok(applied);
+                }
+                self.set_order(session, ticket_id, Some(order.id.clone())).await?;
+                Ok(Applied::Applied)
+            }
+            .await;
+            if let Some(applied) = tx.finish(result).await? {
+                break applied;
+            }
+        };
+        self.outbox.notify();
+        Ok(applied)
+    }
+
+    /// Frees the ticket if this order still holds it (order cancelled).
+    #[tracing::instrument(skip_all, fields(order_id = %order.id, ticket_id = %order.ticket.id))]
+    pub(crate) async fn release(&self, order: &OrderCancelled) -> anyhow::Result<Applied> {
+        let ticket_id = ObjectId::parse_str(&order.ticket.id)?;
+        let mut tx = Transaction::start(&self.client).await?;
+        let applied = loop {
+            let result = async {
+                let session = tx.session();
+                let seen = doc! { "ticketId": &order.ticket.id, "status": "cancelled" };
+                let applied = replica::apply(&self.orders_seen, order.id.as_str(), order.version, seen, Some(&mut *session)).await?;
+                if applied != Applied::Applied {
+                    return Ok(applied);
+                }
+                let holder = self.tickets.find_one(doc! { "_id": ticket_id }).session(&mut *session).await?;
+                if holder.and_then(|t| t.order_id).as_deref() == Some(order.id.as_str()) {
+                    self.set_order(session, ticket_id, None).await?;
+                }
+                Ok(Applied::Applied)
+            }
+            .await;
+            if let Some(applied) = tx.finish(result).await? {
+                break applied;
+            }
+        };
+        self.outbox.notify();
+        Ok(applied)
+    }
+
+    async fn set_order(
+        &self,
+        session: &mut mongodb::ClientSession,
+        ticket_id: ObjectId,
+        order_id: Option<String>,
+    ) -> mongodb::error::Result<()> {
+        let Some(current) = self.tickets.find_one(doc! { "_id": ticket_id }).session(&mut *session).await? else {
+            return Err(mongodb::error::Error::custom(format!("ticket {ticket_id} not found")));
+        };
+        let updated = TicketDoc {
+            order_id,
+            version: current.version + 1,
+            ..current.clone()
+        };
+        self.write_version(session, &updated, current.version).await?;
+        tracing::info!(version = updated.version, reserved = updated.order_id.is_some(), "ticket reservation changed");
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the tickets service against real MongoDB and NATS.
+#![allow(clippy::unwrap_used)]
+
+mod events;
+mod helpers;
+mod tickets;
