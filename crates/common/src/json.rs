@@ -116,8 +116,10 @@ fn flatten(errors: &ValidationErrors) -> Vec<FieldError> {
 
 fn collect(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
     for (field, kind) in errors.errors() {
+        // validator reports Rust field names; clients know the camelCase wire names.
+        let field = camel_case(field);
         let path = if prefix.is_empty() {
-            field.to_string()
+            field
         } else {
             format!("{prefix}.{field}")
         };
@@ -140,6 +142,22 @@ fn collect(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
             }
         }
     }
+}
+
+fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = !out.is_empty();
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Maps the framework's own rejections (unknown route, wrong method) into the error shape.
@@ -206,6 +224,13 @@ mod tests {
             parse::<Body>(b"[1,2]"),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn field_names_are_reported_in_camel_case() {
+        assert_eq!(camel_case("ticket_id"), "ticketId");
+        assert_eq!(camel_case("title"), "title");
+        assert_eq!(camel_case("stripe_token_id"), "stripeTokenId");
     }
 
     #[test]

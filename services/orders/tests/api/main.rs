@@ -1,0 +1,6 @@
+//! Integration tests of the orders service against real MongoDB and NATS.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod orders;
+mod replica;

@@ -1,0 +1,179 @@
+//! The HTTP API of orders: every DESIGN.md row, and the events it publishes.
+
+use std::time::{Duration, SystemTime};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+use test_support::{TestApp, TestContext, eventually, fake_user};
+
+use crate::helpers::{WAIT, order, publish_update, replica_at, replicated_ticket, spawn_app};
+
+#[tokio::test]
+async fn ordering_requires_a_session_and_a_valid_ticket_id() {
+    let app = spawn_app().await;
+    let response = app.post("/api/orders", None, json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"})).await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    let user = fake_user();
+    for body in [json!({}), json!({"ticketId": ""}), json!({"ticketId": "nope"}), json!({"ticketId": 42})] {
+        let response = app.post("/api/orders", Some(&user.cookie), body.clone()).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(response.body["errors"][0]["field"], "ticketId", "{body}: {}", response.body);
+    }
+}
+
+#[tokio::test]
+async fn ordering_an_unknown_ticket_is_404() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/api/orders", Some(&fake_user().cookie), json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"}))
+        .await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    response.assert_error_shape();
+}
+
+#[tokio::test]
+async fn an_order_holds_the_ticket_for_the_window_and_is_published() {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let ticket_id = replicated_ticket(&app, &bus, 20.0).await;
+    let user = fake_user();
+    let before = SystemTime::now();
+    let created = order(&app, &user, &ticket_id).await;
+    assert_eq!(created["status"], "created");
+    assert_eq!(created["version"], 0);
+    assert_eq!(created["userId"], user.id.as_str());
+    assert_eq!(created["ticket"], json!({"id": ticket_id, "title": "concert v0", "price": 20.0, "version": 0}));
+    let expires_at = created["expiresAt"].as_str().unwrap();
+    let expires_at = mongodb::bson::DateTime::parse_rfc3339_str(expires_at).unwrap().to_system_time();
+    let window = expires_at.duration_since(before).unwrap();
+    assert!(window > Duration::from_secs(890) && window <= Duration::from_secs(901), "{window:?}");
+
+    let events = eventually("order:created", WAIT, || async {
+        let events = app.context.events().await;
+        events.into_iter().find(|(s, _)| s == "order:created")
+    })
+    .await;
+    assert_eq!(events.1["id"], created["id"]);
+    assert_eq!(events.1["version"], 0);
+    assert_eq!(events.1["status"], "created");
+    assert_eq!(events.1["userId"], user.id.as_str());
+    assert_eq!(events.1["expiresAt"], created["expiresAt"]);
+    assert_eq!(events.1["ticket"], json!({"id": ticket_id, "price": 20.0}));
+}
+
+#[tokio::test]
+async fn a_reserved_ticket_cannot_be_ordered_again_until_cancelled() {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let ticket_id = replicated_ticket(&app, &bus, 20.0).await;
+    let first = order(&app, &fake_user(), &ticket_id).await;
+    let buyer = fake_user();
+    let again = app.post("/api/orders", Some(&buyer.cookie), json!({"ticketId": ticket_id})).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.error_messages(), ["Ticket is already reserved"]);
+    let owner_cancel = app
+        .delete(&format!("/api/orders/{}", first["id"].as_str().unwrap()), Some(&buyer.cookie))
+        .await;
+    assert_eq!(owner_cancel.status, StatusCode::UNAUTHORIZED, "only the owner cancels");
+}
+
+#[tokio::test]
+async fn buyers_racing_for_one_ticket_get_exactly_one_order() {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let ticket_id = replicated_ticket(&app, &bus, 20.0).await;
+    let buyers: Vec<_> = (0..20).map(|_| fake_user()).collect();
+    let attempts = buyers
+        .iter()
+        .map(|buyer| app.post("/api/orders", Some(&buyer.cookie), json!({"ticketId": ticket_id})));
+    let responses = join_all(attempts).await;
+    let created = responses.iter().filter(|r| r.status == StatusCode::CREATED).count();
+    assert_eq!(created, 1);
+    for refused in responses.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert_eq!(refused.error_messages(), ["Ticket is already reserved"], "{}", refused.body);
+    }
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_orders_newest_first() {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let user = fake_user();
+    let other = fake_user();
+    let mut mine = Vec::new();
+    for _ in 0..2 {
+        let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
+        mine.push(order(&app, &user, &ticket_id).await["id"].clone());
+    }
+    let theirs = order(&app, &other, &replicated_ticket(&app, &bus, 5.0).await).await;
+
+    let list = app.get("/api/orders", Some(&user.cookie)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let ids: Vec<_> = list.body.as_array().unwrap().iter().map(|o| o["id"].clone()).collect();
+    assert_eq!(ids, [mine[1].clone(), mine[0].clone()]);
+    assert!(list.body[0]["ticket"]["title"].is_string());
+    assert_eq!(app.get("/api/orders", None).await.status, StatusCode::UNAUTHORIZED);
+
+    let path = format!("/api/orders/{}", theirs["id"].as_str().unwrap());
+    assert_eq!(app.get(&path, Some(&user.cookie)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get(&path, Some(&other.cookie)).await.body["id"], theirs["id"]);
+    assert_eq!(app.get("/api/orders/nope", Some(&user.cookie)).await.status, StatusCode::NOT_FOUND);
+    let unknown = app.get("/api/orders/5f1e0f3a9d3b2c0017a1b2c3", Some(&user.cookie)).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn cancelling_frees_the_ticket_once_and_publishes_once() {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
+    let user = fake_user();
+    let created = order(&app, &user, &ticket_id).await;
+    let path = format!("/api/orders/{}", created["id"].as_str().unwrap());
+
+    for _ in 0..2 {
+        let response = app.delete(&path, Some(&user.cookie)).await;
+        assert_eq!(response.status, StatusCode::NO_CONTENT);
+    }
+    let shown = app.get(&path, Some(&user.cookie)).await.body;
+    assert_eq!(shown["status"], "cancelled");
+    assert_eq!(shown["version"], 1);
+
+    // The ticket can be ordered again.
+    order(&app, &fake_user(), &ticket_id).await;
+    let events = eventually("two order:created and one order:cancelled", WAIT, || async {
+        let events = app.context.events().await;
+        let created = events.iter().filter(|(s, _)| s == "order:created").count();
+        (created == 2).then_some(events)
+    })
+    .await;
+    let cancelled: Vec<_> = events.iter().filter(|(s, _)| s == "order:cancelled").collect();
+    assert_eq!(cancelled.len(), 1, "a second cancel publishes nothing");
+    assert_eq!(cancelled[0].1, json!({"id": created["id"], "version": 1, "ticket": {"id": ticket_id}}));
+}
+
+#[tokio::test]
+async fn an_order_shows_the_latest_replicated_price() {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
+    publish_update(&bus, &ticket_id, 1, 12.5).await;
+    replica_at(&app, &ticket_id, 1).await;
+    let created = order(&app, &fake_user(), &ticket_id).await;
+    assert_eq!(created["ticket"]["price"], 12.5);
+    assert_eq!(created["ticket"]["version"], 1);
+}
+
+#[tokio::test]
+async fn the_hold_window_is_configurable() {
+    let context = TestContext::new();
+    let config = orders::Config::from_env(&context.env("orders").with("ORDER_EXPIRATION_SECONDS", "60")).unwrap();
+    let app = TestApp::serve(context.clone(), vec![orders::build(&config).await.unwrap()]).await;
+    let bus = context.bus().await;
+    let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
+    let created = order(&app, &fake_user(), &ticket_id).await;
+    let expires_at = mongodb::bson::DateTime::parse_rfc3339_str(created["expiresAt"].as_str().unwrap()).unwrap();
+    let window = expires_at.to_system_time().duration_since(SystemTime::now()).unwrap();
+    assert!(window <= Duration::from_secs(60) && window > Duration::from_secs(50), "{window:?}");
+}
