@@ -1,8 +1,9 @@
 //! `ticketing`: the all-in-one launcher (`ticketing up`) and the operator commands.
 
-mod up;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ticketing::{concurrency, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -19,12 +20,41 @@ struct Cli {
 enum Command {
     /// Runs every service in this process and serves the ingress's routes on one address.
     Up(up::UpArgs),
+    /// Creates tickets and updates them twice, in parallel, then checks that every ticket and
+    /// its replica in orders converged (price 15, version 2).
+    ConcurrencyTest(concurrency::Args),
+    /// Inspects the event stream.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Prints events as they are published.
+    Tail(tail::Args),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    common::telemetry::init();
-    match Cli::parse().command {
-        Command::Up(args) => up::run(args).await,
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Up(_)) {
+        common::telemetry::init();
+    }
+    match cli.command {
+        Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::ConcurrencyTest(args) => {
+            let report = concurrency::run(&args, true).await?;
+            println!("{report}");
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Events {
+            command: EventsCommand::Tail(args),
+        } => tail::run(&args).await.map(|()| ExitCode::SUCCESS),
     }
 }

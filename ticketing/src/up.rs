@@ -3,12 +3,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use clap::Args;
 use common::config::Env;
 use common::server::{Server, Service};
 
-#[derive(Debug, Args)]
-pub(crate) struct UpArgs {
+/// Arguments of `ticketing up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
     /// Port to serve on.
     #[arg(long, env = "TICKETING_PORT", default_value_t = 3000)]
     port: u16,
@@ -17,15 +17,12 @@ pub(crate) struct UpArgs {
     host: IpAddr,
 }
 
-/// The environment one service sees: the process's, with its own database.
-fn service_env(service: &str) -> Env {
-    Env::process().with("MONGO_DB", service)
-}
-
-async fn services() -> anyhow::Result<Vec<Service>> {
-    let auth = auth::Config::from_env(&service_env("auth"))?;
-    let tickets = tickets::Config::from_env(&service_env("tickets"))?;
-    let orders = orders::Config::from_env(&service_env("orders"))?;
+/// Builds every service. `env_for(name)` gives each its environment; `ticketing up` gives them
+/// the process's with their own database.
+pub async fn services(env_for: impl Fn(&str) -> Env) -> anyhow::Result<Vec<Service>> {
+    let auth = auth::Config::from_env(&env_for("auth"))?;
+    let tickets = tickets::Config::from_env(&env_for("tickets"))?;
+    let orders = orders::Config::from_env(&env_for("orders"))?;
     Ok(vec![
         auth::build(&auth).await?,
         tickets::build(&tickets).await?,
@@ -33,10 +30,11 @@ async fn services() -> anyhow::Result<Vec<Service>> {
     ])
 }
 
-pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+/// Runs `ticketing up` until SIGTERM or Ctrl-C.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let shutdown = common::shutdown::on_signal();
-    let services = services().await?;
+    let services = services(|name| Env::process().with("MONGO_DB", name)).await?;
     let names: Vec<_> = services.iter().map(|s| s.name).collect();
     let server = Server::bind(SocketAddr::new(args.host, args.port), services, shutdown).await?;
     tracing::info!(

@@ -95,7 +95,9 @@ pub struct Transaction {
 
 impl std::fmt::Debug for Transaction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transaction").field("attempts", &self.attempts).finish_non_exhaustive()
+        f.debug_struct("Transaction")
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +109,10 @@ impl Transaction {
     pub async fn start(client: &Client) -> mongodb::error::Result<Self> {
         let mut session = client.start_session().await?;
         session.start_transaction().await?;
-        Ok(Self { session, attempts: 1 })
+        Ok(Self {
+            session,
+            attempts: 1,
+        })
     }
 
     /// The session every operation of the unit must use.
@@ -117,7 +122,10 @@ impl Transaction {
 
     /// Commits after `Ok`, aborts after `Err`. Returns `Ok(None)` when the unit must run
     /// again (a new transaction is already started), `Ok(Some(value))` once committed.
-    pub async fn finish<T>(&mut self, result: mongodb::error::Result<T>) -> mongodb::error::Result<Option<T>> {
+    pub async fn finish<T>(
+        &mut self,
+        result: mongodb::error::Result<T>,
+    ) -> mongodb::error::Result<Option<T>> {
         const TRANSIENT: &str = "TransientTransactionError";
         const UNKNOWN_COMMIT: &str = "UnknownTransactionCommitResult";
         let error = match result {
@@ -125,7 +133,10 @@ impl Transaction {
                 match self.session.commit_transaction().await {
                     Ok(()) => return Ok(Some(value)),
                     // The commit may or may not have happened; committing again is safe.
-                    Err(e) if e.contains_label(UNKNOWN_COMMIT) && self.attempts < TRANSACTION_ATTEMPTS => {
+                    Err(e)
+                        if e.contains_label(UNKNOWN_COMMIT)
+                            && self.attempts < TRANSACTION_ATTEMPTS =>
+                    {
                         self.attempts += 1;
                     }
                     Err(e) => break e,
@@ -140,7 +151,10 @@ impl Transaction {
         if error.contains_label(TRANSIENT) && self.attempts < TRANSACTION_ATTEMPTS {
             self.attempts += 1;
             // Conflicting writers back off a little so they do not collide again at once.
-            tokio::time::sleep(std::time::Duration::from_millis(u64::from(self.attempts) * 2)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(
+                u64::from(self.attempts) * 2,
+            ))
+            .await;
             self.session.start_transaction().await?;
             return Ok(None);
         }

@@ -486,7 +486,9 @@ impl TestContext {
             let headers = message
                 .headers
                 .iter()
-                .filter_map(|(name, values)| values.first().map(|v| (name.to_string(), v.to_string())))
+                .filter_map(|(name, values)| {
+                    values.first().map(|v| (name.to_string(), v.to_string()))
+                })
                 .collect();
             out.push(StoredEvent {
                 subject: message.subject.to_string(),
@@ -513,6 +515,7 @@ impl TestContext {
 
     /// The dead letters so far in this test.
     pub async fn dead_letters(&self) -> Vec<StoredEvent> {
-        self.stream_messages(&format!("{}_dlq", self.namespace)).await
+        self.stream_messages(&format!("{}_dlq", self.namespace))
+            .await
     }
 }

@@ -27,9 +27,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let outbox = Outbox::new(&db);
     outbox.ensure_indexes().await?;
     let state = AppState::new(&db, config, outbox.clone()).await?;
-    let checks = vec![ReadinessCheck::mongo("orders-mongo", db), bus.readiness_check()];
-    let created = Listener::<TicketCreated, _>::new(bus.clone(), "orders", listeners::TicketReplicaHandler(state.orders.clone()));
-    let updated = Listener::<TicketUpdated, _>::new(bus.clone(), "orders", listeners::TicketReplicaHandler(state.orders.clone()));
+    let checks = vec![
+        ReadinessCheck::mongo("orders-mongo", db),
+        bus.readiness_check(),
+    ];
+    let created = Listener::<TicketCreated, _>::new(
+        bus.clone(),
+        "orders",
+        listeners::TicketReplicaHandler(state.orders.clone()),
+    );
+    let updated = Listener::<TicketUpdated, _>::new(
+        bus.clone(),
+        "orders",
+        listeners::TicketReplicaHandler(state.orders.clone()),
+    );
     Ok(Service::new("orders", app(state), checks)
         .with_task("outbox-relay", outbox.relay(bus))
         .with_task(created.consumer_name().to_owned(), created.task())

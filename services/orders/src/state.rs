@@ -16,7 +16,11 @@ pub struct AppState {
 
 impl AppState {
     /// Prepares the collections (and their indexes) of `db`.
-    pub async fn new(db: &mongodb::Database, config: &Config, outbox: Outbox) -> anyhow::Result<Self> {
+    pub async fn new(
+        db: &mongodb::Database,
+        config: &Config,
+        outbox: Outbox,
+    ) -> anyhow::Result<Self> {
         let orders = OrderStore::new(db, outbox, config.expiration);
         orders.ensure_indexes().await?;
         Ok(Self {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::events::replica::{self, Applied};
-use common::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, TicketData, TicketRef};
+use common::events::{
+    OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, TicketData, TicketRef,
+};
 use common::mongo::{Transaction, is_duplicate_key};
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
@@ -111,7 +113,9 @@ impl OrderStore {
             .keys(doc! { "userId": 1, "_id": -1 })
             .options(IndexOptions::builder().name("by_user".to_owned()).build())
             .build();
-        self.orders.create_indexes([one_active_order_per_ticket, by_user]).await?;
+        self.orders
+            .create_indexes([one_active_order_per_ticket, by_user])
+            .await?;
         Ok(())
     }
 
@@ -131,7 +135,11 @@ impl OrderStore {
 
     /// Places an order for the ticket, holding it for the expiration window.
     #[tracing::instrument(skip_all, fields(ticket_id = %ticket_id))]
-    pub(crate) async fn create(&self, user_id: String, ticket_id: ObjectId) -> Result<OrderView, StoreError> {
+    pub(crate) async fn create(
+        &self,
+        user_id: String,
+        ticket_id: ObjectId,
+    ) -> Result<OrderView, StoreError> {
         let ticket = self.ticket(ticket_id).await?.ok_or(StoreError::NotFound)?;
         let expires_at = DateTime::from_system_time(std::time::SystemTime::now() + self.expiration);
         let order = OrderDoc {
@@ -158,7 +166,10 @@ impl OrderStore {
         loop {
             let result = async {
                 let session = tx.session();
-                self.orders.insert_one(&order).session(&mut *session).await?;
+                self.orders
+                    .insert_one(&order)
+                    .session(&mut *session)
+                    .await?;
                 self.outbox.record(session, &event).await
             }
             .await;
@@ -206,7 +217,11 @@ impl OrderStore {
 
     /// The caller's order: 404 when it does not exist, 401 when it is someone else's.
     pub(crate) async fn show(&self, id: ObjectId, user_id: &str) -> Result<OrderView, StoreError> {
-        let order = self.orders.find_one(doc! { "_id": id }).await?.ok_or(StoreError::NotFound)?;
+        let order = self
+            .orders
+            .find_one(doc! { "_id": id })
+            .await?
+            .ok_or(StoreError::NotFound)?;
         if order.user_id != user_id {
             return Err(StoreError::NotOwner);
         }
@@ -217,7 +232,11 @@ impl OrderStore {
     /// Cancels the order (its owner's request when `user_id` is given). Cancelling a cancelled
     /// order changes nothing; a paid order cannot be cancelled.
     #[tracing::instrument(skip_all, fields(order_id = %id))]
-    pub(crate) async fn cancel(&self, id: ObjectId, user_id: Option<&str>) -> Result<OrderDoc, StoreError> {
+    pub(crate) async fn cancel(
+        &self,
+        id: ObjectId,
+        user_id: Option<&str>,
+    ) -> Result<OrderDoc, StoreError> {
         let mut tx = Transaction::start(&self.client).await?;
         let outcome = loop {
             let result = async {

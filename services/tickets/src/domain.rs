@@ -20,7 +20,11 @@ pub(crate) fn title(title: &str) -> Result<(), ValidationError> {
 /// A price is a finite amount greater than zero, with at most two decimals.
 pub(crate) fn price(price: f64) -> Result<(), ValidationError> {
     let cents = price * 100.0;
-    if price.is_finite() && price > 0.0 && price <= MAX_PRICE && (cents - cents.round()).abs() < 1e-6 {
+    if price.is_finite()
+        && price > 0.0
+        && price <= MAX_PRICE
+        && (cents - cents.round()).abs() < 1e-6
+    {
         Ok(())
     } else {
         Err(ValidationError::new("price"))

@@ -29,9 +29,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let outbox = Outbox::new(&db);
     outbox.ensure_indexes().await?;
     let state = AppState::new(&db, &config.service.sessions, outbox.clone()).await?;
-    let checks = vec![ReadinessCheck::mongo("tickets-mongo", db), bus.readiness_check()];
-    let reserve = Listener::new(bus.clone(), "tickets", listeners::OrderCreatedHandler(state.tickets.clone()));
-    let release = Listener::new(bus.clone(), "tickets", listeners::OrderCancelledHandler(state.tickets.clone()));
+    let checks = vec![
+        ReadinessCheck::mongo("tickets-mongo", db),
+        bus.readiness_check(),
+    ];
+    let reserve = Listener::new(
+        bus.clone(),
+        "tickets",
+        listeners::OrderCreatedHandler(state.tickets.clone()),
+    );
+    let release = Listener::new(
+        bus.clone(),
+        "tickets",
+        listeners::OrderCancelledHandler(state.tickets.clone()),
+    );
     Ok(Service::new("tickets", app(state), checks)
         .with_task("outbox-relay", outbox.relay(bus))
         .with_task(reserve.consumer_name().to_owned(), reserve.task())

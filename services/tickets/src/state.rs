@@ -16,7 +16,11 @@ pub struct AppState {
 
 impl AppState {
     /// Prepares the collections (and their indexes) of `db`.
-    pub async fn new(db: &mongodb::Database, sessions: &SessionConfig, outbox: Outbox) -> anyhow::Result<Self> {
+    pub async fn new(
+        db: &mongodb::Database,
+        sessions: &SessionConfig,
+        outbox: Outbox,
+    ) -> anyhow::Result<Self> {
         let tickets = TicketStore::new(db, outbox);
         tickets.ensure_indexes().await?;
         Ok(Self {

@@ -3,11 +3,13 @@
 //! each other (MongoDB aborts the loser with a write conflict and the driver retries it).
 
 use common::events::replica::{self, Applied};
-use common::events::{OrderCancelled, OrderCreated, Outbox, TicketCreated, TicketData, TicketUpdated};
+use common::events::{
+    OrderCancelled, OrderCreated, Outbox, TicketCreated, TicketData, TicketUpdated,
+};
+use common::mongo::Transaction;
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
-use common::mongo::Transaction;
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +101,12 @@ impl TicketStore {
     }
 
     #[tracing::instrument(skip_all)]
-    pub(crate) async fn create(&self, title: String, price: f64, user_id: String) -> Result<TicketDoc, StoreError> {
+    pub(crate) async fn create(
+        &self,
+        title: String,
+        price: f64,
+        user_id: String,
+    ) -> Result<TicketDoc, StoreError> {
         let ticket = TicketDoc {
             id: ObjectId::new(),
             title,
@@ -113,7 +120,10 @@ impl TicketStore {
         loop {
             let result = async {
                 let session = tx.session();
-                self.tickets.insert_one(&ticket).session(&mut *session).await?;
+                self.tickets
+                    .insert_one(&ticket)
+                    .session(&mut *session)
+                    .await?;
                 self.outbox.record(session, &event).await
             }
             .await;
@@ -130,7 +140,11 @@ impl TicketStore {
         Ok(self.tickets.find_one(doc! { "_id": id }).await?)
     }
 
-    pub(crate) async fn list_available(&self, limit: u32, after: Option<ObjectId>) -> Result<Page, StoreError> {
+    pub(crate) async fn list_available(
+        &self,
+        limit: u32,
+        after: Option<ObjectId>,
+    ) -> Result<Page, StoreError> {
         let mut filter = doc! { "orderId": null };
         if let Some(after) = after {
             filter.insert("_id", doc! { "$lt": after });
@@ -150,12 +164,23 @@ impl TicketStore {
 
     /// Changes title and price for the owner of an unreserved ticket; version + 1.
     #[tracing::instrument(skip_all, fields(ticket_id = %id))]
-    pub(crate) async fn update(&self, id: ObjectId, user_id: &str, title: String, price: f64) -> Result<TicketDoc, StoreError> {
+    pub(crate) async fn update(
+        &self,
+        id: ObjectId,
+        user_id: &str,
+        title: String,
+        price: f64,
+    ) -> Result<TicketDoc, StoreError> {
         let mut tx = Transaction::start(&self.client).await?;
         let result = loop {
             let result = async {
                 let session = tx.session();
-                let Some(current) = self.tickets.find_one(doc! { "_id": id }).session(&mut *session).await? else {
+                let Some(current) = self
+                    .tickets
+                    .find_one(doc! { "_id": id })
+                    .session(&mut *session)
+                    .await?
+                else {
                     return Ok(Err(StoreError::NotFound));
                 };
                 if current.user_id != user_id {
@@ -170,7 +195,8 @@ impl TicketStore {
                     version: current.version + 1,
                     ..current
                 };
-                self.write_version(session, &updated, current.version).await?;
+                self.write_version(session, &updated, current.version)
+                    .await?;
                 Ok(Ok(updated))
             }
             .await;
@@ -199,15 +225,23 @@ impl TicketStore {
         };
         let written = self
             .tickets
-            .update_one(doc! { "_id": updated.id, "version": previous }, doc! { "$set": set })
+            .update_one(
+                doc! { "_id": updated.id, "version": previous },
+                doc! { "$set": set },
+            )
             .session(&mut *session)
             .await?;
         if written.matched_count != 1 {
             // Inside a transaction a concurrent writer shows up as a write conflict, which the
             // driver retries; reaching this means the record vanished.
-            return Err(mongodb::error::Error::custom(format!("ticket {} changed under us", updated.id)));
+            return Err(mongodb::error::Error::custom(format!(
+                "ticket {} changed under us",
+                updated.id
+            )));
         }
-        self.outbox.record(session, &TicketUpdated(updated.event_data())).await
+        self.outbox
+            .record(session, &TicketUpdated(updated.event_data()))
+            .await
     }
 
     /// Marks the ticket reserved by the order (order created, version 0).
@@ -219,11 +253,19 @@ impl TicketStore {
             let result = async {
                 let session = tx.session();
                 let seen = doc! { "ticketId": &order.ticket.id, "status": order.status.as_str() };
-                let applied = replica::apply(&self.orders_seen, order.id.as_str(), order.version, seen, Some(&mut *session)).await?;
+                let applied = replica::apply(
+                    &self.orders_seen,
+                    order.id.as_str(),
+                    order.version,
+                    seen,
+                    Some(&mut *session),
+                )
+                .await?;
                 if applied != Applied::Applied {
                     return Ok(applied);
                 }
-                self.set_order(session, ticket_id, Some(order.id.clone())).await?;
+                self.set_order(session, ticket_id, Some(order.id.clone()))
+                    .await?;
                 Ok(Applied::Applied)
             }
             .await;
@@ -244,11 +286,22 @@ impl TicketStore {
             let result = async {
                 let session = tx.session();
                 let seen = doc! { "ticketId": &order.ticket.id, "status": "cancelled" };
-                let applied = replica::apply(&self.orders_seen, order.id.as_str(), order.version, seen, Some(&mut *session)).await?;
+                let applied = replica::apply(
+                    &self.orders_seen,
+                    order.id.as_str(),
+                    order.version,
+                    seen,
+                    Some(&mut *session),
+                )
+                .await?;
                 if applied != Applied::Applied {
                     return Ok(applied);
                 }
-                let holder = self.tickets.find_one(doc! { "_id": ticket_id }).session(&mut *session).await?;
+                let holder = self
+                    .tickets
+                    .find_one(doc! { "_id": ticket_id })
+                    .session(&mut *session)
+                    .await?;
                 if holder.and_then(|t| t.order_id).as_deref() == Some(order.id.as_str()) {
                     self.set_order(session, ticket_id, None).await?;
                 }
@@ -269,16 +322,28 @@ impl TicketStore {
         ticket_id: ObjectId,
         order_id: Option<String>,
     ) -> mongodb::error::Result<()> {
-        let Some(current) = self.tickets.find_one(doc! { "_id": ticket_id }).session(&mut *session).await? else {
-            return Err(mongodb::error::Error::custom(format!("ticket {ticket_id} not found")));
+        let Some(current) = self
+            .tickets
+            .find_one(doc! { "_id": ticket_id })
+            .session(&mut *session)
+            .await?
+        else {
+            return Err(mongodb::error::Error::custom(format!(
+                "ticket {ticket_id} not found"
+            )));
         };
         let updated = TicketDoc {
             order_id,
             version: current.version + 1,
             ..current.clone()
         };
-        self.write_version(session, &updated, current.version).await?;
-        tracing::info!(version = updated.version, reserved = updated.order_id.is_some(), "ticket reservation changed");
+        self.write_version(session, &updated, current.version)
+            .await?;
+        tracing::info!(
+            version = updated.version,
+            reserved = updated.order_id.is_some(),
+            "ticket reservation changed"
+        );
         Ok(())
     }
 }

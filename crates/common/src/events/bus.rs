@@ -30,7 +30,9 @@ pub struct NatsConfig {
 impl NatsConfig {
     /// Reads `NATS_URL` and `EVENT_NAMESPACE`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let namespace = env.get("EVENT_NAMESPACE").unwrap_or_else(|| "ticketing".to_owned());
+        let namespace = env
+            .get("EVENT_NAMESPACE")
+            .unwrap_or_else(|| "ticketing".to_owned());
         let valid = namespace
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -58,7 +60,9 @@ pub struct EventBus {
 
 impl std::fmt::Debug for EventBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventBus").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("EventBus")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,7 +89,10 @@ impl EventBus {
     async fn ensure_streams(&self) -> anyhow::Result<()> {
         for (name, subjects) in [
             (self.stream_name(), format!("{}.events.>", self.namespace)),
-            (self.dead_letter_stream_name(), format!("{}.dlq.>", self.namespace)),
+            (
+                self.dead_letter_stream_name(),
+                format!("{}.dlq.>", self.namespace),
+            ),
         ] {
             self.jetstream
                 .create_or_update_stream(stream::Config {
@@ -172,7 +179,12 @@ impl EventBus {
     }
 
     /// Publishes arbitrary bytes on an arbitrary subject with headers (dead letters, tests).
-    pub async fn publish_bytes(&self, subject: String, headers: HeaderMap, payload: Bytes) -> anyhow::Result<()> {
+    pub async fn publish_bytes(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> anyhow::Result<()> {
         self.jetstream
             .publish_with_headers(subject.clone(), headers, payload)
             .await

@@ -292,15 +292,23 @@ mod tests {
             status: OrderStatus::AwaitingPayment,
             user_id: "u".into(),
             expires_at: "2026-01-01T00:00:00Z".into(),
-            ticket: OrderCreatedTicket { id: "t".into(), price: 10.0 },
+            ticket: OrderCreatedTicket {
+                id: "t".into(),
+                price: 10.0,
+            },
         };
         assert_eq!(
             serde_json::to_value(&order).unwrap(),
             json!({"id":"o","version":0,"status":"awaiting:payment","userId":"u",
                    "expiresAt":"2026-01-01T00:00:00Z","ticket":{"id":"t","price":10.0}})
         );
-        let expiration = ExpirationComplete { order_id: "o".into() };
-        assert_eq!(serde_json::to_value(&expiration).unwrap(), json!({"orderId":"o"}));
+        let expiration = ExpirationComplete {
+            order_id: "o".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&expiration).unwrap(),
+            json!({"orderId":"o"})
+        );
     }
 
     #[test]
@@ -308,7 +316,10 @@ mod tests {
         let value = json!({"id":"t","version":0,"title":"a","price":1,"userId":"u"});
         let ticket: TicketCreated = serde_json::from_value(value.clone()).unwrap();
         assert_eq!(ticket.0.order_id, None);
-        assert_eq!(serde_json::to_value(&ticket).unwrap(), json!({"id":"t","version":0,"title":"a","price":1.0,"userId":"u"}));
+        assert_eq!(
+            serde_json::to_value(&ticket).unwrap(),
+            json!({"id":"t","version":0,"title":"a","price":1.0,"userId":"u"})
+        );
     }
 
     #[test]

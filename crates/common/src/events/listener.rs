@@ -46,7 +46,11 @@ pub struct Delivery {
 pub trait Handler<E: Event>: Send + Sync + 'static {
     /// Applies the event. `Err` is retried with backoff like `Retry`, and dead-lettered after
     /// [`MAX_DELIVERIES`].
-    fn handle(&self, event: E, delivery: &Delivery) -> impl Future<Output = anyhow::Result<Outcome>> + Send;
+    fn handle(
+        &self,
+        event: E,
+        delivery: &Delivery,
+    ) -> impl Future<Output = anyhow::Result<Outcome>> + Send;
 }
 
 /// A listener for `E`: builds the background task that consumes it.
@@ -74,7 +78,9 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     }
 
     /// Creates (or binds to) the durable consumer. Idempotent; every replica calls it.
-    pub async fn ensure_consumer(&self) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
+    pub async fn ensure_consumer(
+        &self,
+    ) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
         let stream = self
             .bus
             .jetstream()
@@ -149,7 +155,8 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             let event: E = match serde_json::from_slice(&message.payload) {
                 Ok(event) => event,
                 Err(error) => {
-                    self.dead_letter(&message, &format!("unparseable payload: {error}")).await;
+                    self.dead_letter(&message, &format!("unparseable payload: {error}"))
+                        .await;
                     return;
                 }
             };
@@ -166,7 +173,11 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
                 Err(error) => format!("{error:#}"),
             };
             if delivered >= MAX_DELIVERIES {
-                self.dead_letter(&message, &format!("failed {delivered} deliveries: {reason}")).await;
+                self.dead_letter(
+                    &message,
+                    &format!("failed {delivered} deliveries: {reason}"),
+                )
+                .await;
             } else {
                 let delay = retry_delay(delivered);
                 tracing::info!(%reason, retry_in_ms = delay.as_millis() as u64, "will retry");
@@ -186,10 +197,17 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
         headers.insert("Dlq-Subject", message.subject.as_str());
         headers.insert("Dlq-Consumer", self.consumer.as_str());
         if let Ok(info) = message.info() {
-            headers.insert("Dlq-Stream-Sequence", info.stream_sequence.to_string().as_str());
+            headers.insert(
+                "Dlq-Stream-Sequence",
+                info.stream_sequence.to_string().as_str(),
+            );
         }
         let subject = self.bus.dead_letter_subject(&self.consumer);
-        match self.bus.publish_bytes(subject, headers, message.payload.clone()).await {
+        match self
+            .bus
+            .publish_bytes(subject, headers, message.payload.clone())
+            .await
+        {
             Ok(()) => {
                 tracing::error!(%reason, "dead-lettered");
                 ack(message, AckKind::Term).await;

@@ -51,7 +51,9 @@ pub struct Outbox {
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("collection", &self.events.name()).finish_non_exhaustive()
+        f.debug_struct("Outbox")
+            .field("collection", &self.events.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +86,11 @@ impl Outbox {
     }
 
     /// Records `event` inside the caller's transaction; it is published after the commit.
-    pub async fn record<E: Event>(&self, session: &mut ClientSession, event: &E) -> mongodb::error::Result<()> {
+    pub async fn record<E: Event>(
+        &self,
+        session: &mut ClientSession,
+        event: &E,
+    ) -> mongodb::error::Result<()> {
         let payload = serde_json::to_string(event)
             .map_err(|e| mongodb::error::Error::custom(format!("serialize {}: {e}", E::SUBJECT)))?;
         let doc = OutboxDoc {
@@ -151,7 +157,10 @@ impl Outbox {
         let count = sent.len();
         if !sent.is_empty() {
             self.events
-                .update_many(doc! { "_id": { "$in": sent } }, doc! { "$set": { "sentAt": DateTime::now() } })
+                .update_many(
+                    doc! { "_id": { "$in": sent } },
+                    doc! { "$set": { "sentAt": DateTime::now() } },
+                )
                 .await?;
         }
         Ok(count)

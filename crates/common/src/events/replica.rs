@@ -66,9 +66,16 @@ pub async fn apply(
     let update = doc! { "$set": fields };
     let (matched, current) = match session {
         Some(session) => {
-            let matched = replica.update_one(filter, update).session(&mut *session).await?.matched_count;
+            let matched = replica
+                .update_one(filter, update)
+                .session(&mut *session)
+                .await?
+                .matched_count;
             let current = if matched == 0 {
-                replica.find_one(doc! { "_id": id }).session(session).await?
+                replica
+                    .find_one(doc! { "_id": id })
+                    .session(session)
+                    .await?
             } else {
                 None
             };

@@ -85,12 +85,16 @@ async fn create_order(
     State(state): State<AppState>,
     ValidatedJson(body): ValidatedJson<OrderBody>,
 ) -> Result<(StatusCode, Json<OrderJson>)> {
-    let ticket_id = ObjectId::parse_str(&body.ticket_id).map_err(|_| ApiError::field("ticketId", "TicketId must be provided"))?;
+    let ticket_id = ObjectId::parse_str(&body.ticket_id)
+        .map_err(|_| ApiError::field("ticketId", "TicketId must be provided"))?;
     let view = state.orders.create(user.id, ticket_id).await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
-async fn list_orders(CurrentUser(user): CurrentUser, State(state): State<AppState>) -> Result<Json<Vec<OrderJson>>> {
+async fn list_orders(
+    CurrentUser(user): CurrentUser,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<OrderJson>>> {
     let orders = state.orders.list(&user.id).await?;
     Ok(Json(orders.into_iter().map(OrderJson::from).collect()))
 }
@@ -104,14 +108,25 @@ async fn show_order(
     Ok(Json(view.into()))
 }
 
-async fn cancel_order(CurrentUser(user): CurrentUser, State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
+async fn cancel_order(
+    CurrentUser(user): CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     state.orders.cancel(path_id(&id)?, Some(&user.id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The replica as orders sees it: lets tools (the concurrency test) check that replication
 /// converged without creating orders.
-async fn show_replicated_ticket(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TicketJson>> {
-    let ticket = state.orders.ticket(path_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+async fn show_replicated_ticket(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TicketJson>> {
+    let ticket = state
+        .orders
+        .ticket(path_id(&id)?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(ticket.into()))
 }

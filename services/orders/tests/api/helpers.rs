@@ -37,26 +37,41 @@ pub(crate) fn ticket(id: &str, version: i64, price: f64) -> TicketData {
 /// Publishes `ticket:created` for a new ticket and waits until the replica has it.
 pub(crate) async fn replicated_ticket(app: &TestApp, bus: &EventBus, price: f64) -> String {
     let id = ObjectId::new().to_hex();
-    bus.publish(&TicketCreated(ticket(&id, 0, price))).await.unwrap();
+    bus.publish(&TicketCreated(ticket(&id, 0, price)))
+        .await
+        .unwrap();
     replica_at(app, &id, 0).await;
     id
 }
 
 pub(crate) async fn publish_update(bus: &EventBus, id: &str, version: i64, price: f64) {
-    bus.publish(&TicketUpdated(ticket(id, version, price))).await.unwrap();
+    bus.publish(&TicketUpdated(ticket(id, version, price)))
+        .await
+        .unwrap();
 }
 
 /// Waits until the orders service's replica of the ticket reaches `version`.
 pub(crate) async fn replica_at(app: &TestApp, id: &str, version: i64) -> Value {
-    eventually(&format!("replica of {id} at version {version}"), WAIT, || async {
-        let response = app.get(&format!("/api/orders/tickets/{id}"), None).await;
-        (response.status == StatusCode::OK && response.body["version"] == version).then_some(response.body)
-    })
+    eventually(
+        &format!("replica of {id} at version {version}"),
+        WAIT,
+        || async {
+            let response = app.get(&format!("/api/orders/tickets/{id}"), None).await;
+            (response.status == StatusCode::OK && response.body["version"] == version)
+                .then_some(response.body)
+        },
+    )
     .await
 }
 
 pub(crate) async fn order(app: &TestApp, user: &TestUser, ticket_id: &str) -> Value {
-    let response = app.post("/api/orders", Some(&user.cookie), json!({"ticketId": ticket_id})).await;
+    let response = app
+        .post(
+            "/api/orders",
+            Some(&user.cookie),
+            json!({"ticketId": ticket_id}),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
     response.body
 }

@@ -12,13 +12,30 @@ use crate::helpers::{WAIT, order, publish_update, replica_at, replicated_ticket,
 #[tokio::test]
 async fn ordering_requires_a_session_and_a_valid_ticket_id() {
     let app = spawn_app().await;
-    let response = app.post("/api/orders", None, json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"})).await;
+    let response = app
+        .post(
+            "/api/orders",
+            None,
+            json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"}),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::UNAUTHORIZED);
     let user = fake_user();
-    for body in [json!({}), json!({"ticketId": ""}), json!({"ticketId": "nope"}), json!({"ticketId": 42})] {
-        let response = app.post("/api/orders", Some(&user.cookie), body.clone()).await;
+    for body in [
+        json!({}),
+        json!({"ticketId": ""}),
+        json!({"ticketId": "nope"}),
+        json!({"ticketId": 42}),
+    ] {
+        let response = app
+            .post("/api/orders", Some(&user.cookie), body.clone())
+            .await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(response.body["errors"][0]["field"], "ticketId", "{body}: {}", response.body);
+        assert_eq!(
+            response.body["errors"][0]["field"], "ticketId",
+            "{body}: {}",
+            response.body
+        );
     }
 }
 
@@ -26,7 +43,11 @@ async fn ordering_requires_a_session_and_a_valid_ticket_id() {
 async fn ordering_an_unknown_ticket_is_404() {
     let app = spawn_app().await;
     let response = app
-        .post("/api/orders", Some(&fake_user().cookie), json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"}))
+        .post(
+            "/api/orders",
+            Some(&fake_user().cookie),
+            json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"}),
+        )
         .await;
     assert_eq!(response.status, StatusCode::NOT_FOUND);
     response.assert_error_shape();
@@ -43,11 +64,19 @@ async fn an_order_holds_the_ticket_for_the_window_and_is_published() {
     assert_eq!(created["status"], "created");
     assert_eq!(created["version"], 0);
     assert_eq!(created["userId"], user.id.as_str());
-    assert_eq!(created["ticket"], json!({"id": ticket_id, "title": "concert v0", "price": 20.0, "version": 0}));
+    assert_eq!(
+        created["ticket"],
+        json!({"id": ticket_id, "title": "concert v0", "price": 20.0, "version": 0})
+    );
     let expires_at = created["expiresAt"].as_str().unwrap();
-    let expires_at = mongodb::bson::DateTime::parse_rfc3339_str(expires_at).unwrap().to_system_time();
+    let expires_at = mongodb::bson::DateTime::parse_rfc3339_str(expires_at)
+        .unwrap()
+        .to_system_time();
     let window = expires_at.duration_since(before).unwrap();
-    assert!(window > Duration::from_secs(890) && window <= Duration::from_secs(901), "{window:?}");
+    assert!(
+        window > Duration::from_secs(890) && window <= Duration::from_secs(901),
+        "{window:?}"
+    );
 
     let events = eventually("order:created", WAIT, || async {
         let events = app.context.events().await;
@@ -69,13 +98,26 @@ async fn a_reserved_ticket_cannot_be_ordered_again_until_cancelled() {
     let ticket_id = replicated_ticket(&app, &bus, 20.0).await;
     let first = order(&app, &fake_user(), &ticket_id).await;
     let buyer = fake_user();
-    let again = app.post("/api/orders", Some(&buyer.cookie), json!({"ticketId": ticket_id})).await;
+    let again = app
+        .post(
+            "/api/orders",
+            Some(&buyer.cookie),
+            json!({"ticketId": ticket_id}),
+        )
+        .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert_eq!(again.error_messages(), ["Ticket is already reserved"]);
     let owner_cancel = app
-        .delete(&format!("/api/orders/{}", first["id"].as_str().unwrap()), Some(&buyer.cookie))
+        .delete(
+            &format!("/api/orders/{}", first["id"].as_str().unwrap()),
+            Some(&buyer.cookie),
+        )
         .await;
-    assert_eq!(owner_cancel.status, StatusCode::UNAUTHORIZED, "only the owner cancels");
+    assert_eq!(
+        owner_cancel.status,
+        StatusCode::UNAUTHORIZED,
+        "only the owner cancels"
+    );
 }
 
 #[tokio::test]
@@ -84,14 +126,26 @@ async fn buyers_racing_for_one_ticket_get_exactly_one_order() {
     let bus = app.context.bus().await;
     let ticket_id = replicated_ticket(&app, &bus, 20.0).await;
     let buyers: Vec<_> = (0..20).map(|_| fake_user()).collect();
-    let attempts = buyers
-        .iter()
-        .map(|buyer| app.post("/api/orders", Some(&buyer.cookie), json!({"ticketId": ticket_id})));
+    let attempts = buyers.iter().map(|buyer| {
+        app.post(
+            "/api/orders",
+            Some(&buyer.cookie),
+            json!({"ticketId": ticket_id}),
+        )
+    });
     let responses = join_all(attempts).await;
-    let created = responses.iter().filter(|r| r.status == StatusCode::CREATED).count();
+    let created = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
     assert_eq!(created, 1);
     for refused in responses.iter().filter(|r| r.status != StatusCode::CREATED) {
-        assert_eq!(refused.error_messages(), ["Ticket is already reserved"], "{}", refused.body);
+        assert_eq!(
+            refused.error_messages(),
+            ["Ticket is already reserved"],
+            "{}",
+            refused.body
+        );
     }
 }
 
@@ -110,16 +164,36 @@ async fn users_see_only_their_own_orders_newest_first() {
 
     let list = app.get("/api/orders", Some(&user.cookie)).await;
     assert_eq!(list.status, StatusCode::OK);
-    let ids: Vec<_> = list.body.as_array().unwrap().iter().map(|o| o["id"].clone()).collect();
+    let ids: Vec<_> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].clone())
+        .collect();
     assert_eq!(ids, [mine[1].clone(), mine[0].clone()]);
     assert!(list.body[0]["ticket"]["title"].is_string());
-    assert_eq!(app.get("/api/orders", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/api/orders", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     let path = format!("/api/orders/{}", theirs["id"].as_str().unwrap());
-    assert_eq!(app.get(&path, Some(&user.cookie)).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get(&path, Some(&other.cookie)).await.body["id"], theirs["id"]);
-    assert_eq!(app.get("/api/orders/nope", Some(&user.cookie)).await.status, StatusCode::NOT_FOUND);
-    let unknown = app.get("/api/orders/5f1e0f3a9d3b2c0017a1b2c3", Some(&user.cookie)).await;
+    assert_eq!(
+        app.get(&path, Some(&user.cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get(&path, Some(&other.cookie)).await.body["id"],
+        theirs["id"]
+    );
+    assert_eq!(
+        app.get("/api/orders/nope", Some(&user.cookie)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let unknown = app
+        .get("/api/orders/5f1e0f3a9d3b2c0017a1b2c3", Some(&user.cookie))
+        .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
@@ -142,15 +216,25 @@ async fn cancelling_frees_the_ticket_once_and_publishes_once() {
 
     // The ticket can be ordered again.
     order(&app, &fake_user(), &ticket_id).await;
-    let events = eventually("two order:created and one order:cancelled", WAIT, || async {
-        let events = app.context.events().await;
-        let created = events.iter().filter(|(s, _)| s == "order:created").count();
-        (created == 2).then_some(events)
-    })
+    let events = eventually(
+        "two order:created and one order:cancelled",
+        WAIT,
+        || async {
+            let events = app.context.events().await;
+            let created = events.iter().filter(|(s, _)| s == "order:created").count();
+            (created == 2).then_some(events)
+        },
+    )
     .await;
-    let cancelled: Vec<_> = events.iter().filter(|(s, _)| s == "order:cancelled").collect();
+    let cancelled: Vec<_> = events
+        .iter()
+        .filter(|(s, _)| s == "order:cancelled")
+        .collect();
     assert_eq!(cancelled.len(), 1, "a second cancel publishes nothing");
-    assert_eq!(cancelled[0].1, json!({"id": created["id"], "version": 1, "ticket": {"id": ticket_id}}));
+    assert_eq!(
+        cancelled[0].1,
+        json!({"id": created["id"], "version": 1, "ticket": {"id": ticket_id}})
+    );
 }
 
 #[tokio::test]
@@ -168,12 +252,21 @@ async fn an_order_shows_the_latest_replicated_price() {
 #[tokio::test]
 async fn the_hold_window_is_configurable() {
     let context = TestContext::new();
-    let config = orders::Config::from_env(&context.env("orders").with("ORDER_EXPIRATION_SECONDS", "60")).unwrap();
+    let config =
+        orders::Config::from_env(&context.env("orders").with("ORDER_EXPIRATION_SECONDS", "60"))
+            .unwrap();
     let app = TestApp::serve(context.clone(), vec![orders::build(&config).await.unwrap()]).await;
     let bus = context.bus().await;
     let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
     let created = order(&app, &fake_user(), &ticket_id).await;
-    let expires_at = mongodb::bson::DateTime::parse_rfc3339_str(created["expiresAt"].as_str().unwrap()).unwrap();
-    let window = expires_at.to_system_time().duration_since(SystemTime::now()).unwrap();
-    assert!(window <= Duration::from_secs(60) && window > Duration::from_secs(50), "{window:?}");
+    let expires_at =
+        mongodb::bson::DateTime::parse_rfc3339_str(created["expiresAt"].as_str().unwrap()).unwrap();
+    let window = expires_at
+        .to_system_time()
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(
+        window <= Duration::from_secs(60) && window > Duration::from_secs(50),
+        "{window:?}"
+    );
 }

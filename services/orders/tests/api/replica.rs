@@ -6,7 +6,9 @@ use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
 use test_support::{TestApp, TestContext, eventually};
 
-use crate::helpers::{WAIT, build, publish_update, replica_at, replicated_ticket, spawn_app, ticket};
+use crate::helpers::{
+    WAIT, build, publish_update, replica_at, replicated_ticket, spawn_app, ticket,
+};
 
 #[tokio::test]
 async fn ticket_events_build_the_replica() {
@@ -39,12 +41,22 @@ async fn duplicates_and_old_versions_are_ignored() {
     replica_at(&app, &id, 1).await;
     // Replays with fresh message ids (as after a consumer crash), then a marker update.
     for (subject, payload) in [
-        (Subject::TicketCreated, serde_json::to_vec(&TicketCreated(ticket(&id, 0, 99.0))).unwrap()),
-        (Subject::TicketUpdated, serde_json::to_vec(&TicketUpdated(ticket(&id, 1, 99.0))).unwrap()),
+        (
+            Subject::TicketCreated,
+            serde_json::to_vec(&TicketCreated(ticket(&id, 0, 99.0))).unwrap(),
+        ),
+        (
+            Subject::TicketUpdated,
+            serde_json::to_vec(&TicketUpdated(ticket(&id, 1, 99.0))).unwrap(),
+        ),
     ] {
-        bus.publish_bytes(bus.subject(subject), async_nats::HeaderMap::new(), Bytes::from(payload))
-            .await
-            .unwrap();
+        bus.publish_bytes(
+            bus.subject(subject),
+            async_nats::HeaderMap::new(),
+            Bytes::from(payload),
+        )
+        .await
+        .unwrap();
     }
     publish_update(&bus, &id, 2, 20.0).await;
     let replica = replica_at(&app, &id, 2).await;
@@ -56,13 +68,26 @@ async fn duplicates_and_old_versions_are_ignored() {
 async fn a_malformed_ticket_event_is_dead_lettered_and_later_events_still_apply() {
     let app = spawn_app().await;
     let bus = app.context.bus().await;
-    for garbage in [&b"not json"[..], br#"{"id":"x"}"#, br#"{"id":"nope","version":0,"title":"t","price":1,"userId":"u"}"#] {
-        bus.publish_bytes(bus.subject(Subject::TicketCreated), async_nats::HeaderMap::new(), Bytes::from_static(garbage))
-            .await
-            .unwrap();
+    for garbage in [
+        &b"not json"[..],
+        br#"{"id":"x"}"#,
+        br#"{"id":"nope","version":0,"title":"t","price":1,"userId":"u"}"#,
+    ] {
+        bus.publish_bytes(
+            bus.subject(Subject::TicketCreated),
+            async_nats::HeaderMap::new(),
+            Bytes::from_static(garbage),
+        )
+        .await
+        .unwrap();
     }
     let id = replicated_ticket(&app, &bus, 5.0).await;
-    assert_eq!(app.get(&format!("/api/orders/tickets/{id}"), None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/api/orders/tickets/{id}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
     // The first two cannot be parsed; the third parses but names no ticket, so it fails on
     // every delivery: it is retried, not lost. Only the unparseable ones are dead letters now.
     let dead = eventually("two dead letters", WAIT, || async {
@@ -70,7 +95,11 @@ async fn a_malformed_ticket_event_is_dead_lettered_and_later_events_still_apply(
         (dead.len() >= 2).then_some(dead)
     })
     .await;
-    assert!(dead.iter().all(|d| d.headers["Dlq-Reason"].contains("unparseable")), "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|d| d.headers["Dlq-Reason"].contains("unparseable")),
+        "{dead:?}"
+    );
 }
 
 #[tokio::test]
@@ -81,7 +110,9 @@ async fn two_instances_share_one_consumer_and_the_replica_converges() {
     let bus = context.bus().await;
     let ids: Vec<String> = (0..40).map(|_| ObjectId::new().to_hex()).collect();
     for id in &ids {
-        bus.publish(&TicketCreated(ticket(id, 0, 5.0))).await.unwrap();
+        bus.publish(&TicketCreated(ticket(id, 0, 5.0)))
+            .await
+            .unwrap();
     }
     for version in 1..=3 {
         for id in &ids {
@@ -91,7 +122,13 @@ async fn two_instances_share_one_consumer_and_the_replica_converges() {
     for id in &ids {
         let replica = replica_at(&first, id, 3).await;
         assert_eq!(replica["price"], 8.0);
-        assert_eq!(second.get(&format!("/api/orders/tickets/{id}"), None).await.body["version"], 3);
+        assert_eq!(
+            second
+                .get(&format!("/api/orders/tickets/{id}"), None)
+                .await
+                .body["version"],
+            3
+        );
     }
     // One durable consumer per event, not one per instance.
     let stream = bus.jetstream().get_stream(bus.stream_name()).await.unwrap();

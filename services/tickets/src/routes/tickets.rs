@@ -65,7 +65,10 @@ async fn create_ticket(
     State(state): State<AppState>,
     ValidatedJson(body): ValidatedJson<TicketBody>,
 ) -> Result<(StatusCode, Json<TicketJson>)> {
-    let ticket = state.tickets.create(body.title.trim().to_owned(), body.price, user.id).await?;
+    let ticket = state
+        .tickets
+        .create(body.title.trim().to_owned(), body.price, user.id)
+        .await?;
     Ok((StatusCode::CREATED, Json(ticket.into())))
 }
 
@@ -80,27 +83,48 @@ async fn list_tickets(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::field("limit", format!("limit must be an integer from 1 to {MAX_LIMIT}")))?,
+            .ok_or_else(|| {
+                ApiError::field(
+                    "limit",
+                    format!("limit must be an integer from 1 to {MAX_LIMIT}"),
+                )
+            })?,
     };
     let after = match query.get("after") {
         None => None,
-        Some(raw) => Some(ObjectId::parse_str(raw).map_err(|_| ApiError::field("after", "after is not a valid cursor"))?),
+        Some(raw) => Some(
+            ObjectId::parse_str(raw)
+                .map_err(|_| ApiError::field("after", "after is not a valid cursor"))?,
+        ),
     };
     let page = state.tickets.list_available(limit, after).await?;
     let mut headers = HeaderMap::new();
     if page.has_more {
         if let Some(last) = page.tickets.last() {
-            let link = format!("</api/tickets?limit={limit}&after={}>; rel=\"next\"", last.id.to_hex());
+            let link = format!(
+                "</api/tickets?limit={limit}&after={}>; rel=\"next\"",
+                last.id.to_hex()
+            );
             if let Ok(value) = HeaderValue::from_str(&link) {
                 headers.insert(header::LINK, value);
             }
         }
     }
-    Ok((headers, Json(page.tickets.into_iter().map(TicketJson::from).collect())))
+    Ok((
+        headers,
+        Json(page.tickets.into_iter().map(TicketJson::from).collect()),
+    ))
 }
 
-async fn show_ticket(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TicketJson>> {
-    let ticket = state.tickets.find(path_id(&id)?).await?.ok_or(ApiError::NotFound)?;
+async fn show_ticket(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TicketJson>> {
+    let ticket = state
+        .tickets
+        .find(path_id(&id)?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(ticket.into()))
 }
 

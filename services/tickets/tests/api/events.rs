@@ -1,7 +1,9 @@
 //! Tickets and events: what it publishes, how it reacts to orders, and what survives a crash.
 
 use bytes::Bytes;
-use common::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Subject, TicketRef};
+use common::events::{
+    OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Subject, TicketRef,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{TestApp, TestContext, eventually, fake_user};
@@ -26,11 +28,18 @@ fn order_cancelled(order_id: &str, ticket_id: &str) -> OrderCancelled {
     OrderCancelled {
         id: order_id.to_owned(),
         version: 1,
-        ticket: TicketRef { id: ticket_id.to_owned() },
+        ticket: TicketRef {
+            id: ticket_id.to_owned(),
+        },
     }
 }
 
-async fn ticket_where(app: &TestApp, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+async fn ticket_where(
+    app: &TestApp,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     eventually(what, WAIT, || async {
         let ticket = app.get(&format!("/api/tickets/{id}"), None).await.body;
         check(&ticket).then_some(ticket)
@@ -44,8 +53,12 @@ async fn creates_and_updates_publish_versioned_events() {
     let user = fake_user();
     let ticket = create_ticket(&app, &user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap();
-    app.put(&format!("/api/tickets/{id}"), Some(&user.cookie), json!({"title": "concert", "price": 10}))
-        .await;
+    app.put(
+        &format!("/api/tickets/{id}"),
+        Some(&user.cookie),
+        json!({"title": "concert", "price": 10}),
+    )
+    .await;
     let events = events_where(&app, "two ticket events", |e| e.len() >= 2).await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].0, "ticket:created");
@@ -68,26 +81,43 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
     let order_id = mongodb::bson::oid::ObjectId::new().to_hex();
 
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
-    let reserved = ticket_where(&app, &id, "the ticket to be reserved", |t| t["orderId"] == order_id.as_str()).await;
+    let reserved = ticket_where(&app, &id, "the ticket to be reserved", |t| {
+        t["orderId"] == order_id.as_str()
+    })
+    .await;
     assert_eq!(reserved["version"], 1);
 
     let listed = app.get("/api/tickets", None).await.body;
-    assert!(listed.as_array().unwrap().is_empty(), "a reserved ticket is not listed: {listed}");
+    assert!(
+        listed.as_array().unwrap().is_empty(),
+        "a reserved ticket is not listed: {listed}"
+    );
     let edit = app
-        .put(&format!("/api/tickets/{id}"), Some(&user.cookie), json!({"title": "x", "price": 1}))
+        .put(
+            &format!("/api/tickets/{id}"),
+            Some(&user.cookie),
+            json!({"title": "x", "price": 1}),
+        )
         .await;
     assert_eq!(edit.status, StatusCode::BAD_REQUEST);
     assert_eq!(edit.error_messages(), ["Cannot edit a reserved ticket"]);
 
     bus.publish(&order_cancelled(&order_id, &id)).await.unwrap();
-    let freed = ticket_where(&app, &id, "the ticket to be freed", |t| t.get("orderId").is_none()).await;
+    let freed = ticket_where(&app, &id, "the ticket to be freed", |t| {
+        t.get("orderId").is_none()
+    })
+    .await;
     assert_eq!(freed["version"], 2);
 
     let events = events_where(&app, "ticket updates for both", |e| {
         e.iter().filter(|(s, _)| s == "ticket:updated").count() >= 2
     })
     .await;
-    let updates: Vec<_> = events.iter().filter(|(s, _)| s == "ticket:updated").map(|(_, p)| p).collect();
+    let updates: Vec<_> = events
+        .iter()
+        .filter(|(s, _)| s == "ticket:updated")
+        .map(|(_, p)| p)
+        .collect();
     assert_eq!(updates[0]["orderId"], order_id.as_str());
     assert_eq!(updates[0]["version"], 1);
     assert!(updates[1].get("orderId").is_none());
@@ -108,17 +138,28 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
     bus.publish(&order_cancelled(&order_id, &id)).await.unwrap();
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
     let duplicate = serde_json::to_vec(&order_created(&order_id, &id)).unwrap();
-    bus.publish_bytes(bus.subject(Subject::OrderCreated), async_nats::HeaderMap::new(), Bytes::from(duplicate))
-        .await
-        .unwrap();
+    bus.publish_bytes(
+        bus.subject(Subject::OrderCreated),
+        async_nats::HeaderMap::new(),
+        Bytes::from(duplicate),
+    )
+    .await
+    .unwrap();
 
-    let freed = ticket_where(&app, &id, "reserve then free, in version order", |t| t["version"] == 2).await;
+    let freed = ticket_where(&app, &id, "reserve then free, in version order", |t| {
+        t["version"] == 2
+    })
+    .await;
     assert!(freed.get("orderId").is_none(), "{freed}");
     // Nothing more arrives: the duplicate was acknowledged and ignored.
-    let ticket_events = |e: &[(String, Value)]| e.iter().filter(|(s, _)| s.starts_with("ticket:")).count();
+    let ticket_events =
+        |e: &[(String, Value)]| e.iter().filter(|(s, _)| s.starts_with("ticket:")).count();
     let events = events_where(&app, "three ticket events", |e| ticket_events(e) >= 3).await;
     assert_eq!(ticket_events(&events), 3, "{events:?}");
-    assert_eq!(app.get(&format!("/api/tickets/{id}"), None).await.body["version"], 2);
+    assert_eq!(
+        app.get(&format!("/api/tickets/{id}"), None).await.body["version"],
+        2
+    );
 }
 
 #[tokio::test]
@@ -129,13 +170,20 @@ async fn a_malformed_order_event_is_dead_lettered_and_the_stream_keeps_flowing()
     let ticket = create_ticket(&app, &user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap().to_owned();
 
-    bus.publish_bytes(bus.subject(Subject::OrderCreated), async_nats::HeaderMap::new(), Bytes::from_static(b"{not json"))
-        .await
-        .unwrap();
+    bus.publish_bytes(
+        bus.subject(Subject::OrderCreated),
+        async_nats::HeaderMap::new(),
+        Bytes::from_static(b"{not json"),
+    )
+    .await
+    .unwrap();
     let order_id = mongodb::bson::oid::ObjectId::new().to_hex();
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
 
-    ticket_where(&app, &id, "the valid order after the poison one", |t| t["orderId"] == order_id.as_str()).await;
+    ticket_where(&app, &id, "the valid order after the poison one", |t| {
+        t["orderId"] == order_id.as_str()
+    })
+    .await;
     let dead = eventually("a dead letter", WAIT, || async {
         let dead = app.context.dead_letters().await;
         (!dead.is_empty()).then_some(dead)
@@ -152,7 +200,9 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
     let context = TestContext::new();
     // The first process commits but dies before its relay publishes: run it without the relay.
     let mut crashed = build(&context).await;
-    crashed.tasks.retain(|(name, _)| !name.contains("outbox-relay"));
+    crashed
+        .tasks
+        .retain(|(name, _)| !name.contains("outbox-relay"));
     let app = TestApp::serve(context.clone(), vec![crashed]).await;
     let user = fake_user();
     let ticket = create_ticket(&app, &user, "concert", 5.0).await;
@@ -160,8 +210,17 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
 
     let db = context.database("tickets").await;
     let outbox = db.collection::<mongodb::bson::Document>("outbox");
-    assert_eq!(outbox.count_documents(mongodb::bson::doc! {"sentAt": null}).await.unwrap(), 1);
-    assert!(context.events().await.is_empty(), "nothing was published before the crash");
+    assert_eq!(
+        outbox
+            .count_documents(mongodb::bson::doc! {"sentAt": null})
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        context.events().await.is_empty(),
+        "nothing was published before the crash"
+    );
 
     // The restarted service finds the pending event and publishes it.
     let restarted = TestApp::serve(context.clone(), vec![build(&context).await]).await;
@@ -170,7 +229,10 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
     assert_eq!(events[0].0, "ticket:created");
     assert_eq!(events[0].1["id"], ticket["id"]);
     eventually("the outbox to be marked sent", WAIT, || async {
-        let pending = outbox.count_documents(mongodb::bson::doc! {"sentAt": null}).await.unwrap();
+        let pending = outbox
+            .count_documents(mongodb::bson::doc! {"sentAt": null})
+            .await
+            .unwrap();
         (pending == 0).then_some(())
     })
     .await;

@@ -20,16 +20,29 @@ pub(crate) async fn spawn_app() -> TestApp {
     TestApp::serve(context, vec![service]).await
 }
 
-pub(crate) async fn create_ticket(app: &TestApp, user: &TestUser, title: &str, price: f64) -> Value {
+pub(crate) async fn create_ticket(
+    app: &TestApp,
+    user: &TestUser,
+    title: &str,
+    price: f64,
+) -> Value {
     let response = app
-        .post("/api/tickets", Some(&user.cookie), json!({"title": title, "price": price}))
+        .post(
+            "/api/tickets",
+            Some(&user.cookie),
+            json!({"title": title, "price": price}),
+        )
         .await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
     response.body
 }
 
 /// Waits until the events of this test satisfy `check`, returning them.
-pub(crate) async fn events_where(app: &TestApp, what: &str, check: impl Fn(&[(String, Value)]) -> bool) -> Vec<(String, Value)> {
+pub(crate) async fn events_where(
+    app: &TestApp,
+    what: &str,
+    check: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
     test_support::eventually(what, WAIT, || async {
         let events = app.context.events().await;
         check(&events).then_some(events)

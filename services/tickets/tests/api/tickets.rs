@@ -10,7 +10,13 @@ use crate::helpers::{create_ticket, spawn_app};
 #[tokio::test]
 async fn creating_a_ticket_requires_a_session() {
     let app = spawn_app().await;
-    let response = app.post("/api/tickets", None, json!({"title": "concert", "price": 10})).await;
+    let response = app
+        .post(
+            "/api/tickets",
+            None,
+            json!({"title": "concert", "price": 10}),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::UNAUTHORIZED);
     assert_eq!(response.error_messages(), ["Not authorized"]);
 }
@@ -25,7 +31,12 @@ async fn a_created_ticket_is_returned_with_version_0() {
     assert_eq!(ticket["userId"], user.id.as_str());
     assert_eq!(ticket["version"], 0);
     assert!(ticket.get("orderId").is_none());
-    let shown = app.get(&format!("/api/tickets/{}", ticket["id"].as_str().unwrap()), None).await;
+    let shown = app
+        .get(
+            &format!("/api/tickets/{}", ticket["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(shown.status, StatusCode::OK);
     assert_eq!(shown.body, ticket);
 }
@@ -46,10 +57,16 @@ async fn invalid_titles_and_prices_are_400_with_their_field() {
         (json!({"title": 5, "price": 1}), "title"),
     ];
     for (body, field) in cases {
-        let response = app.post("/api/tickets", Some(&user.cookie), body.clone()).await;
+        let response = app
+            .post("/api/tickets", Some(&user.cookie), body.clone())
+            .await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
         response.assert_error_shape();
-        assert_eq!(response.body["errors"][0]["field"], field, "{body}: {}", response.body);
+        assert_eq!(
+            response.body["errors"][0]["field"], field,
+            "{body}: {}",
+            response.body
+        );
     }
 }
 
@@ -70,7 +87,13 @@ async fn the_owner_updates_a_ticket_and_its_version_grows() {
     let ticket = create_ticket(&app, &user, "concert", 5.0).await;
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
     for (n, price) in [(1, 10), (2, 15)] {
-        let response = app.put(&path, Some(&user.cookie), json!({"title": "new", "price": price})).await;
+        let response = app
+            .put(
+                &path,
+                Some(&user.cookie),
+                json!({"title": "new", "price": price}),
+            )
+            .await;
         assert_eq!(response.status, StatusCode::OK);
         assert_eq!(response.body["version"], n);
         assert_eq!(response.body["price"], price as f64);
@@ -87,14 +110,37 @@ async fn update_checks_session_then_body_then_existence_then_owner() {
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
     let valid = json!({"title": "x", "price": 1});
 
-    assert_eq!(app.put(&path, None, valid.clone()).await.status, StatusCode::UNAUTHORIZED);
-    let bad_body = app.put("/api/tickets/nope", Some(&other.cookie), json!({"title": ""})).await;
-    assert_eq!(bad_body.status, StatusCode::BAD_REQUEST, "body is checked before existence");
-    let missing = app.put("/api/tickets/5f1e0f3a9d3b2c0017a1b2c3", Some(&owner.cookie), valid.clone()).await;
+    assert_eq!(
+        app.put(&path, None, valid.clone()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let bad_body = app
+        .put(
+            "/api/tickets/nope",
+            Some(&other.cookie),
+            json!({"title": ""}),
+        )
+        .await;
+    assert_eq!(
+        bad_body.status,
+        StatusCode::BAD_REQUEST,
+        "body is checked before existence"
+    );
+    let missing = app
+        .put(
+            "/api/tickets/5f1e0f3a9d3b2c0017a1b2c3",
+            Some(&owner.cookie),
+            valid.clone(),
+        )
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let not_owner = app.put(&path, Some(&other.cookie), valid.clone()).await;
     assert_eq!(not_owner.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get(&path, None).await.body["version"], 0, "nothing changed");
+    assert_eq!(
+        app.get(&path, None).await.body["version"],
+        0,
+        "nothing changed"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +149,8 @@ async fn concurrent_updates_of_one_ticket_are_all_applied_in_turn() {
     let user = fake_user();
     let ticket = create_ticket(&app, &user, "concert", 5.0).await;
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
-    let updates = (1..=10).map(|n| app.put(&path, Some(&user.cookie), json!({"title": "t", "price": n})));
+    let updates =
+        (1..=10).map(|n| app.put(&path, Some(&user.cookie), json!({"title": "t", "price": n})));
     let responses = join_all(updates).await;
     let mut versions: Vec<i64> = responses
         .iter()
@@ -113,7 +160,11 @@ async fn concurrent_updates_of_one_ticket_are_all_applied_in_turn() {
         })
         .collect();
     versions.sort_unstable();
-    assert_eq!(versions, (1..=10).collect::<Vec<_>>(), "each update got its own version");
+    assert_eq!(
+        versions,
+        (1..=10).collect::<Vec<_>>(),
+        "each update got its own version"
+    );
     assert_eq!(app.get(&path, None).await.body["version"], 10);
 }
 
@@ -127,25 +178,50 @@ async fn the_list_shows_unreserved_tickets_newest_first_with_paging() {
     }
     let all = app.get("/api/tickets", None).await;
     assert_eq!(all.status, StatusCode::OK);
-    let listed: Vec<_> = all.body.as_array().unwrap().iter().map(|t| t["id"].clone()).collect();
+    let listed: Vec<_> = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
     let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
     assert_eq!(listed, newest_first);
     assert!(all.headers.get("link").is_none());
 
     let first = app.get("/api/tickets?limit=2", None).await;
     assert_eq!(first.body.as_array().unwrap().len(), 2);
-    let link = first.headers.get("link").unwrap().to_str().unwrap().to_owned();
+    let link = first
+        .headers
+        .get("link")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(link.ends_with("rel=\"next\""), "{link}");
     let next = link.trim_start_matches('<').split('>').next().unwrap();
     let second = app.get(next, None).await;
-    let second_ids: Vec<_> = second.body.as_array().unwrap().iter().map(|t| t["id"].clone()).collect();
+    let second_ids: Vec<_> = second
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
     assert_eq!(second_ids, newest_first[2..4]);
 }
 
 #[tokio::test]
 async fn bad_paging_parameters_are_400() {
     let app = spawn_app().await;
-    for query in ["limit=0", "limit=501", "limit=abc", "limit=-1", "after=nope", "after=123"] {
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=abc",
+        "limit=-1",
+        "after=nope",
+        "after=123",
+    ] {
         let response = app.get(&format!("/api/tickets?{query}"), None).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{query}");
         response.assert_error_shape();

@@ -1,0 +1,97 @@
+//! Flows across services: what one service does becomes visible in another through events.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_support::{TestApp, eventually};
+
+use crate::spawn_stack;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn ticket_where(
+    app: &TestApp,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(what, WAIT, || async {
+        let body = app.get(&format!("/api/tickets/{id}"), None).await.body;
+        check(&body).then_some(body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_order_reserves_the_ticket_in_tickets_and_cancelling_frees_it() {
+    let app = spawn_stack().await;
+    let seller = app.signup("seller@test.dev", "password").await;
+    let buyer = app.signup("buyer@test.dev", "password").await;
+    let ticket = app
+        .post(
+            "/api/tickets",
+            Some(&seller.cookie),
+            json!({"title": "concert", "price": 25}),
+        )
+        .await
+        .body;
+    let id = ticket["id"].as_str().unwrap().to_owned();
+
+    // The order can be placed as soon as the replica has the ticket.
+    let order = eventually("the ticket to reach the orders replica", WAIT, || async {
+        let response = app
+            .post("/api/orders", Some(&buyer.cookie), json!({"ticketId": id}))
+            .await;
+        (response.status == StatusCode::CREATED).then_some(response.body)
+    })
+    .await;
+    assert_eq!(order["ticket"]["price"], 25.0);
+
+    let reserved = ticket_where(&app, &id, "tickets to see the reservation", |t| {
+        t["orderId"] == order["id"]
+    })
+    .await;
+    assert_eq!(reserved["version"], 1);
+    let edit = app
+        .put(
+            &format!("/api/tickets/{id}"),
+            Some(&seller.cookie),
+            json!({"title": "x", "price": 1}),
+        )
+        .await;
+    assert_eq!(edit.error_messages(), ["Cannot edit a reserved ticket"]);
+
+    let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
+    assert_eq!(
+        app.delete(&path, Some(&buyer.cookie)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let freed = ticket_where(&app, &id, "tickets to see the cancellation", |t| {
+        t.get("orderId").is_none()
+    })
+    .await;
+    assert_eq!(freed["version"], 2);
+    // And orders' replica follows the ticket's own versions.
+    eventually("the replica at version 2", WAIT, || async {
+        let replica = app
+            .get(&format!("/api/orders/tickets/{id}"), None)
+            .await
+            .body;
+        (replica["version"] == 2).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_api_paths_are_404_in_the_error_shape_and_health_covers_every_dependency() {
+    let app = spawn_stack().await;
+    let response = app.get("/api/nothing/here", None).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    assert_eq!(response.error_messages(), ["Not found"]);
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    for check in ["auth-mongo", "tickets-mongo", "orders-mongo", "nats"] {
+        assert_eq!(ready.body["checks"][check], "ok", "{}", ready.body);
+    }
+}
