@@ -99,15 +99,13 @@ async fn list_tickets(
     };
     let page = state.tickets.list_available(limit, after).await?;
     let mut headers = HeaderMap::new();
-    if page.has_more {
-        if let Some(last) = page.tickets.last() {
-            let link = format!(
-                "</api/tickets?limit={limit}&after={}>; rel=\"next\"",
-                last.id.to_hex()
-            );
-            if let Ok(value) = HeaderValue::from_str(&link) {
-                headers.insert(header::LINK, value);
-            }
+    if let Some(last) = page.tickets.last().filter(|_| page.has_more) {
+        let link = format!(
+            "</api/tickets?limit={limit}&after={}>; rel=\"next\"",
+            last.id.to_hex()
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
         }
     }
     Ok((
