@@ -163,31 +163,13 @@ fn bar(len: usize, message: &'static str, visible: bool) -> ProgressBar {
 
 /// Runs the test; `progress` shows progress bars on the terminal.
 pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
+    common::install_tls_provider();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .timeout(Duration::from_secs(30))
         .build()?;
     let base = args.base_url.trim_end_matches('/').to_owned();
-    let email = format!(
-        "concurrency-{}@test.dev",
-        mongodb::bson::oid::ObjectId::new().to_hex()
-    );
-    let signup = http
-        .post(format!("{base}/api/users/signup"))
-        .json(&json!({"email": email, "password": "password"}))
-        .send()
-        .await
-        .with_context(|| format!("sign up at {base}"))?;
-    if !signup.status().is_success() {
-        bail!("signup failed: {}", signup.status());
-    }
-    let cookie = signup
-        .headers()
-        .get(reqwest::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("signup set no session cookie")?
-        .to_owned();
+    let cookie = crate::client::signup(&http, &base, "concurrency").await?;
     let client = Client { http, base, cookie };
 
     let mut report = Report {

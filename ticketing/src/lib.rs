@@ -1,5 +1,7 @@
 //! The `ticketing` launcher and operator commands, as a library so tests drive them in-process.
 
+mod client;
 pub mod concurrency;
+pub mod lag;
 pub mod tail;
 pub mod up;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{concurrency, tail, up};
+use ticketing::{concurrency, lag, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,8 @@ enum Command {
     /// Creates tickets and updates them twice, in parallel, then checks that every ticket and
     /// its replica in orders converged (price 15, version 2).
     ConcurrencyTest(concurrency::Args),
+    /// Measures replication lag (ticket update → visible in the orders replica) at a steady rate.
+    Lag(lag::Args),
     /// Inspects the event stream.
     Events {
         #[command(subcommand)]
@@ -39,6 +41,7 @@ enum EventsCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    common::install_tls_provider();
     if matches!(cli.command, Command::Up(_)) {
         common::telemetry::init();
     }
@@ -52,6 +55,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Lag(args) => {
+            println!("{}", lag::run(&args).await?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Events {
             command: EventsCommand::Tail(args),

@@ -23,10 +23,14 @@ pub async fn services(env_for: impl Fn(&str) -> Env) -> anyhow::Result<Vec<Servi
     let auth = auth::Config::from_env(&env_for("auth"))?;
     let tickets = tickets::Config::from_env(&env_for("tickets"))?;
     let orders = orders::Config::from_env(&env_for("orders"))?;
+    let expiration = expiration::Config::from_env(&env_for("expiration"))?;
+    let payments = payments::Config::from_env(&env_for("payments"))?;
     Ok(vec![
         auth::build(&auth).await?,
         tickets::build(&tickets).await?,
         orders::build(&orders).await?,
+        expiration::build(&expiration).await?,
+        payments::build(&payments).await?,
     ])
 }
 

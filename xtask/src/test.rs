@@ -26,9 +26,10 @@ impl TestArgs {
     }
 }
 
-/// One check: a name for the report and the cargo arguments that run it.
+/// One check: a name for the report, the program (`None`: cargo) and its arguments.
 struct Step {
     name: &'static str,
+    program: Option<&'static str>,
     cargo_args: Vec<String>,
 }
 
@@ -36,7 +37,19 @@ impl Step {
     fn new<'a>(name: &'static str, args: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
             name,
+            program: None,
             cargo_args: args.into_iter().map(str::to_owned).collect(),
+        }
+    }
+
+    fn program<'a>(
+        name: &'static str,
+        program: &'static str,
+        args: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        Self {
+            program: Some(program),
+            ..Self::new(name, args)
         }
     }
 }
@@ -51,6 +64,8 @@ fn steps(args: &TestArgs) -> Vec<Step> {
     test.cargo_args.extend(args.cargo_test_args.iter().cloned());
     vec![
         Step::new("fmt", ["fmt", "--all", "--", "--check"]),
+        // Kubernetes manifests, skaffold and compose against the schemas and the code.
+        Step::program("deploy-check", "python3", ["infra/check.py"]),
         Step::new(
             "clippy",
             [
@@ -76,8 +91,16 @@ pub(crate) fn run(args: &TestArgs) -> Result<()> {
     for step in steps(args) {
         eprintln!("==> {}", step.name);
         let started = Instant::now();
+        let mut command = match step.program {
+            Some(program) => {
+                let mut command = std::process::Command::new(program);
+                command.current_dir(&root);
+                command
+            }
+            None => cmd::cargo(&root),
+        };
         let result = cmd::run(
-            cmd::cargo(&root)
+            command
                 .args(&step.cargo_args)
                 .env(devenv::TOOLS_DIR_ENV, &tools_dir),
         );

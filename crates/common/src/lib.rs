@@ -15,6 +15,14 @@ pub mod session;
 pub mod shutdown;
 pub mod telemetry;
 
+/// Makes ring the process's TLS provider. HTTP clients (reqwest) are built without a default
+/// provider so that the tree carries one crypto library, the one MongoDB already uses; call
+/// this before building a client. Calling it again is harmless.
+pub fn install_tls_provider() {
+    // An error only says a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub use error::{ApiError, FieldError, Result};
 pub use json::ValidatedJson;
 pub use session::{Claims, CurrentUser, MaybeCurrentUser, Sessions};

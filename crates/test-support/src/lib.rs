@@ -266,6 +266,7 @@ impl TestApp {
             };
         let address = format!("http://127.0.0.1:{}", server.port());
         tokio::spawn(server.run());
+        common::install_tls_provider();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

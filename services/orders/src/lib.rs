@@ -10,7 +10,9 @@ mod store;
 pub use config::Config;
 pub use state::AppState;
 
-use common::events::{EventBus, Listener, Outbox, TicketCreated, TicketUpdated};
+use common::events::{
+    EventBus, ExpirationComplete, Listener, Outbox, PaymentCreated, TicketCreated, TicketUpdated,
+};
 use common::health::ReadinessCheck;
 use common::server::Service;
 
@@ -41,8 +43,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         "orders",
         listeners::TicketReplicaHandler(state.orders.clone()),
     );
+    let expired = Listener::<ExpirationComplete, _>::new(
+        bus.clone(),
+        "orders",
+        listeners::ExpirationHandler(state.orders.clone()),
+    );
+    let paid = Listener::<PaymentCreated, _>::new(
+        bus.clone(),
+        "orders",
+        listeners::PaymentHandler(state.orders.clone()),
+    );
     Ok(Service::new("orders", app(state), checks)
         .with_task("outbox-relay", outbox.relay(bus))
         .with_task(created.consumer_name().to_owned(), created.task())
-        .with_task(updated.consumer_name().to_owned(), updated.task()))
+        .with_task(updated.consumer_name().to_owned(), updated.task())
+        .with_task(expired.consumer_name().to_owned(), expired.task())
+        .with_task(paid.consumer_name().to_owned(), paid.task()))
 }

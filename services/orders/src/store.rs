@@ -289,6 +289,42 @@ impl OrderStore {
     }
 }
 
+impl OrderStore {
+    /// Marks the order paid. Idempotent; a cancelled order stays cancelled (payments refuses to
+    /// charge one, so this only happens if an expiration raced a payment).
+    #[tracing::instrument(skip_all, fields(order_id = %id))]
+    pub(crate) async fn complete(&self, id: ObjectId) -> Result<(), StoreError> {
+        let order = self
+            .orders
+            .find_one(doc! { "_id": id })
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        match order.status {
+            OrderStatus::Complete => return Ok(()),
+            OrderStatus::Cancelled => {
+                tracing::warn!("payment for a cancelled order; order left cancelled");
+                return Ok(());
+            }
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
+        let written = self
+            .orders
+            .update_one(
+                doc! { "_id": id, "version": order.version, "status": { "$ne": "cancelled" } },
+                doc! { "$set": { "status": "complete", "version": order.version + 1 } },
+            )
+            .await?;
+        if written.matched_count == 0 {
+            // Changed concurrently (e.g. cancelled); the redelivery re-reads it.
+            return Err(StoreError::Mongo(mongodb::error::Error::custom(
+                "order changed concurrently",
+            )));
+        }
+        tracing::info!(version = order.version + 1, "order complete");
+        Ok(())
+    }
+}
+
 /// RFC 3339 with milliseconds, as the original's `toISOString()`.
 pub(crate) fn iso(at: DateTime) -> String {
     at.try_to_rfc3339_string().unwrap_or_default()

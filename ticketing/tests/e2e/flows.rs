@@ -95,3 +95,90 @@ async fn unknown_api_paths_are_404_in_the_error_shape_and_health_covers_every_de
         assert_eq!(ready.body["checks"][check], "ok", "{}", ready.body);
     }
 }
+
+#[tokio::test]
+async fn the_whole_saga_buy_pay_and_expire() {
+    let context = test_support::TestContext::new();
+    let services =
+        ticketing::up::services(|name| context.env(name).with("ORDER_EXPIRATION_SECONDS", "2"))
+            .await
+            .unwrap();
+    let app = TestApp::serve(context, services).await;
+    let seller = app.signup("seller@test.dev", "password").await;
+    let buyer = app.signup("buyer@test.dev", "password").await;
+    let mut tickets = Vec::new();
+    for title in ["paid", "expired"] {
+        let ticket = app
+            .post(
+                "/api/tickets",
+                Some(&seller.cookie),
+                json!({"title": title, "price": 25}),
+            )
+            .await
+            .body;
+        tickets.push(ticket["id"].as_str().unwrap().to_owned());
+    }
+    let mut orders = Vec::new();
+    for id in &tickets {
+        let order = eventually("the replica to have the ticket", WAIT, || async {
+            let response = app
+                .post("/api/orders", Some(&buyer.cookie), json!({"ticketId": id}))
+                .await;
+            (response.status == StatusCode::CREATED).then_some(response.body)
+        })
+        .await;
+        orders.push(order["id"].as_str().unwrap().to_owned());
+    }
+    // Pay the first as soon as payments knows it.
+    eventually("payments to accept the order", WAIT, || async {
+        let response = app
+            .post(
+                "/api/payments",
+                Some(&buyer.cookie),
+                json!({"token": "tok_visa", "orderId": orders[0]}),
+            )
+            .await;
+        (response.status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    let order_status = |id: String, status: &'static str| {
+        let app = &app;
+        let cookie = buyer.cookie.clone();
+        async move {
+            eventually(&format!("order {id} {status}"), WAIT, || async {
+                let body = app
+                    .get(&format!("/api/orders/{id}"), Some(&cookie))
+                    .await
+                    .body;
+                (body["status"] == status).then_some(())
+            })
+            .await
+        }
+    };
+    order_status(orders[0].clone(), "complete").await;
+    order_status(orders[1].clone(), "cancelled").await;
+    // The expired order's ticket is free again; the paid one stays reserved.
+    ticket_where(&app, &tickets[1], "the expired ticket to be freed", |t| {
+        t.get("orderId").is_none()
+    })
+    .await;
+    let paid_ticket = app
+        .get(&format!("/api/tickets/{}", tickets[0]), None)
+        .await
+        .body;
+    assert_eq!(paid_ticket["orderId"], orders[0].as_str());
+    // After its own expiration fired, the paid order is still complete.
+    eventually("the paid order's expiration", WAIT, || async {
+        let events = app.context.events().await;
+        events
+            .iter()
+            .any(|(s, p)| s == "expiration:complete" && p["orderId"] == orders[0].as_str())
+            .then_some(())
+    })
+    .await;
+    let body = app
+        .get(&format!("/api/orders/{}", orders[0]), Some(&buyer.cookie))
+        .await
+        .body;
+    assert_eq!(body["status"], "complete");
+}

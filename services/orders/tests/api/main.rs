@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod lifecycle;
 mod orders;
 mod replica;

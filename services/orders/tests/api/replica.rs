@@ -138,5 +138,13 @@ async fn two_instances_share_one_consumer_and_the_replica_converges() {
         names.push(name.unwrap());
     }
     names.sort();
-    assert_eq!(names, ["orders-ticket-created", "orders-ticket-updated"]);
+    assert_eq!(
+        names,
+        [
+            "orders-expiration-complete",
+            "orders-payment-created",
+            "orders-ticket-created",
+            "orders-ticket-updated"
+        ]
+    );
 }

@@ -1,0 +1,16 @@
+//! The expiration service's own binary, as Kubernetes runs it.
+
+use common::config::Env;
+use common::server::Server;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::telemetry::init();
+    let config = expiration::Config::from_env(&Env::process())?;
+    let shutdown = common::shutdown::on_signal();
+    let service = expiration::build(&config).await?;
+    Server::bind(config.listen, vec![service], shutdown)
+        .await?
+        .run()
+        .await
+}

@@ -1,0 +1,137 @@
+//! The durable schedule: one record per order, fired exactly once inside a transaction that
+//! also records `expiration:complete` in the outbox.
+
+use std::sync::Arc;
+
+use common::events::{ExpirationComplete, Outbox};
+use common::mongo::Transaction;
+use futures::TryStreamExt as _;
+use mongodb::bson::{DateTime, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Expiration {
+    #[serde(rename = "_id")]
+    order_id: String,
+    expires_at: DateTime,
+    #[serde(default)]
+    fired_at: Option<DateTime>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Schedule {
+    client: Client,
+    expirations: Collection<Expiration>,
+    outbox: Outbox,
+    /// Wakes the scheduler when something earlier than what it sleeps for is scheduled.
+    pub(crate) changed: Arc<Notify>,
+}
+
+impl Schedule {
+    pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
+        Self {
+            client: db.client().clone(),
+            expirations: db.collection("expirations"),
+            outbox,
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    pub(crate) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        let due = IndexModel::builder()
+            .keys(doc! { "firedAt": 1, "expiresAt": 1 })
+            .options(IndexOptions::builder().name("due".to_owned()).build())
+            .build();
+        self.expirations.create_index(due).await?;
+        Ok(())
+    }
+
+    /// Schedules the order's expiration; scheduling it again changes nothing.
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
+    pub(crate) async fn schedule(
+        &self,
+        order_id: &str,
+        at: DateTime,
+    ) -> mongodb::error::Result<()> {
+        self.expirations
+            .update_one(
+                doc! { "_id": order_id },
+                doc! { "$setOnInsert": { "expiresAt": at, "firedAt": null } },
+            )
+            .upsert(true)
+            .await?;
+        tracing::info!(expires_at = %at, "expiration scheduled");
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// The earliest pending expiration, if any.
+    pub(crate) async fn next_due(&self) -> mongodb::error::Result<Option<DateTime>> {
+        let next = self
+            .expirations
+            .find_one(doc! { "firedAt": null })
+            .sort(doc! { "expiresAt": 1 })
+            .await?;
+        Ok(next.map(|e| e.expires_at))
+    }
+
+    /// Fires every expiration due by now; returns how many this call fired.
+    pub(crate) async fn fire_due(&self) -> mongodb::error::Result<usize> {
+        let due: Vec<Expiration> = self
+            .expirations
+            .find(doc! { "firedAt": null, "expiresAt": { "$lte": DateTime::now() } })
+            .sort(doc! { "expiresAt": 1 })
+            .limit(500)
+            .await?
+            .try_collect()
+            .await?;
+        let mut fired = 0;
+        for expiration in due {
+            if self.fire(&expiration.order_id).await? {
+                fired += 1;
+            }
+        }
+        if fired > 0 {
+            self.outbox.notify();
+        }
+        Ok(fired)
+    }
+
+    /// Marks one expiration fired and records its event, atomically. Another replica that
+    /// got there first makes this a no-op.
+    async fn fire(&self, order_id: &str) -> mongodb::error::Result<bool> {
+        let mut tx = Transaction::start(&self.client).await?;
+        loop {
+            let result = async {
+                let session = tx.session();
+                let claimed = self
+                    .expirations
+                    .update_one(
+                        doc! { "_id": order_id, "firedAt": null },
+                        doc! { "$set": { "firedAt": DateTime::now() } },
+                    )
+                    .session(&mut *session)
+                    .await?;
+                if claimed.modified_count == 0 {
+                    return Ok(false);
+                }
+                let event = ExpirationComplete {
+                    order_id: order_id.to_owned(),
+                };
+                self.outbox.record(session, &event).await?;
+                Ok(true)
+            }
+            .await;
+            if let Some(fired) = tx.finish(result).await? {
+                if fired {
+                    tracing::info!(%order_id, "expiration complete");
+                }
+                return Ok(fired);
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Expirations fire at `expiresAt`, once, and survive a restart.
+
+use std::time::{Duration, SystemTime};
+
+use common::events::{OrderCreated, OrderCreatedTicket, OrderStatus};
+use mongodb::bson::{DateTime, oid::ObjectId};
+use serde_json::Value;
+use test_support::{TestApp, TestContext, eventually};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn spawn(context: &TestContext) -> TestApp {
+    let config = expiration::Config::from_env(&context.env("expiration")).unwrap();
+    TestApp::serve(
+        context.clone(),
+        vec![expiration::build(&config).await.unwrap()],
+    )
+    .await
+}
+
+fn order_expiring_at(at: SystemTime) -> OrderCreated {
+    OrderCreated {
+        id: ObjectId::new().to_hex(),
+        version: 0,
+        status: OrderStatus::Created,
+        user_id: "buyer".to_owned(),
+        expires_at: DateTime::from_system_time(at)
+            .try_to_rfc3339_string()
+            .unwrap(),
+        ticket: OrderCreatedTicket {
+            id: ObjectId::new().to_hex(),
+            price: 10.0,
+        },
+    }
+}
+
+async fn expirations(context: &TestContext) -> Vec<Value> {
+    context
+        .events()
+        .await
+        .into_iter()
+        .filter(|(subject, _)| subject == "expiration:complete")
+        .map(|(_, payload)| payload)
+        .collect()
+}
+
+async fn wait_for_expiration(context: &TestContext, order_id: &str) -> SystemTime {
+    eventually(&format!("expiration of {order_id}"), WAIT, || async {
+        let fired = expirations(context)
+            .await
+            .iter()
+            .any(|e| e["orderId"] == order_id);
+        fired.then(SystemTime::now)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_expiration_fires_at_its_time_and_only_once() {
+    let context = TestContext::new();
+    let _app = spawn(&context).await;
+    let bus = context.bus().await;
+    let due = SystemTime::now() + Duration::from_millis(800);
+    let order = order_expiring_at(due);
+    bus.publish(&order).await.unwrap();
+    // A redelivered order:created (fresh message id) schedules nothing new.
+    let again = serde_json::to_vec(&order).unwrap();
+    bus.publish_bytes(
+        bus.subject(common::events::Subject::OrderCreated),
+        async_nats::HeaderMap::new(),
+        again.into(),
+    )
+    .await
+    .unwrap();
+
+    let fired = wait_for_expiration(&context, &order.id).await;
+    assert!(fired >= due, "fired before its time");
+    assert!(
+        fired.duration_since(due).unwrap() < Duration::from_secs(2),
+        "fired late"
+    );
+    let all = expirations(&context).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0], serde_json::json!({"orderId": order.id}));
+}
+
+#[tokio::test]
+async fn an_expiration_scheduled_before_a_restart_still_fires() {
+    let context = TestContext::new();
+    let first = spawn(&context).await;
+    let bus = context.bus().await;
+    let due = SystemTime::now() + Duration::from_secs(2);
+    let order = order_expiring_at(due);
+    bus.publish(&order).await.unwrap();
+    // Scheduled (durably) once the record exists; then the service goes away.
+    let db = context.database("expiration").await;
+    let schedule = db.collection::<mongodb::bson::Document>("expirations");
+    eventually("the expiration to be scheduled", WAIT, || async {
+        let found = schedule
+            .find_one(mongodb::bson::doc! {"_id": &order.id})
+            .await
+            .unwrap();
+        found.map(|_| ())
+    })
+    .await;
+    drop(first);
+    assert!(expirations(&context).await.is_empty());
+
+    let _restarted = spawn(&context).await;
+    let fired = wait_for_expiration(&context, &order.id).await;
+    assert!(fired >= due);
+}
+
+#[tokio::test]
+async fn an_order_already_past_its_time_expires_at_once() {
+    let context = TestContext::new();
+    let _app = spawn(&context).await;
+    let bus = context.bus().await;
+    let order = order_expiring_at(SystemTime::now() - Duration::from_secs(5));
+    bus.publish(&order).await.unwrap();
+    wait_for_expiration(&context, &order.id).await;
+}

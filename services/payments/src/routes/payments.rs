@@ -1,0 +1,98 @@
+//! `POST /api/payments`: pay for one's own order with a card token.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use common::events::OrderStatus;
+use common::{ApiError, CurrentUser, Result, ValidatedJson};
+use mongodb::bson::DateTime;
+use mongodb::bson::oid::ObjectId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use validator::{Validate, ValidationError};
+
+use crate::gateway::{Charge, GatewayError};
+use crate::state::AppState;
+use crate::store::Claim;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/payments", post(create_payment))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(rename_all = "camelCase")]
+struct PaymentBody {
+    #[validate(length(min = 1, max = 255, message = "Token must be provided"))]
+    token: String,
+    #[validate(custom(function = "object_id", message = "OrderId must be provided"))]
+    order_id: String,
+}
+
+fn object_id(id: &str) -> std::result::Result<(), ValidationError> {
+    ObjectId::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| ValidationError::new("object_id"))
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %body.order_id))]
+async fn create_payment(
+    CurrentUser(user): CurrentUser,
+    State(state): State<AppState>,
+    ValidatedJson(body): ValidatedJson<PaymentBody>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let order_id = ObjectId::parse_str(&body.order_id)
+        .map_err(|_| ApiError::field("orderId", "OrderId must be provided"))?;
+    let order = state
+        .payments
+        .order(order_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if order.user_id != user.id {
+        return Err(ApiError::NotAuthorized);
+    }
+    match order.status {
+        OrderStatus::Cancelled => {
+            return Err(ApiError::bad_request("Cannot pay for a cancelled order"));
+        }
+        OrderStatus::Complete => return Err(ApiError::bad_request("Order already paid")),
+        OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+    }
+    // The cancellation may not have arrived yet; the clock is enough to refuse.
+    if order.expires_at <= DateTime::now() {
+        return Err(ApiError::bad_request("Order has expired"));
+    }
+    let payment_id = match state.payments.claim(order_id).await? {
+        Claim::Claimed(id) => id,
+        Claim::AlreadyPaid => return Err(ApiError::bad_request("Order already paid")),
+        Claim::InProgress => {
+            return Err(ApiError::bad_request(
+                "A payment for this order is in progress",
+            ));
+        }
+    };
+    let charge = Charge {
+        amount_cents: (order.price * 100.0).round() as i64,
+        currency: "usd",
+        token: body.token,
+        idempotency_key: format!("order-{order_id}"),
+    };
+    let stripe_id = match state.gateway.charge(charge).await {
+        Ok(id) => id,
+        Err(error) => {
+            state.payments.release(payment_id).await?;
+            return Err(match error {
+                GatewayError::Declined(reason) => ApiError::bad_request(reason),
+                GatewayError::Unavailable(reason) => ApiError::Unavailable(reason),
+            });
+        }
+    };
+    state
+        .payments
+        .succeed(payment_id, order_id, &stripe_id)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": payment_id.to_hex() })),
+    ))
+}

@@ -1,0 +1,205 @@
+//! POST /api/payments: authorisation, refusals, success, and races.
+
+use std::time::{Duration, SystemTime};
+
+use common::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, TicketRef};
+use futures::future::join_all;
+use mongodb::bson::{DateTime, oid::ObjectId};
+use reqwest::StatusCode;
+use serde_json::json;
+use test_support::{TestApp, TestContext, TestUser, eventually, fake_user};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn spawn_app() -> TestApp {
+    let context = TestContext::new();
+    let config = payments::Config::from_env(&context.env("payments")).unwrap();
+    TestApp::serve(context, vec![payments::build(&config).await.unwrap()]).await
+}
+
+/// Publishes `order:created` for `buyer` and waits until payments knows the order.
+async fn replicated_order(app: &TestApp, buyer: &TestUser, expires_in: Duration) -> String {
+    let bus = app.context.bus().await;
+    let order = OrderCreated {
+        id: ObjectId::new().to_hex(),
+        version: 0,
+        status: OrderStatus::Created,
+        user_id: buyer.id.clone(),
+        expires_at: DateTime::from_system_time(SystemTime::now() + expires_in)
+            .try_to_rfc3339_string()
+            .unwrap(),
+        ticket: OrderCreatedTicket {
+            id: ObjectId::new().to_hex(),
+            price: 19.99,
+        },
+    };
+    bus.publish(&order).await.unwrap();
+    let db = app.context.database("payments").await;
+    let orders = db.collection::<mongodb::bson::Document>("orders");
+    let id = ObjectId::parse_str(&order.id).unwrap();
+    eventually("the order in the payments replica", WAIT, || async {
+        orders
+            .find_one(mongodb::bson::doc! {"_id": id})
+            .await
+            .unwrap()
+            .map(|_| ())
+    })
+    .await;
+    order.id
+}
+
+async fn pay(
+    app: &TestApp,
+    user: &TestUser,
+    order_id: &str,
+    token: &str,
+) -> test_support::TestResponse {
+    app.post(
+        "/api/payments",
+        Some(&user.cookie),
+        json!({"token": token, "orderId": order_id}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn paying_requires_a_session_and_a_valid_body() {
+    let app = spawn_app().await;
+    let response = app
+        .post(
+            "/api/payments",
+            None,
+            json!({"token": "tok_visa", "orderId": ObjectId::new().to_hex()}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    let user = fake_user();
+    for (body, field) in [
+        (json!({"orderId": ObjectId::new().to_hex()}), "token"),
+        (
+            json!({"token": "", "orderId": ObjectId::new().to_hex()}),
+            "token",
+        ),
+        (json!({"token": "tok_visa"}), "orderId"),
+        (json!({"token": "tok_visa", "orderId": "nope"}), "orderId"),
+    ] {
+        let response = app
+            .post("/api/payments", Some(&user.cookie), body.clone())
+            .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            response.body["errors"][0]["field"], field,
+            "{body}: {}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_order_is_404_and_someone_elses_is_401() {
+    let app = spawn_app().await;
+    let buyer = fake_user();
+    let missing = pay(&app, &buyer, &ObjectId::new().to_hex(), "tok_visa").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
+    let stranger = pay(&app, &fake_user(), &order_id, "tok_visa").await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_valid_card_pays_once_and_publishes_payment_created() {
+    let app = spawn_app().await;
+    let buyer = fake_user();
+    let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
+    let paid = pay(&app, &buyer, &order_id, "tok_visa").await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
+    let payment_id = paid.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(paid.body.as_object().unwrap().len(), 1);
+
+    let again = pay(&app, &buyer, &order_id, "tok_visa").await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.error_messages(), ["Order already paid"]);
+
+    let event = eventually("payment:created", WAIT, || async {
+        app.context
+            .events()
+            .await
+            .into_iter()
+            .find(|(s, _)| s == "payment:created")
+    })
+    .await;
+    assert_eq!(event.1["id"], payment_id.as_str());
+    assert_eq!(event.1["orderId"], order_id.as_str());
+    assert!(event.1["stripeId"].as_str().unwrap().starts_with("ch_"));
+}
+
+#[tokio::test]
+async fn a_declined_card_is_400_with_the_reason_and_another_card_may_follow() {
+    let app = spawn_app().await;
+    let buyer = fake_user();
+    let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
+    let declined = pay(&app, &buyer, &order_id, "tok_chargeDeclined").await;
+    assert_eq!(declined.status, StatusCode::BAD_REQUEST);
+    assert_eq!(declined.error_messages(), ["Your card was declined."]);
+    let paid = pay(&app, &buyer, &order_id, "tok_visa").await;
+    assert_eq!(paid.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_cancelled_or_expired_order_cannot_be_paid() {
+    let app = spawn_app().await;
+    let buyer = fake_user();
+    let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
+    let bus = app.context.bus().await;
+    let cancelled = OrderCancelled {
+        id: order_id.clone(),
+        version: 1,
+        ticket: TicketRef {
+            id: ObjectId::new().to_hex(),
+        },
+    };
+    bus.publish(&cancelled).await.unwrap();
+    let refused = eventually("the cancellation to reach payments", WAIT, || async {
+        let response = pay(&app, &buyer, &order_id, "tok_visa").await;
+        (response.status == StatusCode::BAD_REQUEST).then_some(response)
+    })
+    .await;
+    assert_eq!(
+        refused.error_messages(),
+        ["Cannot pay for a cancelled order"]
+    );
+
+    // Past expiresAt: refused even though no cancellation arrived.
+    let expired = replicated_order(&app, &buyer, Duration::ZERO).await;
+    let response = pay(&app, &buyer, &expired, "tok_visa").await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.error_messages(), ["Order has expired"]);
+}
+
+#[tokio::test]
+async fn concurrent_attempts_for_one_order_give_exactly_one_payment() {
+    let app = spawn_app().await;
+    let buyer = fake_user();
+    let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
+    let attempts = (0..10).map(|_| pay(&app, &buyer, &order_id, "tok_visa"));
+    let responses = join_all(attempts).await;
+    let created = responses
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1);
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.status == StatusCode::CREATED || r.status == StatusCode::BAD_REQUEST)
+    );
+    let db = app.context.database("payments").await;
+    let payments = db.collection::<mongodb::bson::Document>("payments");
+    assert_eq!(
+        payments
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -1,0 +1,174 @@
+//! `ticketing lag`: replication lag under a steady write rate — the time from a ticket update's
+//! response until the orders service's replica shows that version.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Arguments of `ticketing lag`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Where the ingress's routes are served.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub base_url: String,
+    /// Ticket updates per second.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// How long to write, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// How many tickets the updates rotate over.
+    #[arg(long, default_value_t = 50)]
+    pub tickets: usize,
+}
+
+/// Lag percentiles over every write.
+#[derive(Debug, Default)]
+pub struct LagReport {
+    /// Updates sent.
+    pub writes: usize,
+    /// Updates that failed or never became visible within 5 s.
+    pub failures: usize,
+    /// Sorted lags of the successful writes.
+    pub lags: Vec<Duration>,
+}
+
+impl LagReport {
+    /// The q-quantile (0.0–1.0) of the observed lags.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.lags.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.lags.len() - 1) as f64 * q).round() as usize;
+        self.lags[index.min(self.lags.len() - 1)]
+    }
+}
+
+impl fmt::Display for LagReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        writeln!(
+            f,
+            "writes:   {} ({} failed or not visible in 5 s)",
+            self.writes, self.failures
+        )?;
+        write!(
+            f,
+            "lag:      p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.9)),
+            ms(self.quantile(0.99)),
+            ms(self.quantile(1.0))
+        )
+    }
+}
+
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Session {
+    async fn replica_version(&self, id: &str) -> anyhow::Result<Option<i64>> {
+        let response = self
+            .http
+            .get(format!("{}/api/orders/tickets/{id}", self.base))
+            .send()
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body: Value = response.error_for_status()?.json().await?;
+        Ok(body["version"].as_i64())
+    }
+
+    /// Polls the replica until it reaches `version`; returns when it did, or `None` after 5 s.
+    async fn visible(&self, id: &str, version: i64) -> Option<Instant> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.replica_version(id).await, Ok(Some(v)) if v >= version) {
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    }
+
+    async fn update(&self, id: &str, price: u32) -> anyhow::Result<(i64, Instant)> {
+        let response = self
+            .http
+            .put(format!("{}/api/tickets/{id}", self.base))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .json(&json!({"title": "lag", "price": price}))
+            .send()
+            .await?;
+        let at = Instant::now();
+        let body: Value = response.error_for_status()?.json().await?;
+        Ok((body["version"].as_i64().context("no version")?, at))
+    }
+}
+
+/// Runs the measurement against a running stack.
+pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
+    common::install_tls_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let base = args.base_url.trim_end_matches('/').to_owned();
+    let cookie = crate::client::signup(&http, &base, "lag").await?;
+    let session = Arc::new(Session { http, base, cookie });
+
+    let mut ids = Vec::with_capacity(args.tickets);
+    for _ in 0..args.tickets.max(1) {
+        let created: Value = session
+            .http
+            .post(format!("{}/api/tickets", session.base))
+            .header(reqwest::header::COOKIE, &session.cookie)
+            .json(&json!({"title": "lag", "price": 1}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ids.push(created["id"].as_str().context("no id")?.to_owned());
+    }
+    for id in &ids {
+        session
+            .visible(id, 0)
+            .await
+            .context("initial replication")?;
+    }
+
+    let total = (u64::from(args.rate) * args.duration) as usize;
+    let mut ticker =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let session = session.clone();
+        let id = ids[n % ids.len()].clone();
+        tasks.spawn(async move {
+            let (version, written) = session.update(&id, (n % 1000 + 1) as u32).await.ok()?;
+            let seen = session.visible(&id, version).await?;
+            Some(seen.duration_since(written))
+        });
+    }
+    let mut report = LagReport {
+        writes: total,
+        ..LagReport::default()
+    };
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Some(lag)) => report.lags.push(lag),
+            _ => report.failures += 1,
+        }
+    }
+    report.lags.sort_unstable();
+    Ok(report)
+}
