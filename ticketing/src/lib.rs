@@ -3,5 +3,6 @@
 mod client;
 pub mod concurrency;
 pub mod lag;
+pub mod saga;
 pub mod tail;
 pub mod up;

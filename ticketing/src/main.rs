@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{concurrency, lag, tail, up};
+use ticketing::{concurrency, lag, saga, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,9 @@ enum Command {
     ConcurrencyTest(concurrency::Args),
     /// Measures replication lag (ticket update → visible in the orders replica) at a steady rate.
     Lag(lag::Args),
+    /// Measures how late expirations land and how long payments take (run against a stack
+    /// with a short ORDER_EXPIRATION_SECONDS).
+    SagaBench(saga::Args),
     /// Inspects the event stream.
     Events {
         #[command(subcommand)]
@@ -59,6 +62,15 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Lag(args) => {
             println!("{}", lag::run(&args).await?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::SagaBench(args) => {
+            let report = saga::run(&args).await?;
+            println!("{report}");
+            Ok(if report.failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Events {
             command: EventsCommand::Tail(args),

@@ -77,6 +77,27 @@ pub fn path_id(id: &str) -> Result<mongodb::bson::oid::ObjectId, crate::ApiError
     mongodb::bson::oid::ObjectId::parse_str(id).map_err(|_| crate::ApiError::NotFound)
 }
 
+/// The `{id}` of a route as an ObjectId. Anything else — including a segment that is not
+/// valid UTF-8 once decoded, which axum's `Path` would answer with a plain-text 400 — is a
+/// 404 in the error shape.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordId(pub mongodb::bson::oid::ObjectId);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RecordId {
+    type Rejection = crate::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| crate::ApiError::NotFound)?;
+        path_id(&id).map(Self)
+    }
+}
+
 /// A MongoDB transaction that retries its whole unit of work on transient errors (write
 /// conflicts with a concurrent transaction, elections), the way the driver's convenient API
 /// does, but without a closure so the work can borrow freely:

@@ -105,6 +105,15 @@ impl PaymentStore {
         self.orders.find_one(doc! { "_id": id }).await
     }
 
+    /// Whether a payment for the order succeeded.
+    pub(crate) async fn is_paid(&self, order_id: ObjectId) -> mongodb::error::Result<bool> {
+        let paid = self
+            .payments
+            .find_one(doc! { "orderId": order_id, "status": "succeeded" })
+            .await?;
+        Ok(paid.is_some())
+    }
+
     /// Reserves the right to charge for this order (the unique index settles races).
     pub(crate) async fn claim(&self, order_id: ObjectId) -> mongodb::error::Result<Claim> {
         let payment = PaymentDoc {

@@ -49,15 +49,19 @@ pub async fn apply(
     let id = id.into();
     fields.insert("version", version);
     if version == 0 {
-        let mut record = doc! { "_id": id };
-        record.extend(fields);
-        let insert = replica.insert_one(record);
+        // An upsert rather than an insert: inside a transaction a duplicate-key error aborts
+        // the whole transaction, while an upsert that finds the record simply changes nothing.
+        let upsert = replica
+            .update_one(doc! { "_id": id }, doc! { "$setOnInsert": fields })
+            .upsert(true);
         let result = match session {
-            Some(session) => insert.session(session).await,
-            None => insert.await,
+            Some(session) => upsert.session(session).await,
+            None => upsert.await,
         };
         return match result {
-            Ok(_) => Ok(Applied::Applied),
+            Ok(outcome) if outcome.upserted_id.is_some() => Ok(Applied::Applied),
+            Ok(_) => Ok(Applied::Stale),
+            // Two concurrent first deliveries outside a transaction: the loser sees the key.
             Err(e) if crate::mongo::is_duplicate_key(&e) => Ok(Applied::Stale),
             Err(e) => Err(e),
         };

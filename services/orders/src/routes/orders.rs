@@ -1,11 +1,11 @@
 //! `/api/orders/*`: create, list (own), show (owner), cancel (owner), and the read-only view
 //! of the ticket replica.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::mongo::path_id;
+use common::mongo::RecordId;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -102,18 +102,18 @@ async fn list_orders(
 async fn show_order(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<Json<OrderJson>> {
-    let view = state.orders.show(path_id(&id)?, &user.id).await?;
+    let view = state.orders.show(id, &user.id).await?;
     Ok(Json(view.into()))
 }
 
 async fn cancel_order(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<StatusCode> {
-    state.orders.cancel(path_id(&id)?, Some(&user.id)).await?;
+    state.orders.cancel(id, Some(&user.id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -121,12 +121,8 @@ async fn cancel_order(
 /// converged without creating orders.
 async fn show_replicated_ticket(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<Json<TicketJson>> {
-    let ticket = state
-        .orders
-        .ticket(path_id(&id)?)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let ticket = state.orders.ticket(id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(ticket.into()))
 }

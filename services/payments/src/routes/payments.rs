@@ -23,7 +23,7 @@ pub(super) fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, Validate)]
 #[serde(rename_all = "camelCase")]
 struct PaymentBody {
-    #[validate(length(min = 1, max = 255, message = "Token must be provided"))]
+    #[validate(length(min = 1, max = 200, message = "Token must be provided"))]
     token: String,
     #[validate(custom(function = "object_id", message = "OrderId must be provided"))]
     order_id: String,
@@ -33,6 +33,15 @@ fn object_id(id: &str) -> std::result::Result<(), ValidationError> {
     ObjectId::parse_str(id)
         .map(|_| ())
         .map_err(|_| ValidationError::new("object_id"))
+}
+
+/// The token as it may appear in an idempotency key (Stripe allows 255 characters; tokens are
+/// at most 200 and made of letters, digits and `_`).
+fn charge_token_key(token: &str) -> String {
+    token
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
 }
 
 #[tracing::instrument(skip_all, fields(order_id = %body.order_id))]
@@ -58,6 +67,9 @@ async fn create_payment(
         OrderStatus::Complete => return Err(ApiError::bad_request("Order already paid")),
         OrderStatus::Created | OrderStatus::AwaitingPayment => {}
     }
+    if state.payments.is_paid(order_id).await? {
+        return Err(ApiError::bad_request("Order already paid"));
+    }
     // The cancellation may not have arrived yet; the clock is enough to refuse.
     if order.expires_at <= DateTime::now() {
         return Err(ApiError::bad_request("Order has expired"));
@@ -71,11 +83,14 @@ async fn create_payment(
             ));
         }
     };
+    let idempotency_key = format!("order-{order_id}-{}", charge_token_key(&body.token));
     let charge = Charge {
         amount_cents: (order.price * 100.0).round() as i64,
         currency: "usd",
         token: body.token,
-        idempotency_key: format!("order-{order_id}"),
+        // Per order *and* card: a retry of the same card never charges twice, while a new card
+        // after a decline gets a fresh key (Stripe replays the stored decline for a used key).
+        idempotency_key,
     };
     let stripe_id = match state.gateway.charge(charge).await {
         Ok(id) => id,

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::mongo::path_id;
+use common::mongo::RecordId;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -116,23 +116,20 @@ async fn list_tickets(
 
 async fn show_ticket(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<Json<TicketJson>> {
-    let ticket = state
-        .tickets
-        .find(path_id(&id)?)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let ticket = state.tickets.find(id).await?.ok_or(ApiError::NotFound)?;
     Ok(Json(ticket.into()))
 }
 
 async fn update_ticket(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    // Held back until the body is validated: a bad body is reported before a missing record.
+    id: Result<RecordId, ApiError>,
     ValidatedJson(body): ValidatedJson<TicketBody>,
 ) -> Result<Json<TicketJson>> {
-    let id = path_id(&id)?;
+    let RecordId(id) = id?;
     let ticket = state
         .tickets
         .update(id, &user.id, body.title.trim().to_owned(), body.price)

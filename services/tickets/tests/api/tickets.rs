@@ -73,7 +73,7 @@ async fn invalid_titles_and_prices_are_400_with_their_field() {
 #[tokio::test]
 async fn an_unknown_or_malformed_id_is_404() {
     let app = spawn_app().await;
-    for id in ["5f1e0f3a9d3b2c0017a1b2c3", "nope", "123"] {
+    for id in ["5f1e0f3a9d3b2c0017a1b2c3", "nope", "123", "%FF", "%C3%28"] {
         let response = app.get(&format!("/api/tickets/{id}"), None).await;
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{id}");
         response.assert_error_shape();
