@@ -345,6 +345,21 @@ impl TestApp {
         self.request(Method::DELETE, path, cookie, None).await
     }
 
+    /// Polls `GET path` until `check` accepts the body, failing with `what` after 10 s.
+    pub async fn get_until(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(what, Duration::from_secs(10), || async {
+            let body = self.get(path, cookie).await.body;
+            check(&body).then_some(body)
+        })
+        .await
+    }
+
     /// Signs up through the auth API and returns the signed-in user.
     ///
     /// # Panics
@@ -512,6 +527,31 @@ impl TestContext {
                 Some((subject.name().to_owned(), m.payload))
             })
             .collect()
+    }
+
+    /// Waits until the durable consumer has handled everything in the stream: nothing left to
+    /// deliver, nothing awaiting an ack, and (when `no_redeliveries`) nothing redelivered —
+    /// so an assertion that "nothing changed" is made after the message was really processed.
+    pub async fn consumer_settled(&self, consumer: &str, no_redeliveries: bool) {
+        let bus = self.bus().await;
+        let stream = match bus.jetstream().get_stream(bus.stream_name()).await {
+            Ok(stream) => stream,
+            Err(error) => panic!("event stream: {error}"),
+        };
+        eventually(
+            &format!("consumer {consumer} to settle"),
+            Duration::from_secs(10),
+            || async {
+                let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                    stream.get_consumer(consumer).await.ok()?;
+                let info = consumer.info().await.ok()?;
+                let settled = info.num_pending == 0
+                    && info.num_ack_pending == 0
+                    && (!no_redeliveries || info.num_redelivered == 0);
+                settled.then_some(())
+            },
+        )
+        .await;
     }
 
     /// The dead letters so far in this test.

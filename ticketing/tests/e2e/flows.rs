@@ -16,11 +16,8 @@ async fn ticket_where(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    eventually(what, WAIT, || async {
-        let body = app.get(&format!("/api/tickets/{id}"), None).await.body;
-        check(&body).then_some(body)
-    })
-    .await
+    app.get_until(&format!("/api/tickets/{id}"), None, what, check)
+        .await
 }
 
 #[tokio::test]

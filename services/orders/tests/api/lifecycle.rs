@@ -8,16 +8,12 @@ use test_support::{TestApp, eventually, fake_user};
 use crate::helpers::{WAIT, order, replicated_ticket, spawn_app};
 
 async fn status_is(app: &TestApp, cookie: &str, order_id: &str, status: &str) -> serde_json::Value {
-    eventually(
-        &format!("order {order_id} to be {status}"),
-        WAIT,
-        || async {
-            let body = app
-                .get(&format!("/api/orders/{order_id}"), Some(cookie))
-                .await
-                .body;
-            (body["status"] == status).then_some(body)
-        },
+    let what = format!("order {order_id} to be {status}");
+    app.get_until(
+        &format!("/api/orders/{order_id}"),
+        Some(cookie),
+        &what,
+        |body| body["status"] == status,
     )
     .await
 }
@@ -76,16 +72,9 @@ async fn a_paid_order_is_complete_and_never_cancelled() {
     assert_eq!(refused.error_messages(), ["Cannot cancel a paid order"]);
     // The expiration is consumed (acked) without effect: wait until the consumer has no
     // pending message, then check.
-    let stream = bus.jetstream().get_stream(bus.stream_name()).await.unwrap();
-    eventually("the expiration to be handled", WAIT, || async {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
-            .get_consumer("orders-expiration-complete")
-            .await
-            .ok()?;
-        let info = consumer.info().await.ok()?;
-        (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
-    })
-    .await;
+    app.context
+        .consumer_settled("orders-expiration-complete", false)
+        .await;
     let body = app
         .get(&format!("/api/orders/{id}"), Some(&buyer.cookie))
         .await

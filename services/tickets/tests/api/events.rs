@@ -40,11 +40,8 @@ async fn ticket_where(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    eventually(what, WAIT, || async {
-        let ticket = app.get(&format!("/api/tickets/{id}"), None).await.body;
-        check(&ticket).then_some(ticket)
-    })
-    .await
+    app.get_until(&format!("/api/tickets/{id}"), None, what, check)
+        .await
 }
 
 #[tokio::test]
@@ -157,15 +154,9 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
     let events = events_where(&app, "three ticket events", |e| ticket_events(e) >= 3).await;
     assert_eq!(ticket_events(&events), 3, "{events:?}");
     // The duplicate was acknowledged, not left to be retried into the dead letters.
-    let stream = bus.jetstream().get_stream(bus.stream_name()).await.unwrap();
-    eventually("every order:created to be acknowledged", WAIT, || async {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            stream.get_consumer("tickets-order-created").await.ok()?;
-        let info = consumer.info().await.ok()?;
-        (info.num_pending == 0 && info.num_ack_pending == 0 && info.num_redelivered == 0)
-            .then_some(())
-    })
-    .await;
+    app.context
+        .consumer_settled("tickets-order-created", true)
+        .await;
     assert_eq!(
         app.get(&format!("/api/tickets/{id}"), None).await.body["version"],
         2
