@@ -9,8 +9,14 @@
    reads and every variable it requires; probes hit /healthz and /readyz on the port the
    service listens on; each Service, HPA and PDB points at a Deployment; MONGO_URL and
    NATS_URL name a MongoDB / NATS that the manifests run; workloads are hardened.
-3. Every /api route literal in services/<svc>/src/routes is routed to <svc> by the ingress
-   (and by the compose stack's nginx).
+3. Every route (the path of each `.route("/...", ...)`) in services/<svc>/src/routes is routed
+   to <svc> by the ingress and by the compose stack's nginx (longest prefix wins). The browser
+   client (services/client) serves every path that is not /api: `/` must lead to it, none of
+   its routes may be under /api, and an unknown /api path must reach a service with /api
+   routes (a JSON 404), not the client's pages. The /api paths a service calls (literals in
+   its src outside routes/, i.e. the client's api.rs) must be some service's route, and the
+   ingress and nginx must send them there. API_URL, the client's way in to those routes,
+   must name the ingress: ingress-nginx's controller in Kubernetes, nginx in compose.
 4. skaffold artifacts, Deployments, docker-compose app services and the services/* crates
    with a src/main.rs are the same set.
 5. hadolint passes on the Dockerfile.
@@ -51,8 +57,18 @@ INDIRECT_VARS = {
     "RUST_LOG": ("crates/common/src/telemetry.rs", "EnvFilter::try_from_default_env"),
 }
 # Secrets are created by hand (infra/README.md); these are the names and keys it documents.
-SECRETS = {"jwt-secret": {"JWT_KEY"}, "stripe-secret": {"STRIPE_KEY"}}
+SECRETS = {"jwt-secret": {"JWT_KEY"}, "stripe-secret": {"STRIPE_KEY", "STRIPE_PUBLISHABLE_KEY"}}
 IMAGE_PREFIX = "ticketing/"
+# The browser client: it serves every path that is not /api, so the ingress's and nginx's `/`
+# lead to it.
+CLIENT = "client"
+# A path no service routes: it must get the JSON 404 of a service with /api routes.
+UNKNOWN_API_PATH = "/api/no-such-route"
+# The base URL of the public /api routes, for a service that calls them (the client).
+API_URL = "API_URL"
+# In Kubernetes that is the ingress controller, which infra/k8s does not run: ingress-nginx's
+# Service as the minikube addon and kind's manifest install it (plain HTTP in the cluster).
+INGRESS_CONTROLLER = "ingress-nginx-controller.ingress-nginx.svc.cluster.local"
 
 
 def ensure_dependencies() -> None:
@@ -157,8 +173,35 @@ def rust_files(directory: Path) -> list[Path]:
     return sorted(directory.rglob("*.rs")) if directory.is_dir() else []
 
 
+# A path given to axum's router: `.route("/api/tickets/{id}", ...)`. Only there: a path
+# literal elsewhere in routes/ is a redirect target or a comparison, not something served.
+ROUTE_CALL = re.compile(r'\.route(?:_service)?\(\s*"(/[^"\s\\]*)"')
+# An /api path in code, e.g. "/api/tickets/{id}" or format!("{base}/api/orders?x={x}").
+API_PATH = re.compile(r"(?<![\w/.-])(/api(?:/[^\s\"'`?#\\(),;]*)?)")
+
+
+def is_api(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+def call_matches(call: str, route: str) -> bool:
+    """Whether a called path (format placeholders `{..}` are any segment; a trailing `/` means
+    more follows) can be the route (axum `{id}` is any segment, `{*rest}` any remainder)."""
+    open_end = call.endswith("/")
+    want, have = call.rstrip("/").split("/"), route.split("/")
+    for i, seg in enumerate(have):
+        if seg.startswith("{*"):
+            return len(want) >= i
+        if i >= len(want):
+            return open_end and i == len(want)
+        if not (seg == want[i] or "{" in want[i] or (seg.startswith("{") and want[i])):
+            return False
+    return len(want) == len(have) and not open_end
+
+
 class Service:
-    """One services/<name> crate: the variables it reads and requires, and its /api routes.
+    """One services/<name> crate: the variables it reads and requires, its routes, and the
+    /api paths it calls.
 
     Its own files count whole; of crates/common, only the items it uses, directly or through
     other common items (an item is used where its name appears), so that a service that never
@@ -181,9 +224,21 @@ class Service:
                                  *(i.literals for i in reached))
         self.required = set().union(*(set(REQUIRED.findall(t)) for t in own),
                                     *(i.required for i in reached))
-        self.routes = sorted({m for p in rust_files(self.dir / "src" / "routes")
-                              for m in re.findall(r'"(/api/[^"]*)"',
-                                                  strip_test_modules(p.read_text()))})
+        routes_dir = self.dir / "src" / "routes"
+        self.routes = sorted({m for p in rust_files(routes_dir)
+                              for m in ROUTE_CALL.findall(strip_test_modules(p.read_text()))})
+        # The /api paths it calls itself (the client's api.rs), not its own routes: any in
+        # the code outside comments (a bare "/api" is a base that more is appended to).
+        self.calls = sorted({m for p in rust_files(self.dir / "src")
+                             if routes_dir not in p.parents
+                             for line in strip_test_modules(p.read_text()).splitlines()
+                             if not line.lstrip().startswith("//")
+                             for m in API_PATH.findall(line.split(" // ")[0])
+                             if m.rstrip("/") != "/api"})
+
+    @property
+    def api_routes(self) -> list[str]:
+        return [r for r in self.routes if is_api(r)]
 
     def reads_var(self, var: str) -> bool:
         if var in self.reads:
@@ -443,6 +498,10 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
             deployed.add(svc_name)
             env = resolved_env(c, cluster, where, path, problems)
             check_env_against_service(where, path, env, svc, problems)
+            if env.get(API_URL) is not None:
+                check_api_url(where, path, env[API_URL], INGRESS_CONTROLLER, 80,
+                              "ingress-nginx's controller, which applies the ticketing.dev "
+                              "Ingress", problems)
 
             # The port the service listens on: PORT if set, else the code's default.
             port = listen_port
@@ -498,7 +557,7 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
         images = {service_of_image(c.get("image", "")) for c in containers}
         routed = any(services[s].routes for s in images if s in services)
         if routed and not own_services:
-            problems.add(path, f"Deployment/{name} serves /api routes but no Service selects it")
+            problems.add(path, f"Deployment/{name} serves routes but no Service selects it")
         for s in own_services:
             spath, res = cluster.get("Service", s)
             for p in res["spec"].get("ports") or []:
@@ -534,6 +593,35 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
     return deployed
 
 
+def check_api_url(where: str, path: Path, url: str, host: str, port: int, what: str,
+                  problems: Problems) -> None:
+    """API_URL is the base of the public /api routes: the ingress, over plain HTTP."""
+    parsed = urlparse(url)
+    try:
+        url_port = parsed.port or 80
+    except ValueError:
+        url_port = None
+    if (parsed.scheme != "http" or parsed.hostname != host or url_port != port
+            or parsed.path.strip("/") or parsed.query):
+        wanted = f"http://{host}" + ("" if port == 80 else f":{port}")
+        problems.add(path, f"{where}: {API_URL}={url!r}, expected {wanted} ({what}): the "
+                           "base that the public /api routes are under")
+
+
+def check_sources(services: dict[str, Service], problems: Problems) -> None:
+    """What the code alone says: the client serves no /api path, and every /api path a service
+    calls is a route of some service."""
+    if CLIENT in services:
+        for route in services[CLIENT].api_routes:
+            problems.add(f"services/{CLIENT}/src/routes", f"{route}: the client serves no /api "
+                                                          "path (those go to the API services)")
+    for svc in services.values():
+        for call in svc.calls:
+            if not any(call_matches(call, r) for s in services.values() for r in s.api_routes):
+                problems.add(f"services/{svc.name}/src", f"calls {call}, which is no route of "
+                                                         "any service")
+
+
 def backend_service(cluster: Cluster, name: str, port: int | None) -> str | None:
     """The services/<svc> behind a k8s Service, via its selector and the pods' image."""
     found = cluster.get("Service", name)
@@ -556,26 +644,56 @@ def prefix_matches(prefix: str, path: str, elementwise: bool) -> bool:
     return path.startswith(prefix)  # nginx location: plain string prefix
 
 
+def route_of(table: dict[str, str], path: str, elementwise: bool) -> tuple[str | None, str | None]:
+    """The prefix that takes `path` (the longest that matches) and its service."""
+    # `{id}` segments are just characters here; they never decide a prefix.
+    matches = [p for p in table if prefix_matches(p, path, elementwise)]
+    if not matches:
+        return None, None
+    best = max(matches, key=len)
+    return best, table[best]
+
+
 def check_routing(where: Path, table: dict[str, str], services: dict[str, Service],
                   elementwise: bool, problems: Problems) -> None:
     """`table` maps path prefixes to services/<svc>. Every route literal of every service must
     land on that service (longest prefix wins), and every prefix must lead to a service that
-    has routes under it."""
+    has routes under it. `/` leads to the client; an unknown /api path to a service with /api
+    routes (its JSON 404), not to the client's pages; every /api path a service calls to a
+    service that has it as a route."""
     for prefix, target in table.items():
         routes = services[target].routes if target in services else []
         if not any(prefix_matches(prefix, r, elementwise) for r in routes):
             problems.add(where, f"path {prefix} goes to {target}, which has no route under it")
     for svc in services.values():
         for route in svc.routes:
-            # `{id}` segments are just characters here; they never decide a prefix.
-            matches = [p for p in table if prefix_matches(p, route, elementwise)]
-            if not matches:
+            best, target = route_of(table, route, elementwise)
+            if best is None:
                 problems.add(where, f"{route} (services/{svc.name}) is not routed")
-                continue
-            best = max(matches, key=len)
-            if table[best] != svc.name:
-                problems.add(where, f"{route} (services/{svc.name}) goes to {table[best]} "
-                                    f"via {best}")
+            elif target != svc.name:
+                problems.add(where, f"{route} (services/{svc.name}) goes to {target} via {best}")
+    if CLIENT in services and table.get("/") != CLIENT:
+        found = f"goes to {table['/']}" if table.get("/") else "leads to no service"
+        problems.add(where, f"/ {found}, expected {CLIENT}: services/{CLIENT} serves every "
+                            "path that is not /api")
+    best, target = route_of(table, UNKNOWN_API_PATH, elementwise)
+    if best is None:
+        problems.add(where, f"an unknown /api path ({UNKNOWN_API_PATH}) is not routed; "
+                            "a service with /api routes should answer it (JSON 404)")
+    elif not (target in services and services[target].api_routes):
+        problems.add(where, f"an unknown /api path ({UNKNOWN_API_PATH}) goes to {target} via "
+                            f"{best}, which has no /api routes (it should get the JSON 404); "
+                            "route /api to an API service")
+    for svc in services.values():
+        for call in svc.calls:
+            owners = sorted({s.name for s in services.values()
+                             for r in s.api_routes if call_matches(call, r)})
+            if not owners:
+                continue  # check_sources reports it once
+            best, target = route_of(table, call, elementwise)
+            if target not in owners:
+                problems.add(where, f"{call} (called by services/{svc.name}) goes to {target} "
+                                    f"via {best}, but it is a route of {', '.join(owners)}")
 
 
 def check_ingress(cluster: Cluster, services: dict[str, Service], problems: Problems) -> None:
@@ -653,6 +771,7 @@ def check_compose(services: dict[str, Service], problems: Problems, yaml) -> set
     doc = yaml.safe_load(path.read_text())
     entries = doc.get("services") or {}
     apps: dict[str, str] = {}  # compose service name → services/<svc>
+    api_urls: list[tuple[str, str]] = []  # (where, API_URL), checked against nginx below
     for name, entry in entries.items():
         build = entry.get("build")
         if build is None:
@@ -669,6 +788,8 @@ def check_compose(services: dict[str, Service], problems: Problems, yaml) -> set
         apps[name] = svc
         env = compose_env(entry)
         check_env_against_service(where, path, env, services[svc], problems)
+        if env.get(API_URL) is not None:
+            api_urls.append((where, env[API_URL]))
         depends = entry.get("depends_on") or {}
         for var, image in (("MONGO_URL", "mongo"), ("NATS_URL", "nats")):
             if env.get(var) is None:
@@ -681,8 +802,8 @@ def check_compose(services: dict[str, Service], problems: Problems, yaml) -> set
                 problems.add(path, f"{where}: should depend_on {host} ({var})")
 
     nginx = ROOT / "infra" / "compose" / "nginx.conf"
-    mounted = any("infra/compose/nginx.conf" in str(v)
-                  for e in entries.values() for v in e.get("volumes") or [])
+    mounted = [name for name, e in entries.items()
+               if any("infra/compose/nginx.conf" in str(v) for v in e.get("volumes") or [])]
     if not mounted:
         problems.add(path, "no service mounts infra/compose/nginx.conf")
     if not nginx.is_file():
@@ -690,14 +811,51 @@ def check_compose(services: dict[str, Service], problems: Problems, yaml) -> set
     else:
         text = "\n".join(line.split("#", 1)[0] for line in nginx.read_text().splitlines())
         table: dict[str, str | None] = {}
+        upstreams = set()
         for prefix, host in re.findall(r"location\s+(/\S*)\s*\{[^}]*?proxy_pass\s+https?://"
                                        r"([\w.-]+)", text):
             table[prefix] = apps.get(host)
+            upstreams.add(host)
             if host not in apps:
                 problems.add(nginx, f"location {prefix} proxies to {host}, "
                                     "which is no app service in docker-compose.yml")
         check_routing(nginx, {k: v for k, v in table.items() if v}, services, False, problems)
+        listen = re.search(r"\blisten\s+(\d+)", text)
+        for name in mounted:
+            # nginx resolves proxy_pass names when it starts: an upstream not yet created
+            # stops it.
+            depends = entries[name].get("depends_on") or {}
+            for host in sorted(upstreams & apps.keys()):
+                if host not in depends:
+                    problems.add(path, f"service {name} (nginx) should depend_on {host}, "
+                                       "which it proxies to")
+        if mounted:
+            for where, url in api_urls:
+                check_api_url(where, path, url, mounted[0], int(listen.group(1)) if listen else 80,
+                              "the nginx of infra/compose/nginx.conf", problems)
+    check_compose_cycles(entries, path, problems)
     return set(apps.values())
+
+
+def check_compose_cycles(entries: dict, path: Path, problems: Problems) -> None:
+    """depends_on must not loop (compose refuses to start); e.g. the client reaches nginx at
+    request time, and nginx depends on the client."""
+    graph = {name: list(e.get("depends_on") or {}) for name, e in entries.items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = trail[trail.index(name):] + [name]
+            problems.add(path, f"depends_on cycle: {' → '.join(cycle)}")
+            return
+        if name in done:
+            return
+        for dep in graph.get(name, []):
+            visit(dep, trail + [name])
+        done.add(name)
+
+    for name in graph:
+        visit(name, [])
 
 
 def check_dockerfile(listen_port: int, problems: Problems) -> None:
@@ -736,7 +894,9 @@ def main() -> int:
     if args.verbose:
         for s in services.values():
             print(f"{s.name}: reads {sorted(s.reads)}; requires {sorted(s.required)}; "
-                  f"routes {s.routes}\n  common items with literals: {', '.join(s.env_items)}")
+                  f"routes {s.routes}" + (f"; calls {s.calls}" if s.calls else "") +
+                  f"\n  common items with literals: {', '.join(s.env_items)}")
+    check_sources(services, problems)
 
     def phase(what, run, default=None):
         """Runs one group of checks; a file too malformed for it is a problem, not a crash."""

@@ -3,8 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use anyhow::Context as _;
 use common::config::Env;
 use common::server::{Server, Service};
+use tokio::net::TcpListener;
 
 /// Arguments of `ticketing up`.
 #[derive(Debug, clap::Args)]
@@ -18,19 +20,22 @@ pub struct UpArgs {
 }
 
 /// Builds every service. `env_for(name)` gives each its environment; `ticketing up` gives them
-/// the process's with their own database.
+/// the process's with their own database, and the client the server's own address as its
+/// `API_URL`.
 pub async fn services(env_for: impl Fn(&str) -> Env) -> anyhow::Result<Vec<Service>> {
     let auth = auth::Config::from_env(&env_for("auth"))?;
     let tickets = tickets::Config::from_env(&env_for("tickets"))?;
     let orders = orders::Config::from_env(&env_for("orders"))?;
     let expiration = expiration::Config::from_env(&env_for("expiration"))?;
     let payments = payments::Config::from_env(&env_for("payments"))?;
+    let client = client::Config::from_env(&env_for("client"))?;
     Ok(vec![
         auth::build(&auth).await?,
         tickets::build(&tickets).await?,
         orders::build(&orders).await?,
         expiration::build(&expiration).await?,
         payments::build(&payments).await?,
+        client::build(&client)?,
     ])
 }
 
@@ -38,9 +43,28 @@ pub async fn services(env_for: impl Fn(&str) -> Env) -> anyhow::Result<Vec<Servi
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let shutdown = common::shutdown::on_signal();
-    let services = services(|name| Env::process().with("MONGO_DB", name)).await?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr}"))?;
+    let own = listener.local_addr()?;
+    // The client calls the APIs through this very server unless told otherwise.
+    let api_url = Env::process().get("API_URL").unwrap_or_else(|| {
+        let host = if own.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            own.ip()
+        };
+        format!("http://{}", SocketAddr::new(host, own.port()))
+    });
+    let services = services(|name| {
+        Env::process()
+            .with("MONGO_DB", name)
+            .with("API_URL", api_url.clone())
+    })
+    .await?;
     let names: Vec<_> = services.iter().map(|s| s.name).collect();
-    let server = Server::bind(SocketAddr::new(args.host, args.port), services, shutdown).await?;
+    let server = Server::from_listener(listener, services, shutdown)?;
     tracing::info!(
         services = ?names,
         url = %format!("http://{}", server.local_addr()?),

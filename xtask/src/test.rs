@@ -85,6 +85,8 @@ pub(crate) fn run(args: &TestArgs) -> Result<()> {
     let root = devenv::workspace_root();
     // Provisioned up front so tests neither race to download nor count it in their timeouts.
     devenv::ensure_tools(&root)?;
+    // The client's tests drive Debian's chromium.
+    devenv::ensure_browser()?;
     let tools_dir = devenv::bin_dir(&root);
 
     let total = Instant::now();

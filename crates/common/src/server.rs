@@ -39,6 +39,9 @@ pub struct Service {
     pub checks: Vec<ReadinessCheck>,
     /// Tasks to run for as long as the server runs.
     pub tasks: Vec<(String, BackgroundTask)>,
+    /// Answers paths no service routes (the browser client's HTML 404); at most one service
+    /// of a server may set it. Without one, unknown paths get the JSON 404.
+    pub fallback: Option<Router>,
 }
 
 impl std::fmt::Debug for Service {
@@ -62,7 +65,16 @@ impl Service {
             router,
             checks,
             tasks: Vec::new(),
+            fallback: None,
         }
+    }
+
+    /// Routes every path no service claims to `fallback` (a router with its own state
+    /// applied, typically one `fallback` handler).
+    #[must_use]
+    pub fn with_fallback(mut self, fallback: Router) -> Self {
+        self.fallback = Some(fallback);
+        self
     }
 
     /// Adds a background task.
@@ -102,10 +114,28 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind {addr}"))?;
+        Self::from_listener(listener, services, shutdown)
+    }
+
+    /// Like [`Server::bind`] on a listener bound beforehand, for services that must know the
+    /// server's own address when they are built (the client calls the APIs through it).
+    ///
+    /// # Errors
+    /// When two services each bring a fallback.
+    pub fn from_listener(
+        listener: TcpListener,
+        services: Vec<Service>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let mut router = Router::new();
         let mut checks = Vec::new();
         let mut tasks = Vec::new();
+        let mut fallback = None;
         for service in services {
+            if let Some(own) = service.fallback {
+                anyhow::ensure!(fallback.is_none(), "two services bring a fallback");
+                fallback = Some(own);
+            }
             router = router.merge(service.router);
             checks.extend(service.checks);
             tasks.extend(
@@ -115,7 +145,12 @@ impl Server {
                     .map(|(name, task)| (format!("{}/{name}", service.name), task)),
             );
         }
-        let router = with_common_layers(router.merge(health::router(checks, shutdown.clone())));
+        let router = router.merge(health::router(checks, shutdown.clone()));
+        let router = match fallback {
+            Some(fallback) => router.fallback_service(fallback),
+            None => router.fallback(crate::json::not_found),
+        };
+        let router = with_common_layers(router);
         Ok(Self {
             listener,
             router,
@@ -190,10 +225,9 @@ impl Server {
 }
 
 /// The layers every server applies, outermost first: request id, tracing span, panic guard,
-/// body limit, and error-shaped 404/405 fallbacks.
+/// body limit, and the error-shaped 405 fallback.
 pub fn with_common_layers(router: Router) -> Router {
     router
-        .fallback(crate::json::not_found)
         .method_not_allowed_fallback(crate::json::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::custom(

@@ -1,9 +1,11 @@
-//! Local MongoDB and NATS for development and tests: provisioned from PyPI wheels, run as supervised children.
+//! Local MongoDB and NATS for development and tests: provisioned from PyPI wheels, run as supervised children;
+//! and Debian's chromedriver for the browser tests.
 //!
 //! Everything here is synchronous so it can be called from plain `main`s, `#[test]`s and
 //! `#[tokio::test]`s alike. Every server is paired with a shell watchdog, so no `mongod` or
 //! `nats-server` outlives the process that started it, even when that process is SIGKILLed.
 
+mod browser;
 mod mongo;
 mod nats;
 mod process;
@@ -12,6 +14,10 @@ mod tools;
 use std::env;
 use std::path::{Path, PathBuf};
 
+pub use browser::{
+    CHROMEDRIVER, CHROMIUM, ChromeDriver, browser_installed, chromium_args, ensure_browser,
+    start_chromedriver,
+};
 pub use mongo::{Mongo, MongoOptions, start_mongo};
 pub use nats::{Nats, NatsOptions, start_nats};
 pub use process::Supervised;

@@ -258,12 +258,35 @@ impl TestApp {
     /// # Panics
     /// When the server cannot be bound.
     pub async fn serve(context: TestContext, services: Vec<Service>) -> Self {
+        Self::serve_on(context, Self::listener().await, services)
+    }
+
+    /// A free loopback port, bound, for services that must know their address before
+    /// [`TestApp::serve_on`] serves them (the client calls the APIs through it).
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub async fn listener() -> tokio::net::TcpListener {
+        match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
+            Ok(listener) => listener,
+            Err(error) => panic!("bind test server: {error}"),
+        }
+    }
+
+    /// Serves `services` on a listener from [`TestApp::listener`].
+    ///
+    /// # Panics
+    /// When the services cannot be composed.
+    pub fn serve_on(
+        context: TestContext,
+        listener: tokio::net::TcpListener,
+        services: Vec<Service>,
+    ) -> Self {
         let shutdown = CancellationToken::new();
-        let server =
-            match Server::bind(([127, 0, 0, 1], 0).into(), services, shutdown.clone()).await {
-                Ok(server) => server,
-                Err(error) => panic!("bind test server: {error:#}"),
-            };
+        let server = match Server::from_listener(listener, services, shutdown.clone()) {
+            Ok(server) => server,
+            Err(error) => panic!("compose test server: {error:#}"),
+        };
         let address = format!("http://127.0.0.1:{}", server.port());
         tokio::spawn(server.run());
         common::install_tls_provider();

@@ -95,12 +95,7 @@ async fn unknown_api_paths_are_404_in_the_error_shape_and_health_covers_every_de
 
 #[tokio::test]
 async fn the_whole_saga_buy_pay_and_expire() {
-    let context = test_support::TestContext::new();
-    let services =
-        ticketing::up::services(|name| context.env(name).with("ORDER_EXPIRATION_SECONDS", "2"))
-            .await
-            .unwrap();
-    let app = TestApp::serve(context, services).await;
+    let app = crate::spawn_stack_with(&[("ORDER_EXPIRATION_SECONDS", "2")]).await;
     let seller = app.signup("seller@test.dev", "password").await;
     let buyer = app.signup("buyer@test.dev", "password").await;
     let mut tickets = Vec::new();

@@ -2,15 +2,30 @@
 //! NATS: flows that cross services, and the concurrency test.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod concurrency;
 mod flows;
+mod pages;
 
 use test_support::{TestApp, TestContext};
 
 pub(crate) async fn spawn_stack() -> TestApp {
+    spawn_stack_with(&[]).await
+}
+
+/// The whole stack with `extra` variables for every service; the client calls the APIs
+/// through the stack's own address, as under `ticketing up`.
+pub(crate) async fn spawn_stack_with(extra: &[(&str, &str)]) -> TestApp {
     let context = TestContext::new();
-    let services = ticketing::up::services(|name| context.env(name))
-        .await
-        .unwrap();
-    TestApp::serve(context, services).await
+    let listener = TestApp::listener().await;
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    let services = ticketing::up::services(|name| {
+        extra.iter().fold(
+            context.env(name).with("API_URL", api_url.clone()),
+            |env, (key, value)| env.with(*key, *value),
+        )
+    })
+    .await
+    .unwrap();
+    TestApp::serve_on(context, listener, services)
 }

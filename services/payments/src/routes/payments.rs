@@ -97,7 +97,8 @@ async fn create_payment(
         Err(error) => {
             state.payments.release(payment_id).await?;
             return Err(match error {
-                GatewayError::Declined(reason) => ApiError::bad_request(reason),
+                // The card is the `token` field: clients show the reason next to it.
+                GatewayError::Declined(reason) => ApiError::field("token", reason),
                 GatewayError::Unavailable(reason) => ApiError::Unavailable(reason),
             });
         }

@@ -141,6 +141,7 @@ async fn a_declined_card_is_400_with_the_reason_and_another_card_may_follow() {
     let declined = pay(&app, &buyer, &order_id, "tok_chargeDeclined").await;
     assert_eq!(declined.status, StatusCode::BAD_REQUEST);
     assert_eq!(declined.error_messages(), ["Your card was declined."]);
+    assert_eq!(declined.body["errors"][0]["field"], "token");
     let paid = pay(&app, &buyer, &order_id, "tok_visa").await;
     assert_eq!(paid.status, StatusCode::CREATED);
 }

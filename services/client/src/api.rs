@@ -1,0 +1,437 @@
+//! Calls to the public `/api/*` routes on behalf of the visitor: their cookie, host and request
+//! id go along, and the `Set-Cookie` of sign-in, sign-up and sign-out comes back.
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use common::error::{ErrorBody, FieldError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// How long a page waits for an API before it shows "unavailable" instead.
+const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tickets per page of the list: a full grid on a wide screen.
+const PAGE_SIZE: u32 = 24;
+
+/// The request headers passed through to the APIs.
+const FORWARDED: [&str; 5] = [
+    "cookie",
+    "host",
+    "x-request-id",
+    "x-forwarded-for",
+    "traceparent",
+];
+
+/// Why an API call did not give what the page wanted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// The API refused the request (4xx), with its error entries.
+    #[error("the API answered {status}")]
+    Rejected {
+        /// 400, 401, 404…
+        status: StatusCode,
+        /// The entries of the error body (empty when the body was not in the error shape).
+        errors: Vec<FieldError>,
+    },
+    /// The API failed (5xx) or could not be reached.
+    #[error("the API is unavailable: {0}")]
+    Unavailable(String),
+    /// The API answered something this client does not understand.
+    #[error("unexpected API response: {0}")]
+    Unexpected(String),
+}
+
+/// The visitor's headers that go along with every call made for them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Caller {
+    headers: HeaderMap,
+}
+
+impl Caller {
+    /// Whether the visitor sent a session cookie at all (a cheap "maybe signed in").
+    pub(crate) fn has_session(&self) -> bool {
+        self.headers.get_all(COOKIE).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(';').any(|c| c.trim().starts_with("session=")))
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let mut headers = HeaderMap::new();
+        for name in FORWARDED {
+            let name = HeaderName::from_static(name);
+            for value in parts.headers.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        Ok(Self { headers })
+    }
+}
+
+/// A successful answer and the cookies it set.
+#[derive(Debug)]
+pub(crate) struct Reply<T> {
+    pub(crate) value: T,
+    pub(crate) set_cookies: Vec<HeaderValue>,
+}
+
+/// Who is signed in.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct User {
+    pub(crate) id: String,
+    pub(crate) email: String,
+}
+
+/// A ticket as the tickets API returns it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Ticket {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) price: f64,
+    pub(crate) user_id: String,
+    #[serde(default)]
+    pub(crate) order_id: Option<String>,
+}
+
+/// The ticket embedded in an order.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct OrderTicket {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) price: f64,
+}
+
+/// An order as the orders API returns it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Order {
+    pub(crate) id: String,
+    pub(crate) status: String,
+    pub(crate) expires_at: String,
+    pub(crate) ticket: OrderTicket,
+}
+
+/// One page of tickets for sale and the cursor of the next, if any.
+#[derive(Debug)]
+pub(crate) struct TicketPage {
+    pub(crate) tickets: Vec<Ticket>,
+    pub(crate) next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CurrentUserBody {
+    current_user: Option<User>,
+}
+
+#[derive(Debug, Serialize)]
+struct Credentials<'a> {
+    email: &'a str,
+    password: &'a str,
+}
+
+/// The public APIs, reached at one base URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    /// A client of the APIs at `base` (no trailing slash).
+    pub(crate) fn new(base: &str) -> anyhow::Result<Self> {
+        common::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .timeout(API_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.to_owned(),
+        })
+    }
+
+    /// The signed-in visitor, or `None`. Skips the call when there is no session cookie.
+    pub(crate) async fn current_user(&self, caller: &Caller) -> Result<Option<User>, CallError> {
+        if !caller.has_session() {
+            return Ok(None);
+        }
+        let body: CurrentUserBody = self
+            .send(caller, reqwest::Method::GET, "/api/users/currentuser", None)
+            .await?
+            .value;
+        Ok(body.current_user)
+    }
+
+    pub(crate) async fn signup(
+        &self,
+        caller: &Caller,
+        email: &str,
+        password: &str,
+    ) -> Result<Reply<User>, CallError> {
+        let body = json!(Credentials { email, password });
+        self.send(
+            caller,
+            reqwest::Method::POST,
+            "/api/users/signup",
+            Some(body),
+        )
+        .await
+    }
+
+    pub(crate) async fn signin(
+        &self,
+        caller: &Caller,
+        email: &str,
+        password: &str,
+    ) -> Result<Reply<User>, CallError> {
+        let body = json!(Credentials { email, password });
+        self.send(
+            caller,
+            reqwest::Method::POST,
+            "/api/users/signin",
+            Some(body),
+        )
+        .await
+    }
+
+    pub(crate) async fn signout(&self, caller: &Caller) -> Result<Reply<()>, CallError> {
+        let reply: Reply<serde_json::Value> = self
+            .send(caller, reqwest::Method::POST, "/api/users/signout", None)
+            .await?;
+        Ok(Reply {
+            value: (),
+            set_cookies: reply.set_cookies,
+        })
+    }
+
+    /// Tickets for sale, newest first, from the cursor `after`.
+    pub(crate) async fn tickets(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+    ) -> Result<TicketPage, CallError> {
+        let path = match after {
+            Some(after) => format!(
+                "/api/tickets?limit={PAGE_SIZE}&after={}",
+                encode_query(after)
+            ),
+            None => format!("/api/tickets?limit={PAGE_SIZE}"),
+        };
+        let response = self
+            .request(caller, reqwest::Method::GET, &path)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let next = response
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|link| link.to_str().ok())
+            .and_then(next_cursor);
+        let tickets = read(response).await?.value;
+        Ok(TicketPage { tickets, next })
+    }
+
+    pub(crate) async fn ticket(&self, caller: &Caller, id: &str) -> Result<Ticket, CallError> {
+        let path = format!("/api/tickets/{}", segment(id)?);
+        Ok(self
+            .send(caller, reqwest::Method::GET, &path, None)
+            .await?
+            .value)
+    }
+
+    /// Lists a ticket; `price` goes as the number the visitor typed.
+    pub(crate) async fn create_ticket(
+        &self,
+        caller: &Caller,
+        title: &str,
+        price: f64,
+    ) -> Result<Ticket, CallError> {
+        let body = json!({ "title": title, "price": price });
+        Ok(self
+            .send(caller, reqwest::Method::POST, "/api/tickets", Some(body))
+            .await?
+            .value)
+    }
+
+    pub(crate) async fn create_order(
+        &self,
+        caller: &Caller,
+        ticket_id: &str,
+    ) -> Result<Order, CallError> {
+        let body = json!({ "ticketId": ticket_id });
+        Ok(self
+            .send(caller, reqwest::Method::POST, "/api/orders", Some(body))
+            .await?
+            .value)
+    }
+
+    pub(crate) async fn orders(&self, caller: &Caller) -> Result<Vec<Order>, CallError> {
+        Ok(self
+            .send(caller, reqwest::Method::GET, "/api/orders", None)
+            .await?
+            .value)
+    }
+
+    pub(crate) async fn order(&self, caller: &Caller, id: &str) -> Result<Order, CallError> {
+        let path = format!("/api/orders/{}", segment(id)?);
+        Ok(self
+            .send(caller, reqwest::Method::GET, &path, None)
+            .await?
+            .value)
+    }
+
+    pub(crate) async fn cancel_order(&self, caller: &Caller, id: &str) -> Result<(), CallError> {
+        let path = format!("/api/orders/{}", segment(id)?);
+        let response = self
+            .request(caller, reqwest::Method::DELETE, &path)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        read::<serde_json::Value>(response).await.map(|_| ())
+    }
+
+    pub(crate) async fn pay(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+        token: &str,
+    ) -> Result<(), CallError> {
+        let body = json!({ "orderId": order_id, "token": token });
+        let _: Reply<serde_json::Value> = self
+            .send(caller, reqwest::Method::POST, "/api/payments", Some(body))
+            .await?;
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        caller: &Caller,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        // The visitor's Host goes along too: behind an ingress its host rule picks the routes.
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .headers(caller.headers.clone())
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Reply<T>, CallError> {
+        let mut request = self.request(caller, method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        read(response).await
+    }
+}
+
+fn unreachable(error: reqwest::Error) -> CallError {
+    CallError::Unavailable(error.to_string())
+}
+
+/// Ids come from the visitor's URL: anything but a plain token is a 404 without a call.
+fn segment(id: &str) -> Result<&str, CallError> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(id)
+    } else {
+        Err(CallError::Rejected {
+            status: StatusCode::NOT_FOUND,
+            errors: Vec::new(),
+        })
+    }
+}
+
+async fn read<T: DeserializeOwned>(response: reqwest::Response) -> Result<Reply<T>, CallError> {
+    let status = response.status();
+    let set_cookies = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| CallError::Unavailable(error.to_string()))?;
+    if status.is_success() {
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|error| CallError::Unexpected(format!("{status}: {error}")))?;
+        return Ok(Reply { value, set_cookies });
+    }
+    if status.is_client_error() {
+        let errors = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|body| body.errors)
+            .unwrap_or_default();
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST);
+        return Err(CallError::Rejected { status, errors });
+    }
+    Err(CallError::Unavailable(format!("the API answered {status}")))
+}
+
+/// Percent-encodes `value` for a query string (a cursor, a path to come back to).
+pub(crate) fn encode_query(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The `after` cursor of a `Link: <…?limit=…&after=X>; rel="next"` header.
+fn next_cursor(link: &str) -> Option<String> {
+    link.split(',')
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| {
+            let target = part.split_once('<')?.1.split_once('>')?.0;
+            let query = target.split_once('?')?.1;
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("after="))
+                .map(str::to_owned)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_cursor_comes_from_the_link_header() {
+        let link = "</api/tickets?limit=24&after=abc123>; rel=\"next\"";
+        assert_eq!(next_cursor(link).as_deref(), Some("abc123"));
+        assert_eq!(next_cursor("</x>; rel=\"prev\""), None);
+    }
+
+    #[test]
+    fn only_plain_ids_reach_the_api() {
+        assert!(segment("65a1b2c3d4e5f60718293a4b").is_ok());
+        for bad in ["", "../users", "a/b", "a?b", "%2e%2e"] {
+            assert!(segment(bad).is_err(), "{bad}");
+        }
+    }
+}

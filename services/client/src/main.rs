@@ -1,0 +1,16 @@
+//! The client's own binary, as Kubernetes runs it.
+
+use common::config::Env;
+use common::server::Server;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::telemetry::init();
+    let config = client::Config::from_env(&Env::process())?;
+    let shutdown = common::shutdown::on_signal();
+    let service = client::build(&config)?;
+    Server::bind(config.listen, vec![service], shutdown)
+        .await?
+        .run()
+        .await
+}

@@ -1,0 +1,222 @@
+//! The client's pages over plain HTTP: status codes, redirects, escaping and the 404s that
+//! the browser journey does not reach.
+
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use serde_json::json;
+
+async fn page(
+    request: reqwest::RequestBuilder,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+fn location(headers: &reqwest::header::HeaderMap) -> &str {
+    headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unknown_pages_are_html_and_unknown_api_paths_stay_json() {
+    let app = crate::spawn_stack().await;
+    for path in [
+        "/no/such/page",
+        "/tickets/not-an-id",
+        "/orders/%FF",
+        "/tickets/..%2F..%2Fapi",
+    ] {
+        let (status, headers, body) = page(app.http().get(format!("{}{path}", app.address))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            headers[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(body.contains("Page not found"), "{path}: {body}");
+    }
+    let api = app.get("/api/no/such/route", None).await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    api.assert_error_shape();
+}
+
+#[tokio::test]
+async fn pages_that_need_a_session_send_visitors_to_sign_in_and_back() {
+    let app = crate::spawn_stack().await;
+    for (path, back) in [("/tickets/new", "/tickets/new"), ("/orders", "/orders")] {
+        let (status, headers, _) = page(app.http().get(format!("{}{path}", app.address))).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&headers), format!("/auth/signin?next={back}"));
+    }
+    app.signup("someone@test.dev", "password").await;
+    let form = [
+        ("email", "someone@test.dev"),
+        ("password", "password"),
+        ("next", "/orders"),
+    ];
+    let (status, headers, _) = page(
+        app.http()
+            .post(format!("{}/auth/signin", app.address))
+            .form(&form),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&headers), "/orders");
+    assert!(
+        headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("session=")),
+        "the session cookie is passed on"
+    );
+    // Only local paths are followed: no open redirect through `next`.
+    for foreign in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+    ] {
+        let form = [
+            ("email", "someone@test.dev"),
+            ("password", "password"),
+            ("next", foreign),
+        ];
+        let (status, headers, _) = page(
+            app.http()
+                .post(format!("{}/auth/signin", app.address))
+                .form(&form),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(location(&headers), "/", "{foreign}");
+    }
+}
+
+#[tokio::test]
+async fn titles_are_escaped_and_forms_refuse_garbage_with_a_page() {
+    let app = crate::spawn_stack().await;
+    let seller = app.signup("seller@test.dev", "password").await;
+    let created = app
+        .post(
+            "/api/tickets",
+            Some(&seller.cookie),
+            json!({"title": "<script>alert(1)</script> & co", "price": 10}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let (status, _, body) = page(app.http().get(format!("{}/", app.address))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("&#60;script&#62;alert(1)&#60;/script&#62; &#38; co")
+            || body.contains("&lt;script&gt;"),
+        "{body}"
+    );
+    assert!(!body.contains("<script>alert(1)"), "unescaped title");
+
+    // A form post with a JSON body, or bytes that are no form at all: 400 page, never a 500.
+    let json_post = app
+        .http()
+        .post(format!("{}/auth/signin", app.address))
+        .header(reqwest::header::COOKIE, &seller.cookie)
+        .json(&json!({"email": "x"}));
+    let (status, headers, _) = page(json_post).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let garbage = app
+        .http()
+        .post(format!("{}/tickets/new", app.address))
+        .header(reqwest::header::COOKIE, &seller.cookie)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(vec![0xff, 0xfe, b'=', 0x00]);
+    let (status, _, _) = page(garbage).await;
+    assert!(status.is_client_error(), "{status}");
+}
+
+#[tokio::test]
+async fn assets_are_served_with_their_types_and_long_caching() {
+    let app = crate::spawn_stack().await;
+    let (_, _, home) = page(app.http().get(format!("{}/", app.address))).await;
+    for (asset, kind) in [
+        ("/assets/app.css", "text/css"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/favicon.svg", "image/svg+xml"),
+    ] {
+        let (status, headers, body) = page(app.http().get(format!("{}{asset}", app.address))).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+        assert!(
+            headers[CONTENT_TYPE].to_str().unwrap().starts_with(kind),
+            "{asset}"
+        );
+        assert!(
+            headers[CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("immutable"),
+            "{asset}"
+        );
+        assert!(!body.is_empty());
+    }
+    // Pages link the versioned URLs, so a changed asset is fetched again.
+    assert!(home.contains("/assets/app.css?v="), "{home}");
+}
+
+#[tokio::test]
+async fn an_order_can_be_cancelled_from_its_page() {
+    let app = crate::spawn_stack().await;
+    let seller = app.signup("seller@test.dev", "password").await;
+    let buyer = app.signup("buyer@test.dev", "password").await;
+    let ticket = app
+        .post(
+            "/api/tickets",
+            Some(&seller.cookie),
+            json!({"title": "Show", "price": 5}),
+        )
+        .await;
+    let ticket_id = ticket.body["id"].as_str().unwrap().to_owned();
+    // The orders replica learns of the ticket from its event.
+    app.get_until(
+        &format!("/api/orders/tickets/{ticket_id}"),
+        None,
+        "replica",
+        |b| b["id"] == ticket_id.as_str(),
+    )
+    .await;
+    let purchase = app
+        .http()
+        .post(format!("{}/tickets/{ticket_id}", app.address))
+        .header(reqwest::header::COOKIE, &buyer.cookie);
+    let (status, headers, _) = page(purchase).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "purchase redirects to the order"
+    );
+    let order_path = location(&headers).to_owned();
+    assert!(order_path.starts_with("/orders/"), "{order_path}");
+
+    // Someone else's order is a 404 page for them, and their cancel does nothing.
+    let cancel = |cookie: &str| {
+        app.http()
+            .post(format!("{}{order_path}/cancel", app.address))
+            .header(reqwest::header::COOKIE, cookie.to_owned())
+    };
+    let (status, _, _) = page(cancel(&seller.cookie)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, headers, _) = page(cancel(&buyer.cookie)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&headers), order_path);
+    let order = app
+        .get(&format!("/api{order_path}"), Some(&buyer.cookie))
+        .await;
+    assert_eq!(order.body["status"], "cancelled");
+}
