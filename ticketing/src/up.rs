@@ -4,7 +4,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::config::Env;
+use common::security::HttpSecurity;
 use common::server::{Server, Service};
+
+/// Sign-in/sign-up limit of this developer's stack unless set: benchmarks and the concurrency
+/// test sign up many users from 127.0.0.1, which production's limit would throttle.
+const LOCAL_AUTH_RATE_LIMIT: &str = "1000000";
 
 /// Arguments of `ticketing up`.
 #[derive(Debug, clap::Args)]
@@ -38,9 +43,18 @@ pub async fn services(env_for: impl Fn(&str) -> Env) -> anyhow::Result<Vec<Servi
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let shutdown = common::shutdown::on_signal();
-    let services = services(|name| Env::process().with("MONGO_DB", name)).await?;
+    let mut env = Env::process();
+    for name in ["AUTH_RATE_LIMIT_PER_MINUTE", "AUTH_RATE_LIMIT_BURST"] {
+        if env.get(name).is_none() {
+            env = env.with(name, LOCAL_AUTH_RATE_LIMIT);
+        }
+    }
+    let security = HttpSecurity::from_env(&env)?;
+    let services = services(|name| env.clone().with("MONGO_DB", name)).await?;
     let names: Vec<_> = services.iter().map(|s| s.name).collect();
-    let server = Server::bind(SocketAddr::new(args.host, args.port), services, shutdown).await?;
+    let server = Server::bind(SocketAddr::new(args.host, args.port), services, shutdown)
+        .await?
+        .with_security(security);
     tracing::info!(
         services = ?names,
         url = %format!("http://{}", server.local_addr()?),
