@@ -1,8 +1,9 @@
 //! The whole marketplace in one process, as `ticketing up` runs it, against real MongoDB and
-//! NATS: flows that cross services, and the concurrency test.
+//! NATS: flows that cross services, the concurrency test, and dead letters.
 #![allow(clippy::unwrap_used)]
 
 mod concurrency;
+mod dlq;
 mod flows;
 
 use test_support::{TestApp, TestContext};
