@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::error::ApiError;
@@ -84,7 +84,7 @@ impl RateLimiter {
         inner
             .buckets
             .check_key(&bucket_key(client))
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            .map_err(|not_until| not_until.wait_time_from(inner.buckets.clock().now()))
     }
 
     /// The client a request comes from: the first `X-Forwarded-For` hop when trusted and
@@ -148,7 +148,8 @@ where
         match limiter.check(client) {
             Ok(()) => Ok(Self),
             Err(retry_after) => {
-                tracing::warn!(%client, ?retry_after, "rate limited");
+                // Debug, like every refusal: a flood of refused requests must not flood the logs.
+                tracing::debug!(%client, "rate limited");
                 Err(ApiError::TooManyRequests { retry_after })
             }
         }
