@@ -2,6 +2,7 @@
 
 mod client;
 pub mod concurrency;
+pub mod dlq;
 pub mod lag;
 pub mod saga;
 pub mod tail;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{concurrency, lag, saga, tail, up};
+use ticketing::{concurrency, dlq, lag, saga, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +32,12 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventsCommand,
+    },
+    /// Lists dead letters with why they were dead-lettered, and replays them once the cause is
+    /// fixed.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::Command,
     },
 }
 
@@ -75,5 +81,6 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Events {
             command: EventsCommand::Tail(args),
         } => tail::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Dlq { command } => dlq::run(&command).await,
     }
 }

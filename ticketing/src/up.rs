@@ -5,8 +5,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context as _;
 use common::config::Env;
+use common::security::HttpSecurity;
 use common::server::{Server, Service};
 use tokio::net::TcpListener;
+
+/// Sign-in/sign-up limit of this developer's stack unless set: benchmarks and the concurrency
+/// test sign up many users from 127.0.0.1, which production's limit would throttle.
+const LOCAL_AUTH_RATE_LIMIT: &str = "1000000";
 
 /// Arguments of `ticketing up`.
 #[derive(Debug, clap::Args)]
@@ -43,13 +48,20 @@ pub async fn services(env_for: impl Fn(&str) -> Env) -> anyhow::Result<Vec<Servi
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let shutdown = common::shutdown::on_signal();
+    let mut env = Env::process();
+    for name in ["AUTH_RATE_LIMIT_PER_MINUTE", "AUTH_RATE_LIMIT_BURST"] {
+        if env.get(name).is_none() {
+            env = env.with(name, LOCAL_AUTH_RATE_LIMIT);
+        }
+    }
+    let security = HttpSecurity::from_env(&env)?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("bind {addr}"))?;
     let own = listener.local_addr()?;
     // The client calls the APIs through this very server unless told otherwise.
-    let api_url = Env::process().get("API_URL").unwrap_or_else(|| {
+    let api_url = env.get("API_URL").unwrap_or_else(|| {
         let host = if own.ip().is_unspecified() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         } else {
@@ -58,13 +70,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         format!("http://{}", SocketAddr::new(host, own.port()))
     });
     let services = services(|name| {
-        Env::process()
+        env.clone()
             .with("MONGO_DB", name)
             .with("API_URL", api_url.clone())
     })
     .await?;
     let names: Vec<_> = services.iter().map(|s| s.name).collect();
-    let server = Server::from_listener(listener, services, shutdown)?;
+    let server = Server::from_listener(listener, services, shutdown)?.with_security(security);
     tracing::info!(
         services = ?names,
         url = %format!("http://{}", server.local_addr()?),

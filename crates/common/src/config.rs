@@ -170,7 +170,8 @@ mod tests {
     }
 }
 
-/// What every service reads: where to listen, its database, and the session keys.
+/// What every service reads: where to listen, its database, the session keys, and the browser
+/// protections.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// `HOST`/`PORT`.
@@ -179,6 +180,8 @@ pub struct ServiceConfig {
     pub mongo: crate::mongo::MongoConfig,
     /// `JWT_KEY`, `SESSION_TTL_SECONDS`, `COOKIE_SECURE`.
     pub sessions: crate::session::SessionConfig,
+    /// `CORS_ALLOWED_ORIGINS`, and HSTS when `COOKIE_SECURE`.
+    pub security: crate::security::HttpSecurity,
 }
 
 impl ServiceConfig {
@@ -188,6 +191,7 @@ impl ServiceConfig {
             listen: listen_addr(env)?,
             mongo: crate::mongo::MongoConfig::from_env(env)?,
             sessions: crate::session::SessionConfig::from_env(env)?,
+            security: crate::security::HttpSecurity::from_env(env)?,
         })
     }
 }

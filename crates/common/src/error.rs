@@ -1,6 +1,8 @@
 //! The one API error type and its HTTP mapping to `{"errors":[{"message","field"?}]}`.
 
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,13 @@ pub enum ApiError {
     /// 413: the body is larger than the server accepts.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 429 `Too many requests, try again later`, with `Retry-After` in whole seconds (at
+    /// least 1): the client went over a rate limit.
+    #[error("rate limited for {retry_after:?}")]
+    TooManyRequests {
+        /// How long until the next request would be allowed.
+        retry_after: Duration,
+    },
     /// 503: a dependency (MongoDB, NATS) is unreachable; retrying later may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -82,6 +91,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +111,7 @@ impl ApiError {
             Self::NotAuthorized => message("Not authorized"),
             Self::NotFound => message("Not found"),
             Self::PayloadTooLarge => message("Request body too large"),
+            Self::TooManyRequests { .. } => message("Too many requests, try again later"),
             Self::Unavailable(_) => message("Service temporarily unavailable"),
             Self::Internal(_) => message("Something went wrong"),
         };
@@ -129,7 +140,15 @@ impl IntoResponse for ApiError {
             Self::Unavailable(cause) => tracing::warn!(%cause, "dependency unavailable"),
             _ => tracing::debug!(error = %self, "request refused"),
         }
-        (self.status(), axum::Json(self.body())).into_response()
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let Self::TooManyRequests { retry_after } = self {
+            // Whole seconds, rounded up: a client that waits that long is let through.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }
 
@@ -155,6 +174,21 @@ mod tests {
             serde_json::to_value(body).unwrap_or_default(),
             serde_json::json!({"errors":[{"message":"Not authorized"}]})
         );
+    }
+
+    #[test]
+    fn too_many_requests_is_a_429_with_retry_after_rounded_up() {
+        let response = ApiError::TooManyRequests {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let response = ApiError::TooManyRequests {
+            retry_after: Duration::ZERO,
+        }
+        .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Composes services into one HTTP server: routes, health, error-shaped fallbacks, limits,
-//! tracing, and graceful shutdown shared with background tasks.
+//! security headers and CORS, tracing, and graceful shutdown shared with background tasks.
 //!
 //! A per-service binary serves one [`Service`]; the all-in-one launcher serves all of them on
 //! one port. Both go through [`Server`], so they behave the same.
@@ -21,6 +21,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::health::{self, ReadinessCheck};
+use crate::security::HttpSecurity;
 
 /// Largest request body any endpoint accepts; larger ones get 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -89,6 +90,7 @@ impl Service {
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    security: HttpSecurity,
     tasks: Vec<(String, BackgroundTask)>,
     shutdown: CancellationToken,
 }
@@ -105,7 +107,8 @@ impl Server {
     /// Binds `addr` (port 0 picks a free port) and composes the services' routes.
     ///
     /// `shutdown` stops the server and its background tasks; `/readyz` turns 503 as soon as
-    /// it is cancelled so traffic drains before the process exits.
+    /// it is cancelled so traffic drains before the process exits. Browser protections are
+    /// the strict defaults until [`Server::with_security`] sets the configured ones.
     pub async fn bind(
         addr: SocketAddr,
         services: Vec<Service>,
@@ -150,13 +153,21 @@ impl Server {
             Some(fallback) => router.fallback_service(fallback),
             None => router.fallback(crate::json::not_found),
         };
-        let router = with_common_layers(router);
         Ok(Self {
             listener,
             router,
+            security: HttpSecurity::default(),
             tasks,
             shutdown,
         })
+    }
+
+    /// Serves with these browser protections (`CORS_ALLOWED_ORIGINS`, HSTS) instead of the
+    /// strict defaults.
+    #[must_use]
+    pub fn with_security(mut self, security: HttpSecurity) -> Self {
+        self.security = security;
+        self
     }
 
     /// The address actually bound.
@@ -171,13 +182,18 @@ impl Server {
 
     /// Serves until the shutdown token is cancelled (or a background task fails, which
     /// cancels it), then waits for in-flight requests and tasks to finish.
+    ///
+    /// Handlers can read the peer's address (`ConnectInfo<SocketAddr>`), which the rate
+    /// limits key on.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             listener,
             router,
+            security,
             tasks,
             shutdown,
         } = self;
+        let router = with_common_layers(router, &security);
         let mut set = JoinSet::new();
         for (name, task) in tasks {
             let token = shutdown.clone();
@@ -203,10 +219,13 @@ impl Server {
             // Small JSON responses: don't wait for Nagle.
             let _ = stream.set_nodelay(true);
         });
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("serve http");
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serve http");
         shutdown.cancel();
         let mut failed = None;
         while let Some(joined) = set.join_next().await {
@@ -224,10 +243,11 @@ impl Server {
     }
 }
 
-/// The layers every server applies, outermost first: request id, tracing span, panic guard,
-/// body limit, and the error-shaped 405 fallback.
-pub fn with_common_layers(router: Router) -> Router {
-    router
+/// The layers every server applies, outermost first: request id, tracing span, security
+/// headers and CORS (see [`HttpSecurity`]), panic guard, body limit, and the error-shaped 405
+/// fallback (the 404 fallback is the server's: JSON, or the client's page).
+pub fn with_common_layers(router: Router, security: &HttpSecurity) -> Router {
+    let router = router
         .method_not_allowed_fallback(crate::json::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::custom(
@@ -238,7 +258,9 @@ pub fn with_common_layers(router: Router) -> Router {
                     "Something went wrong",
                 )
             },
-        ))
+        ));
+    security
+        .apply(router)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<axum::body::Body>| {

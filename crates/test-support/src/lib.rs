@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// The session key every test service signs with.
 pub const JWT_KEY: &str = "test-support-jwt-key";
 
+/// A rate limit (per minute, and burst) that no test reaches.
+pub const UNTHROTTLED: &str = "1000000";
+
 /// Connection strings of the servers this test binary uses.
 #[derive(Debug)]
 pub struct Servers {
@@ -112,7 +115,8 @@ impl TestContext {
     }
 
     /// The environment a service of this test reads: its own database, plain-HTTP cookies,
-    /// the test session key, and port 0 on loopback.
+    /// the test session key, port 0 on loopback, and sign-in/sign-up limits high enough that
+    /// tests signing up hundreds of users from 127.0.0.1 are never throttled.
     pub fn env(&self, service: &str) -> Env {
         Env::from_pairs([
             ("MONGO_URL", self.mongo_url.clone()),
@@ -123,6 +127,8 @@ impl TestContext {
             ("COOKIE_SECURE", "false".to_owned()),
             ("HOST", "127.0.0.1".to_owned()),
             ("PORT", "0".to_owned()),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", UNTHROTTLED.to_owned()),
+            ("AUTH_RATE_LIMIT_BURST", UNTHROTTLED.to_owned()),
         ])
     }
 

@@ -1,12 +1,17 @@
-//! The auth service's configuration: only what every service reads.
+//! The auth service's configuration: what every service reads, and the sign-in/sign-up limits.
 
 use common::config::{ConfigError, Env, ServiceConfig};
+use common::rate_limit::RateLimit;
 
 /// Settings of the auth service, loaded once at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Listen address, database and session keys.
+    /// Listen address, database, session keys and browser protections.
     pub service: ServiceConfig,
+    /// Per client address, shared by signup and signin: `AUTH_RATE_LIMIT_PER_MINUTE` (default
+    /// 30), `AUTH_RATE_LIMIT_BURST` (default 10), and `TRUST_FORWARDED_FOR` (default false;
+    /// true behind the ingress, which sets `X-Forwarded-For`).
+    pub rate_limit: RateLimit,
 }
 
 impl Config {
@@ -14,6 +19,15 @@ impl Config {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
+            rate_limit: RateLimit {
+                per_minute: env.parse_or("AUTH_RATE_LIMIT_PER_MINUTE", nonzero(30))?,
+                burst: env.parse_or("AUTH_RATE_LIMIT_BURST", nonzero(10))?,
+                trust_forwarded_for: env.flag_or("TRUST_FORWARDED_FOR", false)?,
+            },
         })
     }
+}
+
+fn nonzero(n: u32) -> std::num::NonZeroU32 {
+    std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::FromRef;
 use common::Sessions;
+use common::rate_limit::RateLimiter;
 
 use crate::config::Config;
 use crate::password::PasswordHasher;
@@ -13,6 +14,8 @@ pub struct AppState {
     pub(crate) users: UserStore,
     pub(crate) sessions: Sessions,
     pub(crate) hasher: PasswordHasher,
+    /// Signup and signin, per client address.
+    pub(crate) limiter: RateLimiter,
 }
 
 impl AppState {
@@ -25,6 +28,7 @@ impl AppState {
             users,
             sessions: Sessions::new(&config.service.sessions),
             hasher: PasswordHasher::new()?,
+            limiter: RateLimiter::new(config.rate_limit),
         })
     }
 }
@@ -32,5 +36,11 @@ impl AppState {
 impl FromRef<AppState> for Sessions {
     fn from_ref(state: &AppState) -> Self {
         state.sessions.clone()
+    }
+}
+
+impl FromRef<AppState> for RateLimiter {
+    fn from_ref(state: &AppState) -> Self {
+        state.limiter.clone()
     }
 }

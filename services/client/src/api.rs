@@ -146,11 +146,14 @@ struct Credentials<'a> {
 pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
+    /// `/api/users/*` when it does not go through `base`.
+    auth_base: String,
 }
 
 impl Api {
-    /// A client of the APIs at `base` (no trailing slash).
-    pub(crate) fn new(base: &str) -> anyhow::Result<Self> {
+    /// A client of the APIs at `base` (no trailing slash), with `/api/users/*` at `auth_base`
+    /// when given.
+    pub(crate) fn new(base: &str, auth_base: Option<&str>) -> anyhow::Result<Self> {
         common::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(API_TIMEOUT)
@@ -159,6 +162,7 @@ impl Api {
         Ok(Self {
             http,
             base: base.to_owned(),
+            auth_base: auth_base.unwrap_or(base).to_owned(),
         })
     }
 
@@ -325,8 +329,13 @@ impl Api {
         path: &str,
     ) -> reqwest::RequestBuilder {
         // The visitor's Host goes along too: behind an ingress its host rule picks the routes.
+        let base = if path.starts_with("/api/users/") {
+            &self.auth_base
+        } else {
+            &self.base
+        };
         self.http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{base}{path}"))
             .headers(caller.headers.clone())
     }
 

@@ -11,6 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let service = client::build(&config)?;
     Server::bind(config.listen, vec![service], shutdown)
         .await?
+        .with_security(config.security.clone())
         .run()
         .await
 }

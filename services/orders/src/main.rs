@@ -11,6 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let service = orders::build(&config).await?;
     Server::bind(config.service.listen, vec![service], shutdown)
         .await?
+        .with_security(config.service.security.clone())
         .run()
         .await
 }

@@ -1,9 +1,10 @@
 //! The whole marketplace in one process, as `ticketing up` runs it, against real MongoDB and
-//! NATS: flows that cross services, and the concurrency test.
+//! NATS: flows that cross services, the concurrency test, and dead letters.
 #![allow(clippy::unwrap_used)]
 
 mod browser;
 mod concurrency;
+mod dlq;
 mod flows;
 mod pages;
 

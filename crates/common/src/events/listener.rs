@@ -14,6 +14,7 @@ use tracing::Instrument as _;
 
 use super::bus::EventBus;
 use super::catalog::Event;
+use super::dlq;
 use crate::server::BackgroundTask;
 
 /// After this many deliveries a message that still fails goes to the dead-letter stream.
@@ -191,14 +192,35 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     /// Copies the message to the dead-letter stream with the reason, then terminates it so it
     /// never blocks the consumer again. If the copy fails, the message is left for redelivery:
     /// nothing is dropped.
+    ///
+    /// The copy keeps the message's headers, its `Nats-Msg-Id` renamed to `Dlq-Msg-Id` so that
+    /// the dead-letter stream does not drop a second consumer's copy of the same event as a
+    /// duplicate; [`dlq::DeadLetters::replay`] puts them back.
     async fn dead_letter(&self, message: &async_nats::jetstream::Message, reason: &str) {
         let mut headers = HeaderMap::new();
-        headers.insert("Dlq-Reason", reason.replace(['\r', '\n'], " ").as_str());
-        headers.insert("Dlq-Subject", message.subject.as_str());
-        headers.insert("Dlq-Consumer", self.consumer.as_str());
+        for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+            let name: &str = name.as_ref();
+            if name.starts_with("Dlq-") {
+                continue;
+            }
+            let name = if name.eq_ignore_ascii_case(dlq::NATS_MSG_ID) {
+                dlq::MSG_ID_HEADER
+            } else {
+                name
+            };
+            for value in values {
+                headers.append(name, value.clone());
+            }
+        }
+        headers.insert(
+            dlq::REASON_HEADER,
+            reason.replace(['\r', '\n'], " ").as_str(),
+        );
+        headers.insert(dlq::SUBJECT_HEADER, message.subject.as_str());
+        headers.insert(dlq::CONSUMER_HEADER, self.consumer.as_str());
         if let Ok(info) = message.info() {
             headers.insert(
-                "Dlq-Stream-Sequence",
+                dlq::STREAM_SEQUENCE_HEADER,
                 info.stream_sequence.to_string().as_str(),
             );
         }

@@ -1,14 +1,16 @@
 //! The event backbone: the closed catalog of events, the JetStream bus, the transactional
-//! outbox that publishes them, durable listeners with dead-lettering, and versioned replica
-//! updates.
+//! outbox that publishes them, durable listeners with dead-lettering, listing and replaying
+//! the dead letters, and versioned replica updates.
 
 pub mod bus;
 pub mod catalog;
+pub mod dlq;
 pub mod listener;
 pub mod outbox;
 pub mod replica;
 
 pub use bus::{EventBus, NatsConfig};
 pub use catalog::*;
+pub use dlq::{DeadLetter, DeadLetters};
 pub use listener::{Delivery, Handler, Listener, Outcome};
 pub use outbox::Outbox;

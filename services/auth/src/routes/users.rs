@@ -1,9 +1,11 @@
 //! `/api/users/*`: signup, signin, signout, currentuser — compatible with the Node original.
+//! Signup and signin are rate limited per client address (429 with `Retry-After`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::rate_limit::WithinRateLimit;
 use common::{ApiError, MaybeCurrentUser, Result, Sessions, ValidatedJson};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -60,6 +62,7 @@ impl From<&UserDoc> for UserJson {
 
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn sign_up(
+    _: WithinRateLimit,
     State(state): State<AppState>,
     ValidatedJson(body): ValidatedJson<SignupBody>,
 ) -> Result<(StatusCode, HeaderMap, Json<UserJson>)> {
@@ -72,6 +75,7 @@ async fn sign_up(
 
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn sign_in(
+    _: WithinRateLimit,
     State(state): State<AppState>,
     ValidatedJson(body): ValidatedJson<SigninBody>,
 ) -> Result<(HeaderMap, Json<UserJson>)> {

@@ -1,5 +1,5 @@
 //! What every request gets regardless of route: the error shape for bad bodies, unknown paths
-//! and methods, the body limit, and health endpoints.
+//! and methods, the body limit, health endpoints, security headers, and no CORS.
 
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
@@ -109,4 +109,52 @@ async fn every_response_carries_a_request_id() {
     let response = app.get("/api/users/currentuser", None).await;
     let id = response.headers.get("x-request-id").expect("x-request-id");
     assert!(!id.is_empty());
+}
+
+#[tokio::test]
+async fn every_response_carries_security_headers_and_no_cors() {
+    let app = spawn_app().await;
+    let ok = app.get("/api/users/currentuser", None).await;
+    let not_found = app.get("/api/users/nope", None).await;
+    let bad = post_raw(&app, Some("application/json"), "{").await;
+    for response in [&ok, &not_found, &bad] {
+        let headers = &response.headers;
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(
+            headers["referrer-policy"],
+            "strict-origin-when-cross-origin"
+        );
+        assert_eq!(headers["cross-origin-opener-policy"], "same-origin");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    }
+
+    // CORS is closed by default: a cross-origin request gets no Access-Control-* header and
+    // a preflight is not answered.
+    let cross_origin = app
+        .http()
+        .get(format!("{}/api/users/currentuser", app.address))
+        .header("origin", "https://evil.example");
+    let response = test_support::TestApp::read(cross_origin).await;
+    let preflight = app
+        .http()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/users/signin", app.address),
+        )
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST");
+    let preflight = test_support::TestApp::read(preflight).await;
+    assert_eq!(preflight.status, StatusCode::METHOD_NOT_ALLOWED);
+    for response in [&response, &preflight] {
+        assert!(
+            response
+                .headers
+                .keys()
+                .all(|name| !name.as_str().starts_with("access-control-")),
+            "{:?}",
+            response.headers
+        );
+    }
 }

@@ -270,3 +270,35 @@ async fn the_hold_window_is_configurable() {
         "{window:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stranger_can_neither_see_nor_cancel_an_order_nor_learn_its_state() {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let owner = fake_user();
+    let stranger = fake_user();
+    let created = order(&app, &owner, &replicated_ticket(&app, &bus, 5.0).await).await;
+    let path = format!("/api/orders/{}", created["id"].as_str().unwrap());
+
+    for response in [
+        app.delete(&path, Some(&stranger.cookie)).await,
+        app.get(&path, Some(&stranger.cookie)).await,
+    ] {
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(response.error_messages(), ["Not authorized"]);
+    }
+    let unchanged = app.get(&path, Some(&owner.cookie)).await.body;
+    assert_eq!(unchanged["status"], "created");
+    assert_eq!(unchanged["version"], 0);
+
+    // Cancelled by its owner: a stranger still gets 401, not the owner's idempotent 204.
+    assert_eq!(
+        app.delete(&path, Some(&owner.cookie)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let refused = app.delete(&path, Some(&stranger.cookie)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let cancelled = app.get(&path, Some(&owner.cookie)).await.body;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["version"], 1, "one cancellation, the owner's");
+}

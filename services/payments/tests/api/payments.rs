@@ -204,3 +204,34 @@ async fn concurrent_attempts_for_one_order_give_exactly_one_payment() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_stranger_learns_nothing_of_the_order_and_charges_nothing() {
+    let app = spawn_app().await;
+    let buyer = fake_user();
+    let stranger = fake_user();
+    let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
+    let refused = pay(&app, &stranger, &order_id, "tok_visa").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.error_messages(), ["Not authorized"]);
+    let payments = app
+        .context
+        .database("payments")
+        .await
+        .collection::<mongodb::bson::Document>("payments");
+    let id = ObjectId::parse_str(&order_id).unwrap();
+    let count = payments
+        .count_documents(mongodb::bson::doc! {"orderId": id})
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "a refused payment claimed the order");
+
+    // The owner pays; the stranger still gets 401, not the owner's "Order already paid".
+    assert_eq!(
+        pay(&app, &buyer, &order_id, "tok_visa").await.status,
+        StatusCode::CREATED
+    );
+    let after = pay(&app, &stranger, &order_id, "tok_visa").await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(after.error_messages(), ["Not authorized"]);
+}

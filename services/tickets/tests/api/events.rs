@@ -98,6 +98,16 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
         .await;
     assert_eq!(edit.status, StatusCode::BAD_REQUEST);
     assert_eq!(edit.error_messages(), ["Cannot edit a reserved ticket"]);
+    // Someone else learns nothing about the reservation: ownership is checked first.
+    let stranger = app
+        .put(
+            &format!("/api/tickets/{id}"),
+            Some(&fake_user().cookie),
+            json!({"title": "x", "price": 1}),
+        )
+        .await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stranger.error_messages(), ["Not authorized"]);
 
     bus.publish(&order_cancelled(&order_id, &id)).await.unwrap();
     let freed = ticket_where(&app, &id, "the ticket to be freed", |t| {

@@ -1,0 +1,234 @@
+//! Per-client rate limits: a token bucket (GCRA) per client address, refusing with 429 and
+//! `Retry-After` in the error shape.
+//!
+//! A handler opts in by taking [`WithinRateLimit`] before its body, so the limit is visible in
+//! its signature and is checked before any work (parsing, hashing) is done:
+//!
+//! ```ignore
+//! async fn sign_in(_: WithinRateLimit, State(state): State<AppState>, ValidatedJson(body): …)
+//! ```
+//!
+//! The client is the socket peer, or the first `X-Forwarded-For` hop when the service runs
+//! behind a proxy that sets that header itself (`trust_forwarded_for`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::error::ApiError;
+
+/// Forget idle clients every this many checks, so the table stays as large as the set of
+/// recently active clients.
+const CLEANUP_EVERY: u64 = 4096;
+
+/// A limit: a sustained rate with a burst allowance, and where the client's address comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per minute a client may make in the long run.
+    pub per_minute: NonZeroU32,
+    /// Requests a client may make at once (the bucket's size).
+    pub burst: NonZeroU32,
+    /// Take the client from the first `X-Forwarded-For` hop instead of the socket peer. Only
+    /// safe behind a proxy that overwrites the header with the address it saw.
+    pub trust_forwarded_for: bool,
+}
+
+/// A keyed token bucket shared by the routes it guards. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimiter(Arc<Inner>);
+
+struct Inner {
+    limit: RateLimit,
+    buckets: DefaultKeyedRateLimiter<IpAddr>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("limit", &self.0.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// One bucket per client, each holding `burst` requests and refilling `per_minute`.
+    pub fn new(limit: RateLimit) -> Self {
+        let quota = Quota::per_minute(limit.per_minute).allow_burst(limit.burst);
+        Self(Arc::new(Inner {
+            limit,
+            buckets: DefaultKeyedRateLimiter::keyed(quota),
+            checks: AtomicU64::new(0),
+        }))
+    }
+
+    /// The limit this limiter applies.
+    pub fn limit(&self) -> RateLimit {
+        self.0.limit
+    }
+
+    /// Takes one request from `client`'s bucket, or says how long until one is available.
+    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+        let inner = &self.0;
+        if inner.checks.fetch_add(1, Ordering::Relaxed) % CLEANUP_EVERY == CLEANUP_EVERY - 1 {
+            inner.buckets.retain_recent();
+        }
+        inner
+            .buckets
+            .check_key(&bucket_key(client))
+            .map_err(|not_until| not_until.wait_time_from(inner.buckets.clock().now()))
+    }
+
+    /// The client a request comes from: the first `X-Forwarded-For` hop when trusted and
+    /// well-formed, else the socket peer. Without either (a router driven in-process), every
+    /// request counts as one unspecified client.
+    pub fn client_of(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+        let forwarded = self
+            .0
+            .limit
+            .trust_forwarded_for
+            .then(|| first_forwarded_hop(headers))
+            .flatten();
+        forwarded
+            .or(peer.map(|addr| addr.ip()))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+/// IPv6 clients are limited per /64, the smallest block a subscriber usually gets: otherwise
+/// one client could rotate through its addresses to get a fresh bucket each time.
+fn bucket_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
+
+/// The leftmost address of `X-Forwarded-For` (`client, proxy1, proxy2`), with or without a
+/// port; `None` when absent or not an address.
+fn first_forwarded_hop(headers: &HeaderMap) -> Option<IpAddr> {
+    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
+    let first = value.split(',').next()?.trim();
+    first
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| first.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
+}
+
+/// Proof that the request is within its client's rate limit; rejects with
+/// [`ApiError::TooManyRequests`] (429, `Retry-After`) otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct WithinRateLimit;
+
+impl<S> FromRequestParts<S> for WithinRateLimit
+where
+    RateLimiter: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let limiter = RateLimiter::from_ref(state);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
+        let client = limiter.client_of(&parts.headers, peer);
+        match limiter.check(client) {
+            Ok(()) => Ok(Self),
+            Err(retry_after) => {
+                // Debug, like every refusal: a flood of refused requests must not flood the logs.
+                tracing::debug!(%client, "rate limited");
+                Err(ApiError::TooManyRequests { retry_after })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn limiter(per_minute: u32, burst: u32, trust_forwarded_for: bool) -> RateLimiter {
+        RateLimiter::new(RateLimit {
+            per_minute: NonZeroU32::new(per_minute).unwrap(),
+            burst: NonZeroU32::new(burst).unwrap(),
+            trust_forwarded_for,
+        })
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_client_gets_its_burst_then_waits_while_others_are_unaffected() {
+        let limiter = limiter(6, 3, false);
+        for _ in 0..3 {
+            assert_eq!(limiter.check(ip("10.0.0.1")), Ok(()));
+        }
+        let wait = limiter.check(ip("10.0.0.1")).unwrap_err();
+        // One request every 10 s at 6 a minute.
+        assert!(
+            wait > Duration::from_secs(8) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        assert_eq!(limiter.check(ip("10.0.0.2")), Ok(()));
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let limiter = limiter(60, 1, false);
+        assert_eq!(limiter.check(ip("2001:db8:1:2::1")), Ok(()));
+        assert!(limiter.check(ip("2001:db8:1:2:ffff::9")).is_err());
+        assert_eq!(limiter.check(ip("2001:db8:1:3::1")), Ok(()));
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_when_trusted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static(" 203.0.113.7 , 10.0.0.1"),
+        );
+        let peer = Some(SocketAddr::from(([10, 1, 1, 1], 5000)));
+        assert_eq!(
+            limiter(1, 1, false).client_of(&headers, peer),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            limiter(1, 1, true).client_of(&headers, peer),
+            ip("203.0.113.7")
+        );
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("[2001:db8::1]:443"),
+        );
+        assert_eq!(
+            limiter(1, 1, true).client_of(&headers, peer),
+            ip("2001:db8::1")
+        );
+        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
+        assert_eq!(
+            limiter(1, 1, true).client_of(&headers, peer),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            limiter(1, 1, true).client_of(&HeaderMap::new(), None),
+            ip("0.0.0.0")
+        );
+    }
+}
