@@ -7,9 +7,26 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The cargo that runs us (`$CARGO`), so toolchain overrides carry over, in the workspace root.
+///
+/// Without the variables `cargo run` gave xtask about itself: ring's build script declares
+/// `rerun-if-env-changed` on `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`…, so a child cargo that
+/// inherits xtask's values rebuilds ring and everything above it, and the next plain `cargo`
+/// rebuilds it all again.
 pub(crate) fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root);
+    for (name, _) in env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let about_xtask = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            );
+        if about_xtask {
+            cmd.env_remove(name);
+        }
+    }
     cmd
 }
 
