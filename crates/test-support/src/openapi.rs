@@ -25,6 +25,11 @@ pub fn operations(doc: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The paths of a document, sorted.
+pub fn documented_paths(doc: &Value) -> BTreeSet<String> {
+    paths(doc).map(|(path, _)| path.clone()).collect()
+}
+
 /// The paths a routes source file gives axum (`.route("/api/…", …)`), the way
 /// `infra/check.py` reads them, sorted.
 pub fn routed_paths(source: &str) -> BTreeSet<String> {
