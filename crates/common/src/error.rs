@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// One entry of the error body. `field` is present only for validation errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Human-readable message, stable enough for clients to show as is.
+    #[schema(example = "Title is required")]
     pub message: String,
     /// The request field the message is about, when there is one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(nullable = false, example = "title")]
     pub field: Option<String>,
 }
 
@@ -30,9 +32,10 @@ impl FieldError {
 }
 
 /// The JSON body of every error response: `{"errors":[{"message":"...","field":"..."}]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// At least one error.
+    #[schema(min_items = 1)]
     pub errors: Vec<FieldError>,
 }
 

@@ -5,6 +5,8 @@
 //! point at running ones. They are never shared between test binaries, and a watchdog stops
 //! them when the test process exits, however it exits.
 
+pub mod openapi;
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

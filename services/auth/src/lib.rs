@@ -21,6 +21,11 @@ pub fn app(state: AppState) -> axum::Router {
     routes::router().with_state(state)
 }
 
+/// The OpenAPI 3.1 document of the service's routes, as served at `/api/users/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::openapi()
+}
+
 /// Connects to the service's database, makes sure its indexes exist, and returns the routes
 /// and readiness checks to serve.
 pub async fn build(config: &Config) -> anyhow::Result<Service> {

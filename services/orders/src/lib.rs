@@ -21,6 +21,11 @@ pub fn app(state: AppState) -> axum::Router {
     routes::router().with_state(state)
 }
 
+/// The OpenAPI 3.1 document of the service's routes, as served at `/api/orders/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::openapi()
+}
+
 /// Connects to MongoDB and NATS, prepares indexes and streams, and returns the routes, the
 /// readiness checks, the outbox relay and the listeners to run.
 pub async fn build(config: &Config) -> anyhow::Result<Service> {

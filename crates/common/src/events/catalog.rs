@@ -134,7 +134,7 @@ impl Event for TicketUpdated {
 }
 
 /// Order status, with the original app's spellings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum OrderStatus {
     /// Placed; the ticket is held until `expiresAt`.
     #[serde(rename = "created")]

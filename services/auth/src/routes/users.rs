@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::error::ErrorBody;
 use common::rate_limit::WithinRateLimit;
 use common::{ApiError, MaybeCurrentUser, Result, Sessions, ValidatedJson};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::domain;
@@ -23,33 +24,80 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/users/currentuser", get(current_user))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// A new account's credentials.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[schema(as = Signup, example = json!({"email": "me@example.com", "password": "secret"}))]
 struct SignupBody {
+    /// Trimmed and lower-cased, then it must be a valid address not already in use.
     #[serde(deserialize_with = "domain::canonical_email")]
     #[validate(email(message = "Email must be valid"))]
+    #[schema(format = Email)]
     email: String,
+    /// 4 to 20 characters once surrounding spaces are ignored; hashed exactly as typed.
     #[validate(custom(
         function = "domain::password_length",
         message = "Password must be between 4 and 20 characters"
     ))]
+    #[schema(min_length = 4, format = Password)]
     password: String,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// The credentials of an existing account.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[schema(as = Signin, example = json!({"email": "me@example.com", "password": "secret"}))]
 struct SigninBody {
+    /// Trimmed and lower-cased before the lookup.
     #[serde(deserialize_with = "domain::canonical_email")]
     #[validate(email(message = "Email must be valid"))]
+    #[schema(format = Email)]
     email: String,
+    /// Anything but blank; compared exactly as typed.
     #[validate(custom(function = "domain::not_blank", message = "You must supply a password"))]
+    #[schema(min_length = 1, format = Password)]
     password: String,
 }
 
-/// The public view of a user.
-#[derive(Debug, Serialize)]
+/// The public view of a user: `{id, email}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 struct UserJson {
+    /// The user's id (ObjectId hex).
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4500")]
     id: String,
+    /// The email, trimmed and lower-cased.
+    #[schema(example = "me@example.com")]
     email: String,
 }
+
+/// Who is signed in: `{"currentUser": {id, email, iat}}`, or `{"currentUser": null}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = CurrentUser)]
+struct CurrentUserJson {
+    /// `null` when there is no valid session.
+    #[schema(required = true)]
+    current_user: Option<SessionUserJson>,
+}
+
+/// The signed-in user, as the session token says.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SessionUser)]
+struct SessionUserJson {
+    /// The user's id (ObjectId hex).
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4500")]
+    id: String,
+    /// The email, trimmed and lower-cased.
+    #[schema(example = "me@example.com")]
+    email: String,
+    /// When the session was issued, in seconds since the Unix epoch.
+    #[schema(example = 1_700_000_000)]
+    iat: u64,
+}
+
+/// An empty object, `{}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Empty)]
+struct EmptyJson {}
 
 impl From<&UserDoc> for UserJson {
     fn from(user: &UserDoc) -> Self {
@@ -60,6 +108,26 @@ impl From<&UserDoc> for UserJson {
     }
 }
 
+/// Creates an account and signs it in.
+#[utoipa::path(
+    post,
+    path = "/api/users/signup",
+    tag = "users",
+    request_body = SignupBody,
+    responses(
+        (status = 201, description = "Signed up and in", body = UserJson,
+            headers(("Set-Cookie" = String, description = "`session=<jwt>; Path=/; HttpOnly; \
+                SameSite=Lax; Max-Age=…` (and `Secure` unless configured off)"))),
+        (status = 400, description = "Validation failed (`email` or `password`, named in \
+            `field`), or `Email in use`", body = ErrorBody,
+            example = json!({"errors": [{"message": "Email in use"}]})),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "`Too many requests, try again later`: over the sign-up \
+            and sign-in rate limit of this client address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a new attempt is allowed"))),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn sign_up(
     _: WithinRateLimit,
@@ -73,6 +141,27 @@ async fn sign_up(
     Ok((StatusCode::CREATED, headers, Json(UserJson::from(&user))))
 }
 
+/// Signs in with an email and password.
+#[utoipa::path(
+    post,
+    path = "/api/users/signin",
+    tag = "users",
+    request_body = SigninBody,
+    responses(
+        (status = 200, description = "Signed in", body = UserJson,
+            headers(("Set-Cookie" = String, description = "`session=<jwt>; Path=/; HttpOnly; \
+                SameSite=Lax; Max-Age=…` (and `Secure` unless configured off)"))),
+        (status = 400, description = "Validation failed (`email` or `password`, named in \
+            `field`), or `Invalid credentials` (the same for an unknown email and a wrong \
+            password)", body = ErrorBody,
+            example = json!({"errors": [{"message": "Invalid credentials"}]})),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 429, description = "`Too many requests, try again later`: over the sign-up \
+            and sign-in rate limit of this client address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a new attempt is allowed"))),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(email = %body.email))]
 async fn sign_in(
     _: WithinRateLimit,
@@ -90,15 +179,42 @@ async fn sign_in(
     Ok((headers, Json(UserJson::from(&user))))
 }
 
-async fn sign_out(State(sessions): State<Sessions>) -> (HeaderMap, Json<serde_json::Value>) {
+/// Signs out: clears the session cookie (signed in or not).
+#[utoipa::path(
+    post,
+    path = "/api/users/signout",
+    tag = "users",
+    responses(
+        (status = 200, description = "Signed out", body = EmptyJson,
+            headers(("Set-Cookie" = String, description = "`session=; Path=/; Max-Age=0; …`: \
+                the cookie, expired"))),
+    )
+)]
+async fn sign_out(State(sessions): State<Sessions>) -> (HeaderMap, Json<EmptyJson>) {
     let mut headers = HeaderMap::new();
     headers.insert(header::SET_COOKIE, sessions.clear_cookie());
-    (headers, Json(json!({})))
+    (headers, Json(EmptyJson {}))
 }
 
-async fn current_user(MaybeCurrentUser(claims): MaybeCurrentUser) -> Json<serde_json::Value> {
-    let current = claims.map(|c| json!({"id": c.id, "email": c.email, "iat": c.iat}));
-    Json(json!({ "currentUser": current }))
+/// Who is signed in, from the session cookie; never fails.
+#[utoipa::path(
+    get,
+    path = "/api/users/currentuser",
+    tag = "users",
+    // The cookie is optional: without a valid one the answer is `{"currentUser": null}`.
+    security((), ("session" = [])),
+    responses(
+        (status = 200, description = "The signed-in user, or `null`", body = CurrentUserJson),
+    )
+)]
+async fn current_user(MaybeCurrentUser(claims): MaybeCurrentUser) -> Json<CurrentUserJson> {
+    Json(CurrentUserJson {
+        current_user: claims.map(|c| SessionUserJson {
+            id: c.id,
+            email: c.email,
+            iat: c.iat,
+        }),
+    })
 }
 
 fn session_headers(sessions: &Sessions, user: &UserDoc) -> Result<HeaderMap> {

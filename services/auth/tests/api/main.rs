@@ -4,6 +4,7 @@
 mod currentuser;
 mod helpers;
 mod http;
+mod openapi;
 mod rate_limit;
 mod signin;
 mod signout;

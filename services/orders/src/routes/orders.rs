@@ -5,10 +5,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use common::error::ErrorBody;
+use common::events::OrderStatus;
 use common::mongo::RecordId;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
 use crate::state::AppState;
@@ -21,9 +24,13 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/orders/tickets/{id}", get(show_replicated_ticket))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// What a buyer gives to order a ticket.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OrderInput, example = json!({"ticketId": "64b7f0c2a1e4d93f2c8b4567"}))]
 struct OrderBody {
+    /// The ticket to buy (ObjectId hex).
+    #[schema(pattern = "^[0-9a-fA-F]{24}$")]
     #[validate(custom(function = "object_id", message = "TicketId must be provided"))]
     ticket_id: String,
 }
@@ -34,12 +41,20 @@ fn object_id(id: &str) -> std::result::Result<(), ValidationError> {
         .map_err(|_| ValidationError::new("object_id"))
 }
 
-/// The ticket inside an order: `{id, title, price, version}`.
-#[derive(Debug, Serialize)]
+/// A ticket as the orders service knows it (its replica, built from ticket events):
+/// `{id, title, price, version}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OrderTicket)]
 struct TicketJson {
+    /// The ticket's id (ObjectId hex).
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4567")]
     id: String,
+    #[schema(example = "concert")]
     title: String,
+    #[schema(example = 20)]
     price: f64,
+    /// The last version of the ticket this replica applied.
+    #[schema(example = 0)]
     version: i64,
 }
 
@@ -54,15 +69,27 @@ impl From<TicketReplica> for TicketJson {
     }
 }
 
-/// Order JSON: `{id, userId, status, expiresAt, version, ticket}`.
-#[derive(Debug, Serialize)]
+/// An order: `{id, userId, status, expiresAt, version, ticket}`.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Order)]
 struct OrderJson {
+    /// The order's id (ObjectId hex).
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4501")]
     id: String,
+    /// The buyer's user id.
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4500")]
     user_id: String,
+    #[schema(value_type = OrderStatus, example = "created")]
     status: &'static str,
+    /// Until when the order holds its ticket (RFC 3339, UTC); unpaid, it is cancelled then.
+    #[schema(format = DateTime, example = "2024-01-01T12:15:00Z")]
     expires_at: String,
+    /// 0 when placed, + 1 on every change.
+    #[schema(example = 0)]
     version: i64,
+    /// The ticket ordered; `null` only if its replica is gone.
+    #[schema(required = true)]
     ticket: Option<TicketJson>,
 }
 
@@ -80,6 +107,27 @@ impl From<OrderView> for OrderJson {
     }
 }
 
+/// Orders a ticket: it is held for the buyer until the order is paid, cancelled or expires.
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    tag = "orders",
+    request_body = OrderBody,
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "The order, `created`, with `expiresAt` = now + the hold \
+            window (15 minutes by default)", body = OrderJson),
+        (status = 400, description = "`TicketId must be provided` (field `ticketId`), or \
+            `Ticket is already reserved`", body = ErrorBody,
+            example = json!({"errors": [{"message": "Ticket is already reserved"}]})),
+        (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
+            example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 404, description = "`Not found`: no such ticket", body = ErrorBody,
+            example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn create_order(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
@@ -91,6 +139,19 @@ async fn create_order(
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
+/// The signed-in user's orders, newest first, each with its ticket.
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    tag = "orders",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's orders", body = Vec<OrderJson>),
+        (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
+            example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn list_orders(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
@@ -99,6 +160,22 @@ async fn list_orders(
     Ok(Json(orders.into_iter().map(OrderJson::from).collect()))
 }
 
+/// One of the signed-in user's orders, with its ticket.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order's id", example = "64b7f0c2a1e4d93f2c8b4501")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The order", body = OrderJson),
+        (status = 401, description = "`Not authorized`: not signed in, or not the order's owner",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 404, description = "`Not found`: no such order (also for a malformed id)",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn show_order(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
@@ -108,6 +185,25 @@ async fn show_order(
     Ok(Json(view.into()))
 }
 
+/// Cancels one of the signed-in user's orders, freeing its ticket. Cancelling a cancelled
+/// order again changes nothing and answers 204 again.
+#[utoipa::path(
+    delete,
+    path = "/api/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order's id", example = "64b7f0c2a1e4d93f2c8b4501")),
+    security(("session" = [])),
+    responses(
+        (status = 204, description = "The order is `cancelled`"),
+        (status = 400, description = "`Cannot cancel a paid order`", body = ErrorBody,
+            example = json!({"errors": [{"message": "Cannot cancel a paid order"}]})),
+        (status = 401, description = "`Not authorized`: not signed in, or not the order's owner",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 404, description = "`Not found`: no such order (also for a malformed id)",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn cancel_order(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
@@ -119,6 +215,18 @@ async fn cancel_order(
 
 /// The replica as orders sees it: lets tools (the concurrency test) check that replication
 /// converged without creating orders.
+#[utoipa::path(
+    get,
+    path = "/api/orders/tickets/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567")),
+    responses(
+        (status = 200, description = "The orders service's replica of the ticket", body = TicketJson),
+        (status = 404, description = "`Not found`: not (yet) replicated, or a malformed id",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn show_replicated_ticket(
     State(state): State<AppState>,
     RecordId(id): RecordId,

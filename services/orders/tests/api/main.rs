@@ -3,5 +3,6 @@
 
 mod helpers;
 mod lifecycle;
+mod openapi;
 mod orders;
 mod replica;

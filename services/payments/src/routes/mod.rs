@@ -1,11 +1,37 @@
-//! HTTP routes of the payments service.
+//! HTTP routes of the payments service, and its OpenAPI document.
 
 mod payments;
 
-use axum::Router;
+use axum::routing::get;
+use axum::{Json, Router};
+use common::openapi::Shared;
+use utoipa::OpenApi as _;
 
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    payments::router()
+    payments::router().route("/api/payments/openapi.json", get(openapi_json))
+}
+
+/// The document of every route above, from the handlers' `#[utoipa::path]` annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "ticketing: payments",
+        description = "Payments: buyers pay for their orders with a card token, through Stripe \
+            or, without `STRIPE_KEY`, a local test gateway."
+    ),
+    paths(payments::create_payment),
+    tags((name = "payments", description = "Card payments for orders")),
+    modifiers(&Shared)
+)]
+struct ApiDoc;
+
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// `GET /api/payments/openapi.json`.
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
 }

@@ -4,12 +4,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use common::error::ErrorBody;
 use common::events::OrderStatus;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
 use crate::gateway::{Charge, GatewayError};
@@ -20,13 +21,32 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/payments", post(create_payment))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// What a buyer gives to pay for an order.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(
+    as = PaymentInput,
+    example = json!({"token": "tok_visa", "orderId": "64b7f0c2a1e4d93f2c8b4501"})
+)]
 struct PaymentBody {
+    /// The card token from Stripe.js; with the local test gateway `tok_visa` succeeds and
+    /// `tok_chargeDeclined` is declined.
     #[validate(length(min = 1, max = 200, message = "Token must be provided"))]
+    #[schema(min_length = 1, max_length = 200)]
     token: String,
+    /// The order to pay (ObjectId hex), one of the caller's.
+    #[schema(pattern = "^[0-9a-fA-F]{24}$")]
     #[validate(custom(function = "object_id", message = "OrderId must be provided"))]
     order_id: String,
+}
+
+/// A payment: `{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Payment)]
+struct PaymentJson {
+    /// The payment's id (ObjectId hex).
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4599")]
+    id: String,
 }
 
 fn object_id(id: &str) -> std::result::Result<(), ValidationError> {
@@ -44,12 +64,35 @@ fn charge_token_key(token: &str) -> String {
         .collect()
 }
 
+/// Charges the card for one of the signed-in user's orders; the order then becomes `complete`.
+#[utoipa::path(
+    post,
+    path = "/api/payments",
+    tag = "payments",
+    request_body = PaymentBody,
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "Paid", body = PaymentJson),
+        (status = 400, description = "Validation failed (`token` or `orderId`, named in \
+            `field`); `Cannot pay for a cancelled order`, `Order already paid`, `Order has \
+            expired`, `A payment for this order is in progress`; or the card was declined \
+            (the gateway's reason, field `token`)", body = ErrorBody,
+            example = json!({"errors": [{"message": "Your card was declined.", "field": "token"}]})),
+        (status = 401, description = "`Not authorized`: not signed in, or not the order's owner",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 404, description = "`Not found`: no such order", body = ErrorBody,
+            example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The database or the payment gateway is unreachable; \
+            retry later", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(order_id = %body.order_id))]
 async fn create_payment(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
     ValidatedJson(body): ValidatedJson<PaymentBody>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<PaymentJson>)> {
     let order_id = ObjectId::parse_str(&body.order_id)
         .map_err(|_| ApiError::field("orderId", "OrderId must be provided"))?;
     let order = state
@@ -109,6 +152,8 @@ async fn create_payment(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": payment_id.to_hex() })),
+        Json(PaymentJson {
+            id: payment_id.to_hex(),
+        }),
     ))
 }

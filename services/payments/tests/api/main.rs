@@ -2,5 +2,6 @@
 //! adapter against a local HTTP server.
 #![allow(clippy::unwrap_used)]
 
+mod openapi;
 mod payments;
 mod stripe;

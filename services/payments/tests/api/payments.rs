@@ -11,7 +11,7 @@ use test_support::{TestApp, TestContext, TestUser, eventually, fake_user};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     let context = TestContext::new();
     let config = payments::Config::from_env(&context.env("payments")).unwrap();
     TestApp::serve(context, vec![payments::build(&config).await.unwrap()]).await

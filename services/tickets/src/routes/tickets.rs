@@ -7,10 +7,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
+use common::error::ErrorBody;
 use common::mongo::RecordId;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::domain;
@@ -26,24 +28,41 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/tickets/{id}", get(show_ticket).put(update_ticket))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// What a seller gives to list or edit a ticket.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[schema(as = TicketInput, example = json!({"title": "concert", "price": 20}))]
 struct TicketBody {
+    /// 1 to 200 characters once trimmed; stored trimmed.
     #[validate(custom(function = "domain::title", message = "Title is required"))]
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
+    /// Greater than 0, at most 1 000 000, with at most two decimals.
     #[validate(custom(function = "domain::price", message = "Price must be greater than 0"))]
+    #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
     price: f64,
 }
 
-/// Ticket JSON: `{id, title, price, userId, version, orderId?}`.
-#[derive(Debug, Serialize)]
+/// A ticket: `{id, title, price, userId, version, orderId?}`.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Ticket)]
 struct TicketJson {
+    /// The ticket's id (ObjectId hex).
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4567")]
     id: String,
+    #[schema(example = "concert")]
     title: String,
+    #[schema(example = 20)]
     price: f64,
+    /// The seller's user id.
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4500")]
     user_id: String,
+    /// 0 when created, + 1 on every change (edits, reservations, releases).
+    #[schema(example = 0)]
     version: i64,
+    /// The order holding the ticket; absent when it is for sale.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "64b7f0c2a1e4d93f2c8b4501")]
     order_id: Option<String>,
 }
 
@@ -60,6 +79,24 @@ impl From<TicketDoc> for TicketJson {
     }
 }
 
+/// Lists a ticket for sale, owned by the signed-in user.
+#[utoipa::path(
+    post,
+    path = "/api/tickets",
+    tag = "tickets",
+    request_body = TicketBody,
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "The new ticket, version 0", body = TicketJson),
+        (status = 400, description = "Validation failed (`title` or `price`, named in `field`), \
+            or the body is not a JSON object", body = ErrorBody,
+            example = json!({"errors": [{"message": "Title is required", "field": "title"}]})),
+        (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
+            example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn create_ticket(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
@@ -72,6 +109,28 @@ async fn create_ticket(
     Ok((StatusCode::CREATED, Json(ticket.into())))
 }
 
+/// Tickets for sale (not reserved by an order), newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/tickets",
+    tag = "tickets",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500,
+            description = "Page size, 1 to 500 (default 100)"),
+        ("after" = Option<String>, Query, example = "64b7f0c2a1e4d93f2c8b4567",
+            description = "Opaque cursor: continue after this ticket (take it from the \
+                `Link` header of the previous page)"),
+    ),
+    responses(
+        (status = 200, description = "A page of tickets", body = Vec<TicketJson>,
+            headers(("Link" = String, description = "`</api/tickets?limit=…&after=…>; \
+                rel=\"next\"` when more tickets follow; absent on the last page"))),
+        (status = 400, description = "`limit` is not an integer from 1 to 500, or `after` is \
+            not a valid cursor (named in `field`)", body = ErrorBody,
+            example = json!({"errors": [{"message": "limit must be an integer from 1 to 500", "field": "limit"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn list_tickets(
     State(state): State<AppState>,
     query: std::result::Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -114,6 +173,19 @@ async fn list_tickets(
     ))
 }
 
+/// One ticket, reserved or not.
+#[utoipa::path(
+    get,
+    path = "/api/tickets/{id}",
+    tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567")),
+    responses(
+        (status = 200, description = "The ticket", body = TicketJson),
+        (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn show_ticket(
     State(state): State<AppState>,
     RecordId(id): RecordId,
@@ -122,6 +194,27 @@ async fn show_ticket(
     Ok(Json(ticket.into()))
 }
 
+/// Changes the title and price of one's own ticket; its version goes up by one.
+#[utoipa::path(
+    put,
+    path = "/api/tickets/{id}",
+    tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567")),
+    request_body = TicketBody,
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The updated ticket, version + 1", body = TicketJson),
+        (status = 400, description = "Validation failed (`title` or `price`, named in \
+            `field`), or `Cannot edit a reserved ticket`", body = ErrorBody,
+            example = json!({"errors": [{"message": "Cannot edit a reserved ticket"}]})),
+        (status = 401, description = "`Not authorized`: not signed in, or not the ticket's owner",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
+            body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+    )
+)]
 async fn update_ticket(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,

@@ -1,0 +1,104 @@
+//! What every service's OpenAPI document shares: the `session` cookie security scheme and the
+//! error shape's schemas ([`ErrorBody`](crate::error::ErrorBody) and
+//! [`FieldError`](crate::error::FieldError) derive `ToSchema` where they are defined).
+//!
+//! Each service derives its own document from its handlers' `#[utoipa::path]` annotations and
+//! adds [`Shared`] as a modifier:
+//!
+//! ```ignore
+//! #[derive(utoipa::OpenApi)]
+//! #[openapi(paths(tickets::create_ticket, …), modifiers(&common::openapi::Shared))]
+//! struct ApiDoc;
+//! ```
+//!
+//! An operation that needs a signed-in user names the scheme: `security(("session" = []))`
+//! (the attribute takes a literal, so it cannot use [`SESSION_SCHEME`]).
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, OpenApi};
+
+use crate::error::{ErrorBody, FieldError};
+
+/// Name of the security scheme in every document: an API key in the session cookie.
+pub const SESSION_SCHEME: &str = "session";
+
+/// An ObjectId in the form every id of the API takes, for examples.
+pub const EXAMPLE_ID: &str = "64b7f0c2a1e4d93f2c8b4567";
+
+/// What holds for every operation of every service, appended to each document's description.
+pub const CONVENTIONS: &str = "Bodies are JSON with camelCase fields; ids are MongoDB \
+ObjectId hex strings. Every error has the shape `{\"errors\":[{\"message\":\"…\",\"field\":\"…\"}]}` \
+(`field` only for validation errors). Besides the statuses listed per operation, any request \
+may get 500 `Something went wrong` (a bug; the cause is logged, not shown), an unknown path \
+404 and a known path with another method 405, all in that shape. Operations marked with the \
+`session` scheme need the `session` cookie that signup and signin set.";
+
+/// A `utoipa` modifier that adds what every document shares: the [`SESSION_SCHEME`] security
+/// scheme (the `session` cookie that signup and signin set), the error schemas (present and
+/// described once even in a document whose operations cannot fail), and [`CONVENTIONS`] at the
+/// end of the description.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shared;
+
+impl utoipa::Modify for Shared {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use utoipa::{PartialSchema as _, ToSchema as _};
+        let description = openapi.info.description.get_or_insert_with(String::new);
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str(CONVENTIONS);
+        let components = openapi
+            .components
+            .get_or_insert_with(|| ComponentsBuilder::new().build());
+        components.add_security_scheme(
+            SESSION_SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::session::COOKIE_NAME,
+                "The session JWT that `POST /api/users/signup` and `POST /api/users/signin` \
+                 set (HttpOnly, SameSite=Lax). Browsers and Postman send it back by themselves.",
+            ))),
+        );
+        for (name, schema) in [
+            (ErrorBody::name(), ErrorBody::schema()),
+            (FieldError::name(), FieldError::schema()),
+        ] {
+            components
+                .schemas
+                .entry(name.into_owned())
+                .or_insert(schema);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::Modify as _;
+
+    #[test]
+    fn the_shared_parts_are_added_to_an_empty_document() {
+        let mut doc = OpenApi::default();
+        Shared.modify(&mut doc);
+        let json = serde_json::to_value(&doc).unwrap_or_default();
+        assert_eq!(json["info"]["description"], CONVENTIONS);
+        let components = &json["components"];
+        assert_eq!(
+            components["securitySchemes"]["session"],
+            serde_json::json!({
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "session",
+                "description": components["securitySchemes"]["session"]["description"],
+            })
+        );
+        assert_eq!(
+            components["schemas"]["ErrorBody"]["properties"]["errors"]["items"]["$ref"],
+            "#/components/schemas/FieldError"
+        );
+        assert_eq!(
+            components["schemas"]["FieldError"]["required"],
+            serde_json::json!(["message"])
+        );
+    }
+}

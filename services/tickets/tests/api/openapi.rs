@@ -1,0 +1,75 @@
+//! The tickets service's OpenAPI document: served at its URL, well formed, and in agreement
+//! with the router.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use test_support::{fake_user, openapi};
+
+use crate::helpers::{create_ticket, spawn_app};
+
+const DOCUMENT: &str = "/api/tickets/openapi.json";
+
+#[tokio::test]
+async fn the_document_is_served_and_describes_every_route() {
+    let app = spawn_app().await;
+    let doc = openapi::assert_served(&app, DOCUMENT).await;
+    assert_eq!(
+        openapi::operations(&doc),
+        BTreeSet::from(
+            [
+                "GET /api/tickets",
+                "POST /api/tickets",
+                "GET /api/tickets/{id}",
+                "PUT /api/tickets/{id}",
+            ]
+            .map(String::from)
+        )
+    );
+    let mut routed = openapi::routed_paths(include_str!("../../src/routes/tickets.rs"));
+    routed.extend(openapi::routed_paths(include_str!(
+        "../../src/routes/mod.rs"
+    )));
+    routed.remove(DOCUMENT);
+    assert_eq!(
+        routed,
+        openapi::documented_paths(&doc),
+        "every route is documented"
+    );
+    assert_eq!(doc, serde_json::to_value(tickets::openapi()).unwrap());
+}
+
+#[tokio::test]
+async fn the_document_route_leaves_ticket_ids_alone() {
+    let app = spawn_app().await;
+    let ticket = create_ticket(&app, &fake_user(), "concert", 10.0).await;
+    let id = ticket["id"].as_str().unwrap();
+    let shown = app.get(&format!("/api/tickets/{id}"), None).await;
+    assert_eq!((shown.status, &shown.body), (StatusCode::OK, &ticket));
+    let doc = app.get(DOCUMENT, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.body["info"]["title"], "ticketing: tickets");
+}
+
+#[test]
+fn the_ticket_list_documents_paging_and_its_link_header() {
+    let doc = serde_json::to_value(tickets::openapi()).unwrap();
+    let list = &doc["paths"]["/api/tickets"]["get"];
+    let parameters: Vec<_> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["in"].as_str().unwrap()))
+        .collect();
+    assert_eq!(parameters, [("limit", "query"), ("after", "query")]);
+    assert!(list["responses"]["200"]["headers"]["Link"].is_object());
+    let create = &doc["paths"]["/api/tickets"]["post"];
+    assert_eq!(create["security"], serde_json::json!([{"session": []}]));
+    for status in ["201", "400", "401", "413", "503"] {
+        assert!(create["responses"][status].is_object(), "{status}");
+    }
+    assert_eq!(
+        create["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+}
