@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use indicatif::ProgressBar;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -33,6 +34,8 @@ pub struct LagReport {
     pub writes: usize,
     /// Updates that failed or never became visible within 5 s.
     pub failures: usize,
+    /// Of those, updates that were not answered 2xx (or not at all within 10 s).
+    pub failed_writes: usize,
     /// Sorted lags of the successful writes.
     pub lags: Vec<Duration>,
 }
@@ -53,8 +56,10 @@ impl fmt::Display for LagReport {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         writeln!(
             f,
-            "writes:   {} ({} failed or not visible in 5 s)",
-            self.writes, self.failures
+            "writes:   {} ({} failed, {} not visible in 5 s)",
+            self.writes,
+            self.failed_writes,
+            self.failures - self.failed_writes
         )?;
         write!(
             f,
@@ -67,13 +72,32 @@ impl fmt::Display for LagReport {
     }
 }
 
-struct Session {
+/// Why a write has no lag.
+enum Failure {
+    Write,
+    NotVisible,
+}
+
+/// A signed-up writer of tickets and reader of the orders replica; `ticketing bench` measures
+/// its lag scenario with it too.
+pub(crate) struct Session {
     http: reqwest::Client,
     base: String,
     cookie: String,
 }
 
 impl Session {
+    /// Signs up a fresh user at `base`.
+    pub(crate) async fn signup(base: &str, purpose: &str) -> anyhow::Result<Self> {
+        common::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let base = base.trim_end_matches('/').to_owned();
+        let cookie = crate::client::signup(&http, &base, purpose).await?;
+        Ok(Self { http, base, cookie })
+    }
+
     async fn replica_version(&self, id: &str) -> anyhow::Result<Option<i64>> {
         let response = self
             .http
@@ -112,64 +136,85 @@ impl Session {
         let body: Value = response.error_for_status()?.json().await?;
         Ok((body["version"].as_i64().context("no version")?, at))
     }
+
+    /// Creates `count` tickets and waits until the orders replica has each; returns their ids.
+    pub(crate) async fn seed(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count.max(1) {
+            let created: Value = self
+                .http
+                .post(format!("{}/api/tickets", self.base))
+                .header(reqwest::header::COOKIE, &self.cookie)
+                .json(&json!({"title": "lag", "price": 1}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            ids.push(created["id"].as_str().context("no id")?.to_owned());
+        }
+        for id in &ids {
+            self.visible(id, 0).await.context("initial replication")?;
+        }
+        Ok(ids)
+    }
+
+    /// Updates the tickets `ids` in turn at `rate` per second for `duration` — open loop: a
+    /// write is sent on schedule whether or not earlier ones became visible — and measures
+    /// each write's lag. `sent` advances by one per write.
+    pub(crate) async fn measure(
+        self: &Arc<Self>,
+        ids: &[String],
+        rate: u32,
+        duration: Duration,
+        sent: &ProgressBar,
+    ) -> LagReport {
+        let total = (f64::from(rate) * duration.as_secs_f64()).round() as usize;
+        let mut ticker =
+            tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..total {
+            ticker.tick().await;
+            sent.inc(1);
+            let session = self.clone();
+            let id = ids[n % ids.len()].clone();
+            tasks.spawn(async move {
+                let update = session.update(&id, (n % 1000 + 1) as u32).await;
+                let (version, written) = update.map_err(|_| Failure::Write)?;
+                let seen = session.visible(&id, version).await;
+                Ok(seen.ok_or(Failure::NotVisible)?.duration_since(written))
+            });
+        }
+        let mut report = LagReport {
+            writes: total,
+            ..LagReport::default()
+        };
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(lag)) => report.lags.push(lag),
+                Ok(Err(Failure::Write)) => {
+                    report.failures += 1;
+                    report.failed_writes += 1;
+                }
+                Ok(Err(Failure::NotVisible)) | Err(_) => report.failures += 1,
+            }
+        }
+        report.lags.sort_unstable();
+        report
+    }
 }
 
 /// Runs the measurement against a running stack.
 pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
-    common::install_tls_provider();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let base = args.base_url.trim_end_matches('/').to_owned();
-    let cookie = crate::client::signup(&http, &base, "lag").await?;
-    let session = Arc::new(Session { http, base, cookie });
-
-    let mut ids = Vec::with_capacity(args.tickets);
-    for _ in 0..args.tickets.max(1) {
-        let created: Value = session
-            .http
-            .post(format!("{}/api/tickets", session.base))
-            .header(reqwest::header::COOKIE, &session.cookie)
-            .json(&json!({"title": "lag", "price": 1}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        ids.push(created["id"].as_str().context("no id")?.to_owned());
-    }
-    for id in &ids {
-        session
-            .visible(id, 0)
-            .await
-            .context("initial replication")?;
-    }
-
-    let total = (u64::from(args.rate) * args.duration) as usize;
-    let mut ticker =
-        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..total {
-        ticker.tick().await;
-        let session = session.clone();
-        let id = ids[n % ids.len()].clone();
-        tasks.spawn(async move {
-            let (version, written) = session.update(&id, (n % 1000 + 1) as u32).await.ok()?;
-            let seen = session.visible(&id, version).await?;
-            Some(seen.duration_since(written))
-        });
-    }
-    let mut report = LagReport {
-        writes: total,
-        ..LagReport::default()
-    };
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Some(lag)) => report.lags.push(lag),
-            _ => report.failures += 1,
-        }
-    }
-    report.lags.sort_unstable();
-    Ok(report)
+    let session = Arc::new(Session::signup(&args.base_url, "lag").await?);
+    let ids = session.seed(args.tickets).await?;
+    Ok(session
+        .measure(
+            &ids,
+            args.rate,
+            Duration::from_secs(args.duration),
+            &ProgressBar::hidden(),
+        )
+        .await)
 }

@@ -1,5 +1,6 @@
 //! The `ticketing` launcher and operator commands, as a library so tests drive them in-process.
 
+pub mod bench;
 mod client;
 pub mod concurrency;
 pub mod dlq;

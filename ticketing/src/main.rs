@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{concurrency, dlq, lag, saga, tail, up};
+use ticketing::{bench, concurrency, dlq, lag, saga, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,10 @@ enum Command {
     ConcurrencyTest(concurrency::Args),
     /// Measures replication lag (ticket update → visible in the orders replica) at a steady rate.
     Lag(lag::Args),
+    /// Measures req/s, latency percentiles and errors of the public endpoints under load, next
+    /// to this machine's limits (MongoDB, JetStream, argon2, a bare handler) measured in the
+    /// same run; writes the results as JSON.
+    Bench(bench::Args),
     /// Measures how late expirations land and how long payments take (run against a stack
     /// with a short ORDER_EXPIRATION_SECONDS).
     SagaBench(saga::Args),
@@ -68,6 +72,25 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Lag(args) => {
             println!("{}", lag::run(&args).await?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            // A bad file to compare with fails before the run, not after it.
+            let old = args
+                .compare
+                .as_deref()
+                .map(bench::report::Results::read)
+                .transpose()?;
+            let (results, path) = bench::run(&args, true).await?;
+            println!("{}", bench::report::table(&results));
+            if let Some(old) = old {
+                println!("{}", bench::report::compare(&old, &results));
+            }
+            println!("results: {}", path.display());
+            Ok(if results.errors() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::SagaBench(args) => {
             let report = saga::run(&args).await?;

@@ -1,7 +1,8 @@
 //! The whole marketplace in one process, as `ticketing up` runs it, against real MongoDB and
-//! NATS: flows that cross services, the concurrency test, and dead letters.
+//! NATS: flows that cross services, the concurrency test, dead letters, and a short bench.
 #![allow(clippy::unwrap_used)]
 
+mod bench;
 mod browser;
 mod concurrency;
 mod dlq;

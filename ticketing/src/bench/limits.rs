@@ -1,0 +1,341 @@
+//! The limits the endpoints are compared with, measured in the same run with the same
+//! concurrency: raw MongoDB `insert_one` / `find_one` with the Rust driver on the stack's
+//! server, raw JetStream publish-with-ack on the stack's NATS, argon2id verification with
+//! auth's parameters, and a bare axum handler that verifies the same HS256 JWT cookie.
+//! Everything they create is throwaway and removed afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_nats::jetstream::{self, stream};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use common::MaybeCurrentUser;
+use common::session::{SessionConfig, Sessions};
+use hyper::header::HeaderValue;
+use indicatif::ProgressBar;
+use mongodb::bson::{Document, doc, oid::ObjectId};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use super::http::{Conn, Target};
+use super::load::{Measured, Recorder, Timing, Worker, closed_loop};
+use super::scenarios::{HttpWorker, Plan};
+
+/// Name of the bare-handler limit.
+pub(crate) const BARE_HANDLER: &str = "bare-handler";
+/// Name of the MongoDB insert limit.
+pub(crate) const MONGO_INSERT: &str = "mongo-insert";
+/// Name of the MongoDB find limit.
+pub(crate) const MONGO_FIND: &str = "mongo-find-one";
+/// Name of the JetStream publish limit.
+pub(crate) const JETSTREAM_PUBLISH: &str = "jetstream-publish";
+/// Name of the argon2id limit.
+pub(crate) const ARGON2_VERIFY: &str = "argon2-verify";
+
+/// Documents the find limit reads from, by id in turn.
+const FIND_DOCUMENTS: usize = 1000;
+
+/// A throwaway name for this process's database and stream.
+fn throwaway() -> String {
+    format!("bench_limits_{}", std::process::id())
+}
+
+fn short(error: impl std::fmt::Display) -> String {
+    error.to_string().chars().take(80).collect()
+}
+
+/// A document shaped like a stored ticket.
+fn ticket_document(n: u64) -> Document {
+    doc! {
+        "title": "bench limit",
+        "price": 10.0,
+        "userId": "65f0c0ffee0000000000beef",
+        "version": 0_i64,
+        "n": n as i64,
+    }
+}
+
+struct InsertWorker {
+    collection: mongodb::Collection<Document>,
+    n: u64,
+}
+
+impl Worker for InsertWorker {
+    async fn step(&mut self, recorder: &mut Recorder) {
+        self.n += 1;
+        let sent = Instant::now();
+        let result = self.collection.insert_one(ticket_document(self.n)).await;
+        recorder.record(
+            sent,
+            result
+                .map(drop)
+                .map_err(|e| format!("mongodb: {}", short(e))),
+        );
+    }
+}
+
+struct FindWorker {
+    collection: mongodb::Collection<Document>,
+    ids: Arc<Vec<ObjectId>>,
+    n: usize,
+}
+
+impl Worker for FindWorker {
+    async fn step(&mut self, recorder: &mut Recorder) {
+        self.n = (self.n + 1) % self.ids.len();
+        let sent = Instant::now();
+        let result = self
+            .collection
+            .find_one(doc! { "_id": self.ids[self.n] })
+            .await;
+        let outcome = match result {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err("mongodb: not found".to_owned()),
+            Err(error) => Err(format!("mongodb: {}", short(error))),
+        };
+        recorder.record(sent, outcome);
+    }
+}
+
+/// `mongo-insert` then `mongo-find-one` in a throwaway database, dropped afterwards.
+pub(crate) async fn mongo(
+    url: &str,
+    clients: usize,
+    timing: Timing,
+    bars: impl Fn(&str) -> ProgressBar,
+) -> anyhow::Result<(Measured, Measured)> {
+    let client = mongodb::Client::with_uri_str(url)
+        .await
+        .context("connect to MONGO_URL")?;
+    let database = client.database(&throwaway());
+    let result = async {
+        let collection = database.collection::<Document>("tickets");
+        collection
+            .insert_one(ticket_document(0))
+            .await
+            .with_context(|| format!("insert into {url}"))?;
+        let workers = (0..clients)
+            .map(|i| InsertWorker {
+                collection: collection.clone(),
+                n: (i as u64) << 40,
+            })
+            .collect();
+        let insert = closed_loop(workers, timing, &bars(MONGO_INSERT)).await;
+
+        let found = database.collection::<Document>("find");
+        let documents: Vec<Document> = (0..FIND_DOCUMENTS as u64)
+            .map(|n| {
+                let mut d = ticket_document(n);
+                d.insert("_id", ObjectId::new());
+                d
+            })
+            .collect();
+        let ids: Vec<ObjectId> = documents
+            .iter()
+            .filter_map(|d| d.get_object_id("_id").ok())
+            .collect();
+        found.insert_many(documents).await.context("seed find")?;
+        let ids = Arc::new(ids);
+        let workers = (0..clients)
+            .map(|i| FindWorker {
+                collection: found.clone(),
+                ids: ids.clone(),
+                n: i * FIND_DOCUMENTS / clients.max(1),
+            })
+            .collect();
+        let find = closed_loop(workers, timing, &bars(MONGO_FIND)).await;
+        anyhow::Ok((insert, find))
+    }
+    .await;
+    database
+        .drop()
+        .await
+        .context("drop the throwaway database")?;
+    result
+}
+
+struct PublishWorker {
+    jetstream: jetstream::Context,
+    subject: String,
+    prefix: String,
+    n: u64,
+    payload: Bytes,
+}
+
+impl Worker for PublishWorker {
+    async fn step(&mut self, recorder: &mut Recorder) {
+        self.n += 1;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("{}-{}", self.prefix, self.n).as_str(),
+        );
+        let sent = Instant::now();
+        let outcome = match self
+            .jetstream
+            .publish_with_headers(self.subject.clone(), headers, self.payload.clone())
+            .await
+        {
+            Ok(ack) => ack
+                .await
+                .map(drop)
+                .map_err(|e| format!("ack: {}", short(e))),
+            Err(error) => Err(format!("publish: {}", short(error))),
+        };
+        recorder.record(sent, outcome);
+    }
+}
+
+/// `jetstream-publish` into a throwaway stream configured like the event stream (file
+/// storage, a duplicate window, message ids), deleted afterwards.
+pub(crate) async fn jetstream_publish(
+    url: &str,
+    clients: usize,
+    timing: Timing,
+    bar: &ProgressBar,
+) -> anyhow::Result<Measured> {
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("connect to nats at {url}"))?;
+    let context = jetstream::new(client);
+    let name = throwaway();
+    context
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{name}.>")],
+            storage: stream::StorageType::File,
+            duplicate_window: common::events::bus::DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("create stream {name}"))?;
+    // About the size of a ticket event.
+    let payload = Bytes::from(
+        json!({
+            "id": ObjectId::new().to_hex(), "version": 1, "title": "bench limit",
+            "price": 10.0, "userId": ObjectId::new().to_hex(),
+        })
+        .to_string(),
+    );
+    let workers = (0..clients)
+        .map(|i| PublishWorker {
+            jetstream: context.clone(),
+            subject: format!("{name}.events.ticket.updated"),
+            prefix: format!("{i}"),
+            n: 0,
+            payload: payload.clone(),
+        })
+        .collect();
+    let measured = closed_loop(workers, timing, bar).await;
+    context
+        .delete_stream(&name)
+        .await
+        .with_context(|| format!("delete stream {name}"))?;
+    Ok(measured)
+}
+
+struct VerifyWorker {
+    argon2: Argon2<'static>,
+    hash: Arc<str>,
+    permits: Arc<Semaphore>,
+}
+
+impl Worker for VerifyWorker {
+    async fn step(&mut self, recorder: &mut Recorder) {
+        let sent = Instant::now();
+        let Ok(_permit) = self.permits.acquire().await else {
+            return;
+        };
+        let argon2 = self.argon2.clone();
+        let hash = self.hash.clone();
+        let verified = tokio::task::spawn_blocking(move || {
+            argon2
+                .verify_password(b"bench-password", hash.as_ref())
+                .is_ok()
+        })
+        .await;
+        let outcome = match verified {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("argon2: mismatch".to_owned()),
+            Err(error) => Err(format!("argon2: {}", short(error))),
+        };
+        recorder.record(sent, outcome);
+    }
+}
+
+/// `argon2-verify`: auth's password check (argon2id, 19 MiB, t=2, p=1) on blocking threads,
+/// at most two per core at once as auth runs it — the ceiling of sign-in.
+pub(crate) async fn argon2_verify(
+    clients: usize,
+    timing: Timing,
+    bar: &ProgressBar,
+) -> anyhow::Result<Measured> {
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let hash: Arc<str> = argon2
+        .hash_password(b"bench-password")
+        .map_err(|e| anyhow::anyhow!("hash: {e}"))?
+        .to_string()
+        .into();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let permits = Arc::new(Semaphore::new(cores * 2));
+    let workers = (0..clients)
+        .map(|_| VerifyWorker {
+            argon2: argon2.clone(),
+            hash: hash.clone(),
+            permits: permits.clone(),
+        })
+        .collect();
+    Ok(closed_loop(workers, timing, bar).await)
+}
+
+/// Auth's currentuser handler, without the stack's layers (request id, tracing, security
+/// headers, CORS, body limit): the cookie read, the JWT verified, the JSON written.
+async fn current_user(MaybeCurrentUser(claims): MaybeCurrentUser) -> Json<serde_json::Value> {
+    let current = claims.map(|c| json!({"id": c.id, "email": c.email, "iat": c.iat}));
+    Json(json!({ "currentUser": current }))
+}
+
+/// `bare-handler`: that handler served in this process on a free loopback port, loaded like
+/// the currentuser scenario, with a cookie signed by a key of its own.
+pub(crate) async fn bare_handler(
+    clients: usize,
+    timing: Timing,
+    bar: &ProgressBar,
+) -> anyhow::Result<Measured> {
+    let sessions = Sessions::new(&SessionConfig {
+        jwt_key: format!("bench-{}", ObjectId::new().to_hex()),
+        ttl: Duration::from_secs(3600),
+        cookie_secure: false,
+    });
+    let (token, _) = sessions.issue(&ObjectId::new().to_hex(), "bench@test.dev")?;
+    let cookie = HeaderValue::from_str(&format!("session={token}"))?;
+    let router = Router::new()
+        .route("/api/users/currentuser", get(current_user))
+        .with_state(sessions);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("bind the bare handler")?;
+    let target = Target::local(listener.local_addr()?)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let workers = (0..clients)
+        .map(|_| HttpWorker::new(Conn::new(target.clone()), Plan::CurrentUser(cookie.clone())))
+        .collect();
+    let measured = closed_loop(workers, timing, bar).await;
+    let _ = stop.send(());
+    // Workers' connections are dropped with them, so graceful shutdown ends promptly.
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(measured)
+}

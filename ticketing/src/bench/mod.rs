@@ -1,0 +1,474 @@
+//! `ticketing bench`: throughput and latency of the public endpoints of a running stack, next
+//! to the limits of the machine it runs on, measured in the same run.
+//!
+//! Each HTTP scenario runs `--clients` keep-alive connections closed-loop (a client sends its
+//! next request when the last one's body has been read) for a warm-up, then a measured window;
+//! latency is per request, from send until the whole body is read, and every non-2xx answer or
+//! transport error is counted and reported by kind. The lag scenario runs open loop instead: a
+//! fixed write rate whatever the answers ([`crate::lag`]).
+//!
+//! Each scenario is reported as a fraction of the limit that bounds it (the lowest of the
+//! limits listed when there are several):
+//!
+//! | scenario | what one request does | limit |
+//! |---|---|---|
+//! | `currentuser` | read the cookie, verify the HS256 JWT, write JSON | `bare-handler`: the same handler without the stack's layers |
+//! | `signin` | find the user, argon2id-verify the password, sign a JWT | `argon2-verify` |
+//! | `create-ticket` | insert the ticket and its outbox event in a transaction; the relay publishes it | `mongo-insert`, `jetstream-publish` |
+//! | `update-ticket` | the same as an update of the caller's ticket | `mongo-insert`, `jetstream-publish` |
+//! | `list-tickets` | one query for a page of 100 unreserved tickets | `mongo-find-one` |
+//! | `create-cancel-order` | `POST /api/orders` and `DELETE /api/orders/:id` each count: a transactional write with its outbox event | `mongo-insert`, `jetstream-publish` |
+//! | `lag` | a ticket update until orders' replica shows it | none (a latency at a fixed rate) |
+//!
+//! The limits do strictly less than the endpoints (one insert without a transaction, one
+//! find by id, one publish), so a fraction near 1 is out of reach for the writes; the fraction
+//! says how much of the machine's ceiling the stack's own code costs.
+
+mod http;
+mod limits;
+mod load;
+pub mod report;
+mod scenarios;
+mod settle;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use self::http::{Conn, Target};
+use self::load::{Measured, Timing, closed_loop};
+use self::report::{Params, Results, Row, Versus};
+use self::scenarios::Fixture;
+use self::settle::Backlog;
+
+/// A scenario of `ticketing bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// `GET /api/users/currentuser` signed in.
+    #[value(name = "currentuser")]
+    CurrentUser,
+    /// `POST /api/users/signin`.
+    Signin,
+    /// `POST /api/tickets`.
+    CreateTicket,
+    /// `PUT /api/tickets/:id` on the caller's tickets.
+    UpdateTicket,
+    /// `GET /api/tickets?limit=100`.
+    ListTickets,
+    /// `POST /api/orders` then `DELETE /api/orders/:id`.
+    CreateCancelOrder,
+    /// Ticket update → visible in orders' replica, at `--lag-rate`.
+    Lag,
+}
+
+impl Scenario {
+    /// Every scenario, in the order they run.
+    pub const ALL: [Self; 7] = [
+        Self::CurrentUser,
+        Self::Signin,
+        Self::CreateTicket,
+        Self::UpdateTicket,
+        Self::ListTickets,
+        Self::CreateCancelOrder,
+        Self::Lag,
+    ];
+
+    /// The name on the command line and in the results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CurrentUser => "currentuser",
+            Self::Signin => "signin",
+            Self::CreateTicket => "create-ticket",
+            Self::UpdateTicket => "update-ticket",
+            Self::ListTickets => "list-tickets",
+            Self::CreateCancelOrder => "create-cancel-order",
+            Self::Lag => "lag",
+        }
+    }
+
+    /// The limits that bound it (see the module's table).
+    fn bounds(self) -> &'static [&'static str] {
+        match self {
+            Self::CurrentUser => &[limits::BARE_HANDLER],
+            Self::Signin => &[limits::ARGON2_VERIFY],
+            Self::CreateTicket | Self::UpdateTicket | Self::CreateCancelOrder => {
+                &[limits::MONGO_INSERT, limits::JETSTREAM_PUBLISH]
+            }
+            Self::ListTickets => &[limits::MONGO_FIND],
+            Self::Lag => &[],
+        }
+    }
+}
+
+/// Arguments of `ticketing bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Where the stack serves the ingress's routes (plain http).
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+    /// Concurrent keep-alive connections per scenario and limit.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Measured seconds per scenario and limit.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Unmeasured warm-up seconds before each.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Scenarios to run, comma-separated; all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+    /// Ticket writes per second in the lag scenario (open loop).
+    #[arg(long, default_value_t = 500)]
+    pub lag_rate: u32,
+    /// Unreserved tickets that must exist for list-tickets; the missing ones are created.
+    #[arg(long, default_value_t = 100)]
+    pub list_tickets: usize,
+    /// Measure the limits (the default).
+    #[arg(long, overrides_with = "no_limits")]
+    pub limits: bool,
+    /// Skip the limits.
+    #[arg(long, overrides_with = "limits")]
+    pub no_limits: bool,
+    /// The stack's MongoDB, for the limits (`cargo xtask up` prints it).
+    #[arg(long, env = "MONGO_URL")]
+    pub mongo_url: Option<String>,
+    /// The stack's NATS, for the limits and for draining the event backlog between scenarios
+    /// (`cargo xtask up` prints it).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// The stack's event namespace.
+    #[arg(long, env = "EVENT_NAMESPACE", default_value = "ticketing")]
+    pub event_namespace: String,
+    /// Where to write the JSON results [default: bench-results/<start time>.json].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Earlier results to print the change against.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+}
+
+impl Args {
+    /// Arguments with every default, against `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            clients: 64,
+            duration: 10.0,
+            warmup: 2.0,
+            scenarios: Vec::new(),
+            lag_rate: 500,
+            list_tickets: 100,
+            limits: false,
+            no_limits: false,
+            mongo_url: None,
+            nats_url: None,
+            event_namespace: "ticketing".to_owned(),
+            out: None,
+            compare: None,
+        }
+    }
+
+    fn selected(&self) -> Vec<Scenario> {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| self.scenarios.is_empty() || self.scenarios.contains(s))
+            .collect()
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            warmup: Duration::from_secs_f64(self.warmup),
+            duration: Duration::from_secs_f64(self.duration),
+        }
+    }
+}
+
+/// Prints on stderr what the bench is doing, when it shows progress.
+struct Log(bool);
+
+impl Log {
+    fn say(&self, what: &str) {
+        if self.0 {
+            eprintln!("bench: {what}");
+        }
+    }
+}
+
+/// Runs the bench, writes the JSON results, and returns them with the file's path.
+/// `progress` shows progress bars and steps on the terminal.
+pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBuf)> {
+    ensure!(args.clients > 0, "--clients must be at least 1");
+    ensure!(args.duration > 0.0, "--duration must be positive");
+    ensure!(args.warmup >= 0.0, "--warmup must not be negative");
+    ensure!(args.lag_rate > 0, "--lag-rate must be positive");
+    let with_limits = !args.no_limits;
+    let (mongo_url, nats_url) = match (with_limits, &args.mongo_url, &args.nats_url) {
+        (false, _, nats) => (None, nats.clone()),
+        (true, Some(mongo), Some(nats)) => (Some(mongo.clone()), Some(nats.clone())),
+        (true, _, _) => bail!(
+            "the limits need the stack's MONGO_URL and NATS_URL (`cargo xtask up` prints both; \
+             --mongo-url / --nats-url work too); --no-limits skips them"
+        ),
+    };
+    let log = Log(progress);
+    let selected = args.selected();
+    let timing = args.timing();
+    let started_at = mongodb::bson::DateTime::now()
+        .try_to_rfc3339_string()
+        .context("format the start time")?;
+    let mut results = Results {
+        format: report::FORMAT,
+        started_at,
+        git: report::git(),
+        machine: report::machine(),
+        params: Params {
+            url: args.url.clone(),
+            clients: args.clients,
+            duration_secs: args.duration,
+            warmup_secs: args.warmup,
+            lag_rate: args.lag_rate,
+            list_tickets: args.list_tickets,
+            scenarios: selected.iter().map(|s| s.name().to_owned()).collect(),
+            limits: with_limits,
+        },
+        scenarios: Vec::new(),
+        limits: Vec::new(),
+    };
+
+    let target = Target::resolve(&args.url).await?;
+    Conn::new(target.clone())
+        .call(Method::GET, "/api/users/currentuser", None, None)
+        .await
+        .with_context(|| format!("no stack answering at {}", args.url))?;
+    let backlog = match &nats_url {
+        Some(url) => Some(Backlog::connect(url, &args.event_namespace).await?),
+        None => {
+            log.say("NATS_URL unset: the event backlog is not drained between scenarios");
+            None
+        }
+    };
+
+    let bar = |name: &str| load::bar(name, timing.duration, progress);
+    if let (Some(mongo_url), Some(nats_url)) = (&mongo_url, &nats_url) {
+        log.say("measuring the limits");
+        results.limits = measure_limits(mongo_url, nats_url, args.clients, timing, &bar).await?;
+    }
+
+    let fixture = Fixture::prepare(
+        &target,
+        &selected,
+        args.clients,
+        args.list_tickets,
+        |what| log.say(what),
+    )
+    .await?;
+    for scenario in selected {
+        let settle_ms = match &backlog {
+            Some(backlog) => {
+                let (waited, left) = backlog.drain().await?;
+                if left > 0 {
+                    log.say(&format!(
+                        "{left} events still pending after {waited:?}; running {} anyway",
+                        scenario.name()
+                    ));
+                }
+                Some(waited.as_millis() as u64)
+            }
+            None => None,
+        };
+        let mut row = match scenario {
+            Scenario::Lag => lag(args, progress).await?,
+            _ => {
+                let bar = bar(scenario.name());
+                let workers = fixture.workers(scenario, &target, args.clients);
+                let measured = closed_loop(workers, timing, &bar).await;
+                bar.finish();
+                Row::new(scenario.name(), &measured)
+            }
+        };
+        if scenario == Scenario::CreateCancelOrder {
+            row.note = Some("a request is a POST /api/orders or a DELETE /api/orders/:id".into());
+        }
+        row.settle_ms = settle_ms;
+        row.versus = versus(&row, scenario, &results.limits);
+        results.scenarios.push(row);
+    }
+    results.machine.load_after = report::load_average();
+
+    let path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| report::default_path(&results.started_at));
+    results.write(&path)?;
+    Ok((results, path))
+}
+
+/// The lowest of the scenario's limits, and its rate as a fraction of it.
+fn versus(row: &Row, scenario: Scenario, limits: &[Row]) -> Option<Versus> {
+    let limit = limits
+        .iter()
+        .filter(|limit| scenario.bounds().contains(&limit.name.as_str()))
+        .min_by(|a, b| a.rps.total_cmp(&b.rps))?;
+    (limit.rps > 0.0).then(|| Versus {
+        limit: limit.name.clone(),
+        limit_rps: limit.rps,
+        fraction: row.rps / limit.rps,
+    })
+}
+
+async fn measure_limits(
+    mongo_url: &str,
+    nats_url: &str,
+    clients: usize,
+    timing: Timing,
+    bar: &impl Fn(&str) -> ProgressBar,
+) -> anyhow::Result<Vec<Row>> {
+    let finished = |name: &str, measured: Measured, note: &str| {
+        let mut row = Row::new(name, &measured);
+        row.note = Some(note.to_owned());
+        row
+    };
+    let mut rows = Vec::new();
+    let b = bar(limits::BARE_HANDLER);
+    let measured = limits::bare_handler(clients, timing, &b).await?;
+    b.finish();
+    rows.push(finished(
+        limits::BARE_HANDLER,
+        measured,
+        "auth's currentuser handler alone on axum, in this process",
+    ));
+    let (insert, find) = limits::mongo(mongo_url, clients, timing, |name| bar(name)).await?;
+    rows.push(finished(
+        limits::MONGO_INSERT,
+        insert,
+        "insert_one of a ticket-sized document, no transaction, the driver's default pool",
+    ));
+    rows.push(finished(
+        limits::MONGO_FIND,
+        find,
+        "find_one by _id among 1000 documents",
+    ));
+    let b = bar(limits::JETSTREAM_PUBLISH);
+    let measured = limits::jetstream_publish(nats_url, clients, timing, &b).await?;
+    b.finish();
+    rows.push(finished(
+        limits::JETSTREAM_PUBLISH,
+        measured,
+        "publish with a Nats-Msg-Id to a file stream, awaiting each ack",
+    ));
+    let b = bar(limits::ARGON2_VERIFY);
+    let measured = limits::argon2_verify(clients, timing, &b).await?;
+    b.finish();
+    rows.push(finished(
+        limits::ARGON2_VERIFY,
+        measured,
+        "argon2id (19 MiB, t=2, p=1) verifications, two per core at once as auth runs them",
+    ));
+    Ok(rows)
+}
+
+/// The lag scenario through `ticketing lag`'s measurement: open loop at `--lag-rate`.
+async fn lag(args: &Args, progress: bool) -> anyhow::Result<Row> {
+    let session = std::sync::Arc::new(crate::lag::Session::signup(&args.url, "bench-lag").await?);
+    let ids = session.seed(50).await?;
+    let duration = Duration::from_secs_f64(args.duration);
+    let writes = (f64::from(args.lag_rate) * args.duration).round() as u64;
+    let bar = if progress {
+        let bar = ProgressBar::new(writes).with_prefix("lag");
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} writes  {per_sec}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = session.measure(&ids, args.lag_rate, duration, &bar).await;
+    bar.finish();
+    let mut measured = Measured::empty(args.duration);
+    measured.requests = report.writes as u64;
+    for lag in &report.lags {
+        measured
+            .latency
+            .saturating_record(lag.as_micros().max(1) as u64);
+    }
+    for _ in 0..report.failed_writes {
+        measured.add_error("ticket update failed");
+    }
+    for _ in report.failed_writes..report.failures {
+        measured.add_error("not visible in the replica within 5 s");
+    }
+    let mut row = Row::new(Scenario::Lag.name(), &measured);
+    row.note = Some(format!(
+        "open loop at {} writes/s; latency is the replication lag: PUT answered → new \
+         version visible in GET /api/orders/tickets/:id (polled every 2 ms)",
+        args.lag_rate
+    ));
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn scenarios_parse_by_their_names_and_default_to_all_in_order() {
+        let cli = Cli::try_parse_from(["bench", "--scenarios", "lag,currentuser"]).unwrap();
+        assert_eq!(cli.args.selected(), [Scenario::CurrentUser, Scenario::Lag]);
+        let cli = Cli::try_parse_from(["bench"]).unwrap();
+        assert_eq!(cli.args.selected(), Scenario::ALL);
+        for scenario in Scenario::ALL {
+            let cli = Cli::try_parse_from(["bench", "--scenarios", scenario.name()]).unwrap();
+            assert_eq!(cli.args.selected(), [scenario]);
+        }
+    }
+
+    #[test]
+    fn limits_are_on_unless_switched_off() {
+        let cli = Cli::try_parse_from(["bench"]).unwrap();
+        assert!(!cli.args.no_limits);
+        let cli = Cli::try_parse_from(["bench", "--no-limits"]).unwrap();
+        assert!(cli.args.no_limits);
+        let cli = Cli::try_parse_from(["bench", "--no-limits", "--limits"]).unwrap();
+        assert!(!cli.args.no_limits, "the last one wins");
+    }
+
+    #[test]
+    fn a_scenario_is_compared_with_the_lowest_of_its_limits() {
+        let row = |name: &str, rps: f64| {
+            let mut row = Row::new(name, &Measured::empty(1.0));
+            row.rps = rps;
+            row
+        };
+        let limits = [
+            row(limits::MONGO_INSERT, 4000.0),
+            row(limits::JETSTREAM_PUBLISH, 2000.0),
+            row(limits::BARE_HANDLER, 80000.0),
+        ];
+        let v = versus(
+            &row("create-ticket", 1000.0),
+            Scenario::CreateTicket,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(v.limit, limits::JETSTREAM_PUBLISH);
+        assert!((v.fraction - 0.5).abs() < 1e-9);
+        let v = versus(&row("currentuser", 40000.0), Scenario::CurrentUser, &limits).unwrap();
+        assert_eq!(v.limit, limits::BARE_HANDLER);
+        assert!(versus(&row("lag", 500.0), Scenario::Lag, &limits).is_none());
+        assert!(versus(&row("signin", 50.0), Scenario::Signin, &limits).is_none());
+    }
+}
