@@ -5,6 +5,7 @@ mod client;
 pub mod concurrency;
 pub mod dlq;
 pub mod lag;
+pub mod postman;
 pub mod saga;
 pub mod tail;
 pub mod up;

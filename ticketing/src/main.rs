@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{bench, concurrency, dlq, lag, saga, tail, up};
+use ticketing::{bench, concurrency, dlq, lag, postman, saga, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         command: dlq::Command,
     },
+    /// Writes the Postman collection and environments generated from the services' OpenAPI
+    /// documents (what `cargo xtask postman` runs), or checks that they are up to date.
+    Postman(postman::Args),
 }
 
 #[derive(Subcommand)]
@@ -105,5 +108,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             command: EventsCommand::Tail(args),
         } => tail::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Dlq { command } => dlq::run(&command).await,
+        Command::Postman(args) => postman::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`.
 
 mod cmd;
+mod postman;
 mod test;
 mod up;
 
@@ -25,6 +26,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run every check CI runs: fmt, clippy, tests.
     Test(test::TestArgs),
+    /// Regenerate postman/ (collection and environments) from the services' OpenAPI documents.
+    Postman,
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Provision => provision().map(|()| ExitCode::SUCCESS),
         Command::Up(args) => up::run(&args),
         Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Postman => postman::run().map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("xtask: error: {err:#}");

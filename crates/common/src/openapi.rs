@@ -14,6 +14,8 @@
 //! An operation that needs a signed-in user names the scheme: `security(("session" = []))`
 //! (the attribute takes a literal, so it cannot use [`SESSION_SCHEME`]).
 
+use axum::Json;
+use axum::routing::{MethodRouter, get};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, OpenApi};
 
@@ -69,6 +71,16 @@ impl utoipa::Modify for Shared {
                 .or_insert(schema);
         }
     }
+}
+
+/// The route that serves a service's document as JSON, for its
+/// `/api/<prefix>/openapi.json`:
+///
+/// ```ignore
+/// router.route("/api/tickets/openapi.json", common::openapi::serve(openapi))
+/// ```
+pub fn serve<S: Clone + Send + Sync + 'static>(document: fn() -> OpenApi) -> MethodRouter<S> {
+    get(move || async move { Json(document()) })
 }
 
 #[cfg(test)]

@@ -178,6 +178,36 @@ pub async fn assert_served(app: &TestApp, url: &str) -> Value {
     response.body
 }
 
+/// The whole check of one service's document: [served](assert_served) at `url` and equal to
+/// `document` (the service's `openapi()`), with exactly the `operations` expected
+/// (`"GET /api/tickets/{id}"`, …), and documenting every path that `routes` (the service's
+/// routes files, read with [`routed_paths`]) give axum, except `url` itself and `undocumented`
+/// ones (pages such as Swagger UI's).
+///
+/// # Panics
+/// On the first disagreement.
+pub async fn assert_service_document(
+    app: &TestApp,
+    url: &str,
+    document: &utoipa::openapi::OpenApi,
+    operations: &[&str],
+    routes: &[&str],
+    undocumented: &[&str],
+) -> Value {
+    let doc = assert_served(app, url).await;
+    let expected = serde_json::to_value(document).unwrap_or_default();
+    assert!(doc == expected, "{url} is not the service's openapi()");
+    let expected: BTreeSet<String> = operations.iter().map(|&o| o.to_owned()).collect();
+    assert_eq!(self::operations(&doc), expected, "the operations of {url}");
+    let mut routed: BTreeSet<String> = routes.iter().flat_map(|s| routed_paths(s)).collect();
+    routed.remove(url);
+    for path in undocumented {
+        routed.remove(*path);
+    }
+    assert_eq!(routed, documented_paths(&doc), "every route is in {url}");
+    doc
+}
+
 /// Asserts that the router serves exactly the documented methods on every documented path:
 /// each one is routed (the answer is not 405), every other method answers 405. Path
 /// parameters are filled with a fresh ObjectId, so no request finds a record.

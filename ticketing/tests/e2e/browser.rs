@@ -346,3 +346,70 @@ async fn sign_in_and_sign_up_errors_show_inline_in_a_real_browser() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn swagger_ui_shows_every_document_under_the_strict_policy() {
+    let app = crate::spawn_stack().await;
+    let browser = Browser::open(&app, "swagger-ui").await.unwrap();
+    browser
+        .run(async |b| {
+            b.goto("/api/docs").await?;
+            b.wait_path("/api/docs/").await?;
+            b.wait_text(".swagger-ui .info .title", "ticketing: auth")
+                .await?;
+            // Anything the Content-Security-Policy refuses from here on is recorded. Switching
+            // definitions renders the whole UI again, so every document is shown under watch.
+            b.client
+                .execute(
+                    "window.violations = [];
+                     document.addEventListener('securitypolicyviolation', (e) =>
+                         window.violations.push(e.violatedDirective + ' ' + e.blockedURI));",
+                    vec![],
+                )
+                .await?;
+            for (name, operations) in [("tickets", 4), ("orders", 5), ("payments", 1), ("auth", 4)]
+            {
+                let select = b.client.find(Locator::Css(".topbar select")).await?;
+                select.select_by_label(name).await?;
+                b.wait_text(".swagger-ui .info .title", &format!("ticketing: {name}"))
+                    .await?;
+                let shown = b.client.find_all(Locator::Css(".opblock")).await?.len();
+                ensure!(shown == operations, "{name}: {shown} operations shown");
+                b.shot(name).await?;
+            }
+            // Try it out: the UI calls the API on this origin (and sends the cookie).
+            let operation = "#operations-users-current_user";
+            b.click(&format!("{operation} .opblock-summary")).await?;
+            // The operation unfolds with an animation: click until its Execute button shows.
+            let deadline = tokio::time::Instant::now() + WAIT;
+            let execute = loop {
+                let _ = b.click(&format!("{operation} .try-out__btn")).await;
+                let css = format!("{operation} button.execute");
+                if let Ok(button) = b.client.find(Locator::Css(&css)).await {
+                    break button;
+                }
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "no Execute button after Try it out"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            execute.click().await?;
+            b.wait_text(
+                "#operations-users-current_user .live-responses-table",
+                "currentUser",
+            )
+            .await?;
+            b.shot("currentuser-tried").await?;
+            let violations = b
+                .client
+                .execute("return window.violations;", vec![])
+                .await?;
+            ensure!(
+                violations == serde_json::json!([]),
+                "the page broke its policy: {violations}"
+            );
+            Ok(())
+        })
+        .await;
+}

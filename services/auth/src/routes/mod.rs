@@ -4,8 +4,7 @@
 mod docs;
 mod users;
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use common::openapi::Shared;
 use utoipa::OpenApi as _;
 
@@ -14,7 +13,7 @@ use crate::state::AppState;
 pub(crate) fn router() -> Router<AppState> {
     users::router()
         .merge(docs::router())
-        .route("/api/users/openapi.json", get(openapi_json))
+        .route("/api/users/openapi.json", common::openapi::serve(openapi))
 }
 
 /// The document of the `/api/users/*` routes, from the handlers' `#[utoipa::path]` annotations.
@@ -38,9 +37,4 @@ struct ApiDoc;
 
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// `GET /api/users/openapi.json`.
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
 }

@@ -2,15 +2,14 @@
 
 mod orders;
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use common::openapi::Shared;
 use utoipa::OpenApi as _;
 
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    orders::router().route("/api/orders/openapi.json", get(openapi_json))
+    orders::router().route("/api/orders/openapi.json", common::openapi::serve(openapi))
 }
 
 /// The document of every route above, from the handlers' `#[utoipa::path]` annotations.
@@ -35,9 +34,4 @@ struct ApiDoc;
 
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// `GET /api/orders/openapi.json`.
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
 }

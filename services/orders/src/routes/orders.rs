@@ -124,8 +124,10 @@ impl From<OrderView> for OrderJson {
             example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such ticket", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
+            example = json!({"errors": [{"message": "Request body too large"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn create_order(
@@ -149,7 +151,8 @@ async fn create_order(
         (status = 200, description = "The caller's orders", body = Vec<OrderJson>),
         (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
             example = json!({"errors": [{"message": "Not authorized"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn list_orders(
@@ -173,7 +176,8 @@ async fn list_orders(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such order (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn show_order(
@@ -201,7 +205,8 @@ async fn show_order(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such order (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn cancel_order(
@@ -224,7 +229,8 @@ async fn cancel_order(
         (status = 200, description = "The orders service's replica of the ticket", body = TicketJson),
         (status = 404, description = "`Not found`: not (yet) replicated, or a malformed id",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn show_replicated_ticket(

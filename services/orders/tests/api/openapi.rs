@@ -1,8 +1,6 @@
 //! The orders service's OpenAPI document: served at its URL, well formed, and in agreement
 //! with the router.
 
-use std::collections::BTreeSet;
-
 use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
 use test_support::{fake_user, openapi};
@@ -14,31 +12,24 @@ const DOCUMENT: &str = "/api/orders/openapi.json";
 #[tokio::test]
 async fn the_document_is_served_and_describes_every_route() {
     let app = spawn_app().await;
-    let doc = openapi::assert_served(&app, DOCUMENT).await;
-    assert_eq!(
-        openapi::operations(&doc),
-        BTreeSet::from(
-            [
-                "GET /api/orders",
-                "POST /api/orders",
-                "GET /api/orders/{id}",
-                "DELETE /api/orders/{id}",
-                "GET /api/orders/tickets/{id}",
-            ]
-            .map(String::from)
-        )
-    );
-    let mut routed = openapi::routed_paths(include_str!("../../src/routes/orders.rs"));
-    routed.extend(openapi::routed_paths(include_str!(
-        "../../src/routes/mod.rs"
-    )));
-    routed.remove(DOCUMENT);
-    assert_eq!(
-        routed,
-        openapi::documented_paths(&doc),
-        "every route is documented"
-    );
-    assert_eq!(doc, serde_json::to_value(orders::openapi()).unwrap());
+    openapi::assert_service_document(
+        &app,
+        DOCUMENT,
+        &orders::openapi(),
+        &[
+            "GET /api/orders",
+            "POST /api/orders",
+            "GET /api/orders/{id}",
+            "DELETE /api/orders/{id}",
+            "GET /api/orders/tickets/{id}",
+        ],
+        &[
+            include_str!("../../src/routes/orders.rs"),
+            include_str!("../../src/routes/mod.rs"),
+        ],
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -2,15 +2,17 @@
 
 mod payments;
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use common::openapi::Shared;
 use utoipa::OpenApi as _;
 
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    payments::router().route("/api/payments/openapi.json", get(openapi_json))
+    payments::router().route(
+        "/api/payments/openapi.json",
+        common::openapi::serve(openapi),
+    )
 }
 
 /// The document of every route above, from the handlers' `#[utoipa::path]` annotations.
@@ -29,9 +31,4 @@ struct ApiDoc;
 
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// `GET /api/payments/openapi.json`.
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
 }

@@ -82,9 +82,11 @@ fn charge_token_key(token: &str) -> String {
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such order", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
+            example = json!({"errors": [{"message": "Request body too large"}]})),
         (status = 503, description = "The database or the payment gateway is unreachable; \
-            retry later", body = ErrorBody),
+            retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 #[tracing::instrument(skip_all, fields(order_id = %body.order_id))]

@@ -2,15 +2,14 @@
 
 mod tickets;
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use common::openapi::Shared;
 use utoipa::OpenApi as _;
 
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    tickets::router().route("/api/tickets/openapi.json", get(openapi_json))
+    tickets::router().route("/api/tickets/openapi.json", common::openapi::serve(openapi))
 }
 
 /// The document of every route above, from the handlers' `#[utoipa::path]` annotations.
@@ -33,9 +32,4 @@ struct ApiDoc;
 
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// `GET /api/tickets/openapi.json`.
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
 }

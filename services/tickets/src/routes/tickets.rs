@@ -93,8 +93,10 @@ impl From<TicketDoc> for TicketJson {
             example = json!({"errors": [{"message": "Title is required", "field": "title"}]})),
         (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
             example = json!({"errors": [{"message": "Not authorized"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
+            example = json!({"errors": [{"message": "Request body too large"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn create_ticket(
@@ -115,7 +117,7 @@ async fn create_ticket(
     path = "/api/tickets",
     tag = "tickets",
     params(
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500,
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, example = 100,
             description = "Page size, 1 to 500 (default 100)"),
         ("after" = Option<String>, Query, example = "64b7f0c2a1e4d93f2c8b4567",
             description = "Opaque cursor: continue after this ticket (take it from the \
@@ -128,7 +130,8 @@ async fn create_ticket(
         (status = 400, description = "`limit` is not an integer from 1 to 500, or `after` is \
             not a valid cursor (named in `field`)", body = ErrorBody,
             example = json!({"errors": [{"message": "limit must be an integer from 1 to 500", "field": "limit"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn list_tickets(
@@ -183,7 +186,8 @@ async fn list_tickets(
         (status = 200, description = "The ticket", body = TicketJson),
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn show_ticket(
@@ -211,8 +215,10 @@ async fn show_ticket(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
+            example = json!({"errors": [{"message": "Request body too large"}]})),
+        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
+            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
     )
 )]
 async fn update_ticket(
