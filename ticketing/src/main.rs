@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     common::install_tls_provider();
     if matches!(cli.command, Command::Up(_)) {
-        common::telemetry::init();
+        common::telemetry::init("ticketing");
     }
     match cli.command {
         Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),

@@ -26,6 +26,13 @@ use crate::security::HttpSecurity;
 /// Largest request body any endpoint accepts; larger ones get 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
+/// Requests one service handles at once; more wait their turn in a fair queue that a client
+/// leaves cleanly by hanging up. Kept below the MongoDB pool size
+/// ([`crate::mongo::POOL_SIZE`]) so a request never queues inside the driver: the driver's
+/// queue serves abandoned waiters one at a time and can crawl for minutes after a burst of
+/// client timeouts, which is what froze the tickets service under `ticketing lag`.
+pub const MAX_IN_FLIGHT: usize = 64;
+
 /// Work that runs beside the HTTP server (event consumers, relays) until the token is cancelled.
 pub type BackgroundTask =
     Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
@@ -139,7 +146,11 @@ impl Server {
                 anyhow::ensure!(fallback.is_none(), "two services bring a fallback");
                 fallback = Some(own);
             }
-            router = router.merge(service.router);
+            router = router.merge(
+                service
+                    .router
+                    .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
+            );
             checks.extend(service.checks);
             tasks.extend(
                 service
@@ -269,12 +280,18 @@ pub fn with_common_layers(router: Router, security: &HttpSecurity) -> Router {
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "request",
                         method = %request.method(),
                         path = %request.uri().path(),
                         request_id,
-                    )
+                        trace_id = tracing::field::Empty,
+                    );
+                    crate::telemetry::continue_trace(
+                        &span,
+                        &crate::telemetry::HttpHeaders(request.headers()),
+                    );
+                    span
                 })
                 .on_response(
                     |response: &Response<axum::body::Body>,

@@ -108,6 +108,8 @@ pub struct TestContext {
 impl TestContext {
     /// A fresh namespace on this binary's servers.
     pub fn new() -> Self {
+        // Trace contexts exist in tests as in production; logs show with RUST_LOG.
+        common::telemetry::init_for_tests();
         let servers = servers();
         Self {
             namespace: unique_name("t"),

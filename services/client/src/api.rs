@@ -18,14 +18,9 @@ const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tickets per page of the list: a full grid on a wide screen.
 const PAGE_SIZE: u32 = 24;
 
-/// The request headers passed through to the APIs.
-const FORWARDED: [&str; 5] = [
-    "cookie",
-    "host",
-    "x-request-id",
-    "x-forwarded-for",
-    "traceparent",
-];
+/// The request headers passed through to the APIs. The trace context is not passed through
+/// but continued: the API calls are children of this page's span.
+const FORWARDED: [&str; 4] = ["cookie", "host", "x-request-id", "x-forwarded-for"];
 
 /// Why an API call did not give what the page wanted.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +68,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             for value in parts.headers.get_all(&name) {
                 headers.append(name.clone(), value.clone());
             }
+        }
+        if let Some(traceparent) = common::telemetry::current_traceparent()
+            .and_then(|value| HeaderValue::from_str(&value).ok())
+        {
+            headers.insert(common::telemetry::TRACEPARENT, traceparent);
         }
         Ok(Self { headers })
     }

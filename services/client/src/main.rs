@@ -5,13 +5,16 @@ use common::server::Server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init();
+    common::telemetry::init("client");
     let config = client::Config::from_env(&Env::process())?;
     let shutdown = common::shutdown::on_signal();
     let service = client::build(&config)?;
-    Server::bind(config.listen, vec![service], shutdown)
+    let served = Server::bind(config.listen, vec![service], shutdown)
         .await?
         .with_security(config.security.clone())
         .run()
-        .await
+        .await;
+    // Spans still buffered for export go out before the process ends.
+    common::telemetry::shutdown();
+    served
 }

@@ -5,12 +5,15 @@ use common::server::Server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init();
+    common::telemetry::init("expiration");
     let config = expiration::Config::from_env(&Env::process())?;
     let shutdown = common::shutdown::on_signal();
     let service = expiration::build(&config).await?;
-    Server::bind(config.listen, vec![service], shutdown)
+    let served = Server::bind(config.listen, vec![service], shutdown)
         .await?
         .run()
-        .await
+        .await;
+    // Spans still buffered for export go out before the process ends.
+    common::telemetry::shutdown();
+    served
 }

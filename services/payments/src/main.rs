@@ -5,13 +5,16 @@ use common::server::Server;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init();
+    common::telemetry::init("payments");
     let config = payments::Config::from_env(&Env::process())?;
     let shutdown = common::shutdown::on_signal();
     let service = payments::build(&config).await?;
-    Server::bind(config.service.listen, vec![service], shutdown)
+    let served = Server::bind(config.service.listen, vec![service], shutdown)
         .await?
         .with_security(config.service.security.clone())
         .run()
-        .await
+        .await;
+    // Spans still buffered for export go out before the process ends.
+    common::telemetry::shutdown();
+    served
 }

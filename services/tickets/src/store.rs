@@ -6,7 +6,7 @@ use common::events::replica::{self, Applied};
 use common::events::{
     OrderCancelled, OrderCreated, Outbox, TicketCreated, TicketData, TicketUpdated,
 };
-use common::mongo::Transaction;
+use common::mongo::{KeyLocks, Transaction};
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
@@ -78,6 +78,8 @@ pub(crate) struct TicketStore {
     /// cancellation is applied only after the creation it undoes.
     orders_seen: Collection<Document>,
     outbox: Outbox,
+    /// Changes to one ticket from this process take turns instead of conflicting.
+    locks: std::sync::Arc<KeyLocks>,
 }
 
 impl TicketStore {
@@ -87,6 +89,7 @@ impl TicketStore {
             tickets: db.collection("tickets"),
             orders_seen: db.collection("orders_seen"),
             outbox,
+            locks: std::sync::Arc::new(KeyLocks::new(1024)),
         }
     }
 
@@ -171,6 +174,7 @@ impl TicketStore {
         title: String,
         price: f64,
     ) -> Result<TicketDoc, StoreError> {
+        let _turn = self.locks.lock(&id).await;
         let mut tx = Transaction::start(&self.client).await?;
         let result = loop {
             let result = async {
@@ -248,6 +252,7 @@ impl TicketStore {
     #[tracing::instrument(skip_all, fields(order_id = %order.id, ticket_id = %order.ticket.id))]
     pub(crate) async fn reserve(&self, order: &OrderCreated) -> anyhow::Result<Applied> {
         let ticket_id = ObjectId::parse_str(&order.ticket.id)?;
+        let _turn = self.locks.lock(&ticket_id).await;
         let mut tx = Transaction::start(&self.client).await?;
         let applied = loop {
             let result = async {
@@ -281,6 +286,7 @@ impl TicketStore {
     #[tracing::instrument(skip_all, fields(order_id = %order.id, ticket_id = %order.ticket.id))]
     pub(crate) async fn release(&self, order: &OrderCancelled) -> anyhow::Result<Applied> {
         let ticket_id = ObjectId::parse_str(&order.ticket.id)?;
+        let _turn = self.locks.lock(&ticket_id).await;
         let mut tx = Transaction::start(&self.client).await?;
         let applied = loop {
             let result = async {

@@ -7,7 +7,9 @@ mod browser;
 mod concurrency;
 mod dlq;
 mod flows;
+mod overload;
 mod pages;
+mod trace_context;
 
 use test_support::{TestApp, TestContext};
 

@@ -152,21 +152,32 @@ impl EventBus {
     /// tools and tests.
     pub async fn publish<E: Event>(&self, event: &E) -> anyhow::Result<()> {
         let payload = serde_json::to_vec(event).context("serialize event")?;
-        self.publish_raw(E::SUBJECT, &event.event_id(), Bytes::from(payload))
-            .await?
-            .await
+        let traceparent = crate::telemetry::current_traceparent();
+        self.publish_raw(
+            E::SUBJECT,
+            &event.event_id(),
+            traceparent.as_deref(),
+            Bytes::from(payload),
+        )
+        .await?
+        .await
     }
 
-    /// Sends one payload with its message id and returns a future of the acknowledgement, so
-    /// that a batch can be sent before waiting for the acks.
+    /// Sends one payload with its message id (and the W3C trace context it belongs to) and
+    /// returns a future of the acknowledgement, so that a batch can be sent before waiting for
+    /// the acks.
     pub async fn publish_raw(
         &self,
         subject: Subject,
         event_id: &str,
+        traceparent: Option<&str>,
         payload: Bytes,
     ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event_id);
+        if let Some(traceparent) = traceparent {
+            headers.insert(crate::telemetry::TRACEPARENT, traceparent);
+        }
         let ack = self
             .jetstream
             .publish_with_headers(self.subject(subject), headers, payload)

@@ -151,6 +151,12 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             subject = %E::SUBJECT,
             seq = stream_sequence,
             delivered,
+            trace_id = tracing::field::Empty,
+        );
+        // The handler's own events (through the outbox) continue the publisher's trace.
+        crate::telemetry::continue_trace(
+            &span,
+            &crate::telemetry::NatsHeaders(message.headers.as_ref()),
         );
         async {
             let event: E = match serde_json::from_slice(&message.payload) {

@@ -40,6 +40,9 @@ struct OutboxDoc {
     created_at: DateTime,
     #[serde(default)]
     sent_at: Option<DateTime>,
+    /// The trace of the change that recorded the event, handed on in the message's headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
 }
 
 /// A service's outbox collection and the signal that wakes its relay.
@@ -100,6 +103,7 @@ impl Outbox {
             payload,
             created_at: DateTime::now(),
             sent_at: None,
+            traceparent: crate::telemetry::current_traceparent(),
         };
         self.events.insert_one(doc).session(session).await?;
         Ok(())
@@ -137,7 +141,12 @@ impl Outbox {
                 continue;
             };
             let ack = bus
-                .publish_raw(subject, &event.event_id, Bytes::from(event.payload.clone()))
+                .publish_raw(
+                    subject,
+                    &event.event_id,
+                    event.traceparent.as_deref(),
+                    Bytes::from(event.payload.clone()),
+                )
                 .await?;
             tracing::info!(%subject, event_id = %event.event_id, "published");
             acks.push((event.id, ack));
