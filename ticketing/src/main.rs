@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{bench, concurrency, dlq, lag, postman, saga, tail, up};
+use ticketing::{bench, catchup, concurrency, dlq, lag, postman, saga, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,9 @@ enum Command {
     /// to this machine's limits (MongoDB, JetStream, argon2, a bare handler) measured in the
     /// same run; writes the results as JSON.
     Bench(bench::Args),
+    /// Measures how fast the orders replica catches up on a backlog of ticket events (publishes
+    /// the backlog into a namespace of its own, then starts the orders service's listeners).
+    Catchup(catchup::Args),
     /// Measures how late expirations land and how long payments take (run against a stack
     /// with a short ORDER_EXPIRATION_SECONDS).
     SagaBench(saga::Args),
@@ -90,6 +93,15 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
             println!("results: {}", path.display());
             Ok(if results.errors() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Catchup(args) => {
+            let report = catchup::run(&args).await?;
+            println!("{report}");
+            Ok(if report.redelivered == 0 && report.dead_letters == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

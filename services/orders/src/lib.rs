@@ -11,7 +11,7 @@ pub use config::Config;
 pub use state::AppState;
 
 use common::events::{
-    EventBus, ExpirationComplete, Listener, Outbox, PaymentCreated, TicketCreated, TicketUpdated,
+    EventBus, ExpirationComplete, Listener, Outbox, PaymentCreated, TicketChanged,
 };
 use common::health::ReadinessCheck;
 use common::server::Service;
@@ -38,12 +38,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         ReadinessCheck::mongo("orders-mongo", db),
         bus.readiness_check(),
     ];
-    let created = Listener::<TicketCreated, _>::new(
-        bus.clone(),
-        "orders",
-        listeners::TicketReplicaHandler(state.orders.clone()),
-    );
-    let updated = Listener::<TicketUpdated, _>::new(
+    // Creations and updates on one consumer, in stream order (see `TicketChanged`).
+    let tickets = Listener::<TicketChanged, _>::new(
         bus.clone(),
         "orders",
         listeners::TicketReplicaHandler(state.orders.clone()),
@@ -60,8 +56,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     );
     Ok(Service::new("orders", app(state), checks)
         .with_task("outbox-relay", outbox.relay(bus))
-        .with_task(created.consumer_name().to_owned(), created.task())
-        .with_task(updated.consumer_name().to_owned(), updated.task())
+        .with_task(tickets.consumer_name().to_owned(), tickets.task())
         .with_task(expired.consumer_name().to_owned(), expired.task())
         .with_task(paid.consumer_name().to_owned(), paid.task()))
 }

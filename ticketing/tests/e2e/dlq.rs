@@ -31,6 +31,9 @@ impl Event for TicketWithVenue {
     fn event_id(&self) -> String {
         self.id.clone()
     }
+    fn record_id(&self) -> &str {
+        &self.id
+    }
 }
 
 struct Ignore;

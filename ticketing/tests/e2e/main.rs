@@ -4,6 +4,7 @@
 
 mod bench;
 mod browser;
+mod catchup;
 mod concurrency;
 mod dlq;
 mod flows;

@@ -82,6 +82,16 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn version(&self) -> Option<i64> {
         None
     }
+
+    /// The subjects a listener of this type consumes, on one consumer and so in stream order:
+    /// [`Self::SUBJECT`] unless the type reads several subjects as one history.
+    fn subjects() -> Vec<Subject> {
+        vec![Self::SUBJECT]
+    }
+
+    /// The record whose history the event belongs to: a listener applies the events of one
+    /// record in stream order, and those of different records concurrently.
+    fn record_id(&self) -> &str;
 }
 
 /// A ticket as the tickets service publishes it.
@@ -113,8 +123,34 @@ pub struct TicketCreated(pub TicketData);
 #[serde(transparent)]
 pub struct TicketUpdated(pub TicketData);
 
+/// `ticket:created` and `ticket:updated` read as one history, for a replica of tickets: one
+/// consumer of both subjects gets a ticket's creation before its updates, so no update waits
+/// for a creation still queued on another consumer. It is only consumed, never published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TicketChanged(pub TicketData);
+
+impl Event for TicketChanged {
+    const SUBJECT: Subject = Subject::TicketUpdated;
+    fn subjects() -> Vec<Subject> {
+        vec![Subject::TicketCreated, Subject::TicketUpdated]
+    }
+    fn record_id(&self) -> &str {
+        &self.0.id
+    }
+    fn event_id(&self) -> String {
+        format!("ticket:{}:{}", self.0.id, self.0.version)
+    }
+    fn version(&self) -> Option<i64> {
+        Some(self.0.version)
+    }
+}
+
 impl Event for TicketCreated {
     const SUBJECT: Subject = Subject::TicketCreated;
+    fn record_id(&self) -> &str {
+        &self.0.id
+    }
     fn event_id(&self) -> String {
         format!("ticket:{}:{}", self.0.id, self.0.version)
     }
@@ -125,6 +161,9 @@ impl Event for TicketCreated {
 
 impl Event for TicketUpdated {
     const SUBJECT: Subject = Subject::TicketUpdated;
+    fn record_id(&self) -> &str {
+        &self.0.id
+    }
     fn event_id(&self) -> String {
         format!("ticket:{}:{}", self.0.id, self.0.version)
     }
@@ -196,6 +235,9 @@ pub struct OrderCreated {
 
 impl Event for OrderCreated {
     const SUBJECT: Subject = Subject::OrderCreated;
+    fn record_id(&self) -> &str {
+        &self.id
+    }
     fn event_id(&self) -> String {
         format!("order:{}:{}", self.id, self.version)
     }
@@ -224,6 +266,9 @@ pub struct OrderCancelled {
 
 impl Event for OrderCancelled {
     const SUBJECT: Subject = Subject::OrderCancelled;
+    fn record_id(&self) -> &str {
+        &self.id
+    }
     fn event_id(&self) -> String {
         format!("order:{}:{}", self.id, self.version)
     }
@@ -242,6 +287,9 @@ pub struct ExpirationComplete {
 
 impl Event for ExpirationComplete {
     const SUBJECT: Subject = Subject::ExpirationComplete;
+    fn record_id(&self) -> &str {
+        &self.order_id
+    }
     fn event_id(&self) -> String {
         format!("expiration:{}", self.order_id)
     }
@@ -261,6 +309,9 @@ pub struct PaymentCreated {
 
 impl Event for PaymentCreated {
     const SUBJECT: Subject = Subject::PaymentCreated;
+    fn record_id(&self) -> &str {
+        &self.order_id
+    }
     fn event_id(&self) -> String {
         format!("payment:{}", self.id)
     }

@@ -22,6 +22,15 @@ pub const MAX_DELIVERIES: i64 = 30;
 /// How long the server waits for an ack before redelivering (a crashed consumer's messages
 /// come back after this).
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
+/// Records handled side by side by one listener (their events are spread over this many
+/// lanes by record id).
+pub const LANES: usize = 32;
+/// Messages waiting in one lane; a full lane holds up the pull, which bounds what is in hand.
+const LANE_DEPTH: usize = 64;
+/// Messages asked for per pull request.
+const PULL_BATCH: usize = 1_000;
+
+type Parsed<E> = (async_nats::jetstream::Message, E);
 
 /// What to do with a message once handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +75,14 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     /// The listener of `service` for `E`; its durable consumer is `<service>-<subject>`.
     pub fn new(bus: EventBus, service: &str, handler: H) -> Self {
         Self {
-            consumer: format!("{service}-{}", E::SUBJECT.token().replace('.', "-")),
+            consumer: format!(
+                "{service}-{}",
+                E::subjects()
+                    .iter()
+                    .map(|s| s.token().replace('.', "-"))
+                    .collect::<Vec<_>>()
+                    .join("-and-")
+            ),
             bus,
             handler: Arc::new(handler),
             _event: std::marker::PhantomData,
@@ -93,7 +109,10 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
                 &self.consumer,
                 pull::Config {
                     durable_name: Some(self.consumer.clone()),
-                    filter_subject: self.bus.subject(E::SUBJECT),
+                    filter_subjects: E::subjects()
+                        .into_iter()
+                        .map(|s| self.bus.subject(s))
+                        .collect(),
                     deliver_policy: DeliverPolicy::All,
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: ACK_WAIT,
@@ -116,39 +135,84 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let consumer = self.ensure_consumer().await?;
-        let mut messages = consumer.messages().await.context("start pulling")?;
-        tracing::info!(consumer = %self.consumer, subject = %E::SUBJECT, "listening");
-        loop {
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH)
+            .messages()
+            .await
+            .context("start pulling")?;
+        tracing::info!(consumer = %self.consumer, subjects = ?E::subjects(), "listening");
+        let this = Arc::new(self);
+        // One lane per slice of records: a record's events are applied one after the other,
+        // in stream order, and different records' events side by side.
+        let mut lanes = Vec::with_capacity(LANES);
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..LANES {
+            let (sender, mut queue) = tokio::sync::mpsc::channel::<Parsed<E>>(LANE_DEPTH);
+            let this = Arc::clone(&this);
+            workers.spawn(async move {
+                while let Some((message, event)) = queue.recv().await {
+                    this.process(message, event).await;
+                }
+            });
+            lanes.push(sender);
+        }
+        let hasher = std::hash::RandomState::new();
+        let result = loop {
             let next = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => break Ok(()),
                 next = messages.next() => next,
             };
             match next {
-                Some(Ok(message)) => self.process(message).await,
+                Some(Ok(message)) => {
+                    let Some(event) = this.parse(&message).await else {
+                        continue;
+                    };
+                    let lane = std::hash::BuildHasher::hash_one(&hasher, event.record_id())
+                        as usize
+                        % LANES;
+                    if lanes[lane].send((message, event)).await.is_err() {
+                        break Err(anyhow::anyhow!("consumer {} lane stopped", this.consumer));
+                    }
+                }
                 Some(Err(error)) => {
                     // Missed heartbeats and reconnects surface here; the stream resumes.
-                    tracing::warn!(consumer = %self.consumer, error = %error, "pull error");
+                    tracing::warn!(consumer = %this.consumer, error = %error, "pull error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                None => anyhow::bail!("consumer {} stream ended", self.consumer),
+                None => break Err(anyhow::anyhow!("consumer {} stream ended", this.consumer)),
+            }
+        };
+        // The messages already handed to a lane are finished (acked or retried), not dropped.
+        drop(lanes);
+        while workers.join_next().await.is_some() {}
+        result
+    }
+
+    /// Decodes a message; one that cannot be decoded is dead-lettered at once.
+    async fn parse(&self, message: &async_nats::jetstream::Message) -> Option<E> {
+        match serde_json::from_slice(&message.payload) {
+            Ok(event) => Some(event),
+            Err(error) => {
+                let span = self.span(message);
+                self.dead_letter(message, &format!("unparseable payload: {error}"))
+                    .instrument(span)
+                    .await;
+                None
             }
         }
     }
 
-    async fn process(&self, message: async_nats::jetstream::Message) {
+    /// The span of one message: the consumer, the stream position, and the publisher's trace.
+    fn span(&self, message: &async_nats::jetstream::Message) -> tracing::Span {
         let (stream_sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(_) => (0, 1),
         };
-        let delivery = Delivery {
-            consumer: self.consumer.clone(),
-            stream_sequence,
-            delivered,
-        };
         let span = tracing::info_span!(
             "message",
             consumer = %self.consumer,
-            subject = %E::SUBJECT,
+            subject = %message.subject,
             seq = stream_sequence,
             delivered,
             trace_id = tracing::field::Empty,
@@ -158,15 +222,21 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             &span,
             &crate::telemetry::NatsHeaders(message.headers.as_ref()),
         );
+        span
+    }
+
+    async fn process(&self, message: async_nats::jetstream::Message, event: E) {
+        let (stream_sequence, delivered) = match message.info() {
+            Ok(info) => (info.stream_sequence, info.delivered),
+            Err(_) => (0, 1),
+        };
+        let delivery = Delivery {
+            consumer: self.consumer.clone(),
+            stream_sequence,
+            delivered,
+        };
+        let span = self.span(&message);
         async {
-            let event: E = match serde_json::from_slice(&message.payload) {
-                Ok(event) => event,
-                Err(error) => {
-                    self.dead_letter(&message, &format!("unparseable payload: {error}"))
-                        .await;
-                    return;
-                }
-            };
             let event_id = event.event_id();
             let version = event.version();
             tracing::info!(%event_id, ?version, "received");

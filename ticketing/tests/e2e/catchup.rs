@@ -1,0 +1,22 @@
+//! `ticketing catchup` on a small backlog: every ticket's last version lands in the orders
+//! replica, with creations and updates read in order on one consumer (no redelivery).
+
+use test_support::servers;
+
+#[tokio::test]
+async fn the_orders_replica_catches_up_on_a_backlog_without_redeliveries() {
+    let servers = servers();
+    let report = ticketing::catchup::run(&ticketing::catchup::Args {
+        mongo_url: servers.mongo_url.clone(),
+        nats_url: servers.nats_url.clone(),
+        events: 1_000,
+        tickets: 100,
+        timeout: 60,
+    })
+    .await
+    .unwrap();
+    eprintln!("{report}");
+    assert_eq!(report.events, 1_000);
+    assert_eq!(report.redelivered, 0, "{report}");
+    assert_eq!(report.dead_letters, 0, "{report}");
+}
