@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::health::{self, ReadinessCheck};
@@ -306,5 +308,27 @@ pub fn with_common_layers(router: Router, security: &HttpSecurity) -> Router {
                 ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(SequentialRequestIds))
+}
+
+/// Request ids unique across processes without a random draw per request: a random prefix
+/// chosen once per process, then a counter (`3f2a9c1e7b44-1a`).
+#[derive(Debug, Clone, Copy, Default)]
+struct SequentialRequestIds;
+
+impl MakeRequestId for SequentialRequestIds {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let prefix = PREFIX.get_or_init(|| {
+            use std::hash::BuildHasher as _;
+            // RandomState is seeded from the OS once per process.
+            let seed = std::hash::RandomState::new().hash_one(std::process::id());
+            format!("{:012x}", seed & 0xffff_ffff_ffff)
+        });
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{prefix}-{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
 }

@@ -5,6 +5,7 @@ use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 
 use crate::helpers::spawn_app;
+use test_support::TestApp;
 
 async fn post_raw(
     app: &test_support::TestApp,
@@ -106,9 +107,26 @@ async fn health_and_readiness_answer_with_mongodb_up() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
-    let response = app.get("/api/users/currentuser", None).await;
-    let id = response.headers.get("x-request-id").expect("x-request-id");
-    assert!(!id.is_empty());
+    let first = app.get("/api/users/currentuser", None).await;
+    let second = app.get("/api/users/currentuser", None).await;
+    let id = |r: &test_support::TestResponse| {
+        r.headers
+            .get("x-request-id")
+            .expect("x-request-id")
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(!id(&first).is_empty());
+    assert_ne!(id(&first), id(&second), "request ids repeat");
+    // A caller's own id is kept.
+    let mine = TestApp::read(
+        app.http()
+            .get(format!("{}/api/users/currentuser", app.address))
+            .header("x-request-id", "caller-chosen-42"),
+    )
+    .await;
+    assert_eq!(id(&mine), "caller-chosen-42");
 }
 
 #[tokio::test]
