@@ -59,9 +59,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         listeners::PaymentHandler(state.orders.clone()),
     );
     Ok(Service::new("orders", app(state), checks)
-        .with_task("outbox-relay", outbox.relay(bus))
-        .with_task(created.consumer_name().to_owned(), created.task())
-        .with_task(updated.consumer_name().to_owned(), updated.task())
-        .with_task(expired.consumer_name().to_owned(), expired.task())
-        .with_task(paid.consumer_name().to_owned(), paid.task()))
+        .with_outbox(outbox, bus)
+        .with_listener(created)
+        .with_listener(updated)
+        .with_listener(expired)
+        .with_listener(paid))
 }

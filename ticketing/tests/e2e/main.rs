@@ -7,6 +7,7 @@ mod browser;
 mod concurrency;
 mod dlq;
 mod flows;
+mod metrics;
 mod pages;
 
 use test_support::{TestApp, TestContext};

@@ -15,6 +15,7 @@ use tracing::Instrument as _;
 use super::bus::EventBus;
 use super::catalog::Event;
 use super::dlq;
+use crate::metrics::ConsumerCounters;
 use crate::server::BackgroundTask;
 
 /// After this many deliveries a message that still fails goes to the dead-letter stream.
@@ -59,14 +60,17 @@ pub struct Listener<E, H> {
     bus: EventBus,
     consumer: String,
     handler: Arc<H>,
+    counters: Arc<ConsumerCounters>,
     _event: std::marker::PhantomData<fn() -> E>,
 }
 
 impl<E: Event, H: Handler<E>> Listener<E, H> {
     /// The listener of `service` for `E`; its durable consumer is `<service>-<subject>`.
     pub fn new(bus: EventBus, service: &str, handler: H) -> Self {
+        let consumer = format!("{service}-{}", E::SUBJECT.token().replace('.', "-"));
         Self {
-            consumer: format!("{service}-{}", E::SUBJECT.token().replace('.', "-")),
+            counters: bus.metrics().consumer(&consumer),
+            consumer,
             bus,
             handler: Arc::new(handler),
             _event: std::marker::PhantomData,
@@ -76,6 +80,11 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     /// The durable consumer's name.
     pub fn consumer_name(&self) -> &str {
         &self.consumer
+    }
+
+    /// The bus it consumes from.
+    pub(crate) fn bus(&self) -> &EventBus {
+        &self.bus
     }
 
     /// Creates (or binds to) the durable consumer. Idempotent; every replica calls it.
@@ -136,6 +145,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     }
 
     async fn process(&self, message: async_nats::jetstream::Message) {
+        self.counters.consumed();
         let (stream_sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(_) => (0, 1),
@@ -167,6 +177,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             let outcome = self.handler.handle(event, &delivery).await;
             let reason = match outcome {
                 Ok(Outcome::Ack) => {
+                    self.counters.acked();
                     ack(&message, AckKind::Ack).await;
                     return;
                 }
@@ -182,6 +193,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             } else {
                 let delay = retry_delay(delivered);
                 tracing::info!(%reason, retry_in_ms = delay.as_millis() as u64, "will retry");
+                self.counters.retried();
                 ack(&message, AckKind::Nak(Some(delay))).await;
             }
         }
@@ -232,10 +244,12 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
         {
             Ok(()) => {
                 tracing::error!(%reason, "dead-lettered");
+                self.counters.dead_lettered();
                 ack(message, AckKind::Term).await;
             }
             Err(error) => {
                 tracing::error!(error = ?error, %reason, "could not dead-letter; will retry");
+                self.counters.retried();
                 ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }
