@@ -7,8 +7,9 @@
    strict: unknown fields are errors), and kustomization.yaml lists exactly those files.
 2. The manifests agree with the Rust code: each Deployment sets only variables its service
    reads and every variable it requires; probes hit /healthz and /readyz on the port the
-   service listens on; each Service, HPA and PDB points at a Deployment; MONGO_URL and
-   NATS_URL name a MongoDB / NATS that the manifests run; workloads are hardened.
+   service listens on, and the pods' prometheus.io annotations point at /metrics there; each
+   Service, HPA and PDB points at a Deployment; MONGO_URL and NATS_URL name a MongoDB / NATS
+   that the manifests run; workloads are hardened.
 3. Every route (the path of each `.route("/...", ...)`) in services/<svc>/src/routes is routed
    to <svc> by the ingress and by the compose stack's nginx (longest prefix wins). The browser
    client (services/client) serves every path that is not /api: `/` must lead to it, none of
@@ -23,9 +24,10 @@
 
 What a service "reads" comes from the source, minus `#[cfg(test)]` modules: upper-case string
 literals in services/<svc>/src and in the crates/common items that the service uses, directly
-or through other common items (an item is used where its name appears). `.required("X")`
-calls among them are the required variables. Item, not file, granularity keeps expiration
-(which never names `ServiceConfig`) from being taken to require JWT_KEY.
+or through other common items (an item is used where it is called or built: `Name::f`, `f(`,
+not where a field or signature names its type). `.required("X")` calls among them are the
+required variables. Item, not file, granularity keeps expiration (which never names
+`ServiceConfig`) from being taken to require JWT_KEY.
 
 Dependencies (pinned below) install on first run into .tools/infra-check (git-ignored) with
 `pip install --target`, which also works where the system Python is externally managed.
@@ -62,6 +64,9 @@ IMAGE_PREFIX = "ticketing/"
 # The browser client: it serves every path that is not /api, so the ingress's and nginx's `/`
 # lead to it.
 CLIENT = "client"
+# Where every service serves Prometheus metrics (common's server adds it), which each pod's
+# `prometheus.io/*` annotations point Prometheus at.
+METRICS_PATH = "/metrics"
 # A path no service routes: it must get the JSON 404 of a service with /api routes.
 UNKNOWN_API_PATH = "/api/no-such-route"
 # The base URL of the public /api routes, for a service that calls them (the client).
@@ -165,8 +170,11 @@ def split_items(path: Path) -> list[Item]:
     return items
 
 
-def mentions(text: str, name: str) -> bool:
-    return re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text) is not None
+def uses(text: str, name: str) -> bool:
+    """Whether `text` calls or builds the item `name` (`Name::f`, `f(`, `Name {`, `m!`): naming a
+    type in a field or signature alone reads no configuration (the server's `Service` names
+    `EventBus` for services that have events; a service without them never connects one)."""
+    return re.search(rf"(?<![\w]){re.escape(name)}\s*(?:::|\(|\{{|!)", text) is not None
 
 
 def rust_files(directory: Path) -> list[Path]:
@@ -204,8 +212,8 @@ class Service:
     /api paths it calls.
 
     Its own files count whole; of crates/common, only the items it uses, directly or through
-    other common items (an item is used where its name appears), so that a service that never
-    names `NatsConfig` is not taken to read NATS_URL."""
+    other common items (an item is used where it is called or built, see `uses`), so that a
+    service that never calls `NatsConfig` is not taken to read NATS_URL."""
 
     def __init__(self, name: str, common: list[Item]) -> None:
         self.name = name
@@ -214,7 +222,7 @@ class Service:
         reached: list[Item] = []
         frontier, remaining = own, list(common)
         while frontier:
-            names = {i.name for i in remaining if any(mentions(t, i.name) for t in frontier)}
+            names = {i.name for i in remaining if any(uses(t, i.name) for t in frontier)}
             found = [i for i in remaining if i.name in names]
             remaining = [i for i in remaining if i.name not in names]
             reached += found
@@ -263,6 +271,9 @@ def load_sources(problems: Problems) -> tuple[dict[str, Service], int]:
     for path in ("/healthz", "/readyz"):
         if f'"{path}"' not in health:
             problems.add("crates/common/src/health.rs", f"no {path} route found")
+    metrics = ROOT / "crates" / "common" / "src" / "metrics.rs"
+    if not (metrics.is_file() and f'PATH: &str = "{METRICS_PATH}"' in metrics.read_text()):
+        problems.add("crates/common/src/metrics.rs", f"no {METRICS_PATH} route found")
     return services, int(port.group(1)) if port else 3000
 
 
@@ -524,6 +535,7 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
                 if container_port(c, http.get("port")) != port:
                     problems.add(path, f"{where}: {probe} port {http.get('port')} is not the "
                                        f"listen port {port}")
+            check_scrape_annotations(f"Deployment/{name}", path, dep, port, problems)
 
             mongo = env.get("MONGO_URL")
             if mongo is not None:
@@ -591,6 +603,18 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
         if not cluster.selected_workloads(selector):
             problems.add(path, f"PodDisruptionBudget/{name} selects no workload")
     return deployed
+
+
+def check_scrape_annotations(where: str, path: Path, workload: dict, port: int,
+                             problems: Problems) -> None:
+    """The pod template asks Prometheus to scrape /metrics on the port the service listens on."""
+    annotations = (workload["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+    wanted = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+              "prometheus.io/path": METRICS_PATH}
+    for key, value in wanted.items():
+        if annotations.get(key) != value:
+            problems.add(path, f"{where}: pod annotation {key} is {annotations.get(key)!r}, "
+                               f"expected {value!r}")
 
 
 def check_api_url(where: str, path: Path, url: str, host: str, port: int, what: str,

@@ -1,5 +1,8 @@
 //! `ticketing up`: every service of the workspace in one process, each with its own database,
 //! behind the same routes the Kubernetes ingress serves.
+//!
+//! Being one server, it has one `/metrics`: every service's series in one document, the event
+//! series labelled with their `service` (HTTP series are told apart by their route).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

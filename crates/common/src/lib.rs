@@ -1,6 +1,6 @@
 //! What every ticketing service shares: the error shape, validated JSON, sessions, configuration,
-//! telemetry, health checks, shutdown, rate limits, browser protections, what every OpenAPI
-//! document shares, and the HTTP server that composes services.
+//! telemetry, health checks, Prometheus metrics, shutdown, rate limits, browser protections,
+//! what every OpenAPI document shares, and the HTTP server that composes services.
 //!
 //! Services depend on this crate and never on each other; anything two services would otherwise
 //! copy lives here.
@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod json;
+pub mod metrics;
 pub mod mongo;
 pub mod openapi;
 pub mod rate_limit;

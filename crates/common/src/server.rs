@@ -1,5 +1,5 @@
-//! Composes services into one HTTP server: routes, health, error-shaped fallbacks, limits,
-//! security headers and CORS, tracing, and graceful shutdown shared with background tasks.
+//! Composes services into one HTTP server: routes, health, metrics, error-shaped fallbacks,
+//! limits, security headers and CORS, tracing, and graceful shutdown shared with background tasks.
 //!
 //! A per-service binary serves one [`Service`]; the all-in-one launcher serves all of them on
 //! one port. Both go through [`Server`], so they behave the same.
@@ -22,7 +22,9 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
+use crate::events::{Event, EventBus, Handler, Listener, Outbox};
 use crate::health::{self, ReadinessCheck};
+use crate::metrics::{self, HttpMetrics, ServiceMetrics};
 use crate::security::HttpSecurity;
 
 /// Largest request body any endpoint accepts; larger ones get 413.
@@ -52,6 +54,8 @@ pub struct Service {
     /// Answers paths no service routes (the browser client's HTML 404); at most one service
     /// of a server may set it. Without one, unknown paths get the JSON 404.
     pub fallback: Option<Router>,
+    /// What `/metrics` reads besides HTTP (see [`Service::with_outbox`]).
+    metrics: ServiceMetrics,
 }
 
 impl std::fmt::Debug for Service {
@@ -76,6 +80,7 @@ impl Service {
             checks,
             tasks: Vec::new(),
             fallback: None,
+            metrics: ServiceMetrics::default(),
         }
     }
 
@@ -93,6 +98,24 @@ impl Service {
         self.tasks.push((name.into(), task));
         self
     }
+
+    /// Runs the outbox's relay on `bus`, and reports on `/metrics` the outbox's backlog and the
+    /// bus's event counters.
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: Outbox, bus: EventBus) -> Self {
+        self.metrics.watch_outbox(&outbox);
+        self.metrics.watch_bus(&bus);
+        self.with_task("outbox-relay", outbox.relay(bus))
+    }
+
+    /// Runs `listener` (a task named after its durable consumer), and reports on `/metrics`
+    /// what the consumer did and how many messages it has pending.
+    #[must_use]
+    pub fn with_listener<E: Event, H: Handler<E>>(mut self, listener: Listener<E, H>) -> Self {
+        self.metrics.watch_bus(listener.bus());
+        let name = listener.consumer_name().to_owned();
+        self.with_task(name, listener.task())
+    }
 }
 
 /// A bound HTTP server for one or more services.
@@ -102,6 +125,7 @@ pub struct Server {
     security: HttpSecurity,
     tasks: Vec<(String, BackgroundTask)>,
     shutdown: CancellationToken,
+    http_metrics: HttpMetrics,
 }
 
 impl std::fmt::Debug for Server {
@@ -143,6 +167,7 @@ impl Server {
         let mut checks = Vec::new();
         let mut tasks = Vec::new();
         let mut fallback = None;
+        let mut watched = Vec::new();
         for service in services {
             if let Some(own) = service.fallback {
                 anyhow::ensure!(fallback.is_none(), "two services bring a fallback");
@@ -153,6 +178,7 @@ impl Server {
                     .router
                     .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
             );
+            watched.push((service.name, service.metrics));
             checks.extend(service.checks);
             tasks.extend(
                 service
@@ -162,6 +188,8 @@ impl Server {
             );
         }
         let router = router.merge(health::router(checks, shutdown.clone()));
+        let http_metrics = HttpMetrics::default();
+        let router = router.merge(metrics::router(http_metrics.clone(), watched));
         let router = match fallback {
             Some(fallback) => router.fallback_service(fallback),
             None => router.fallback(crate::json::not_found),
@@ -172,6 +200,7 @@ impl Server {
             security: HttpSecurity::default(),
             tasks,
             shutdown,
+            http_metrics,
         })
     }
 
@@ -205,8 +234,11 @@ impl Server {
             security,
             tasks,
             shutdown,
+            http_metrics,
         } = self;
-        let router = with_common_layers(router, &security);
+        // Outermost, so that it also counts what the common layers answer (a panic's 500, CORS
+        // preflights) and times them.
+        let router = with_common_layers(router, &security).layer(http_metrics.layer());
         let mut set = JoinSet::new();
         for (name, task) in tasks {
             let token = shutdown.clone();

@@ -36,7 +36,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         listeners::OrderCreatedHandler(schedule.clone()),
     );
     Ok(Service::new("expiration", Router::new(), checks)
-        .with_task("outbox-relay", outbox.relay(bus))
+        .with_outbox(outbox, bus)
         .with_task("scheduler", scheduler::task(schedule))
-        .with_task(listener.consumer_name().to_owned(), listener.task()))
+        .with_listener(listener))
 }

@@ -55,8 +55,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         listeners::PaymentHandler(state.orders.clone()),
     );
     Ok(Service::new("orders", app(state), checks)
-        .with_task("outbox-relay", outbox.relay(bus))
-        .with_task(tickets.consumer_name().to_owned(), tickets.task())
-        .with_task(expired.consumer_name().to_owned(), expired.task())
-        .with_task(paid.consumer_name().to_owned(), paid.task()))
+        .with_outbox(outbox, bus)
+        .with_listener(tickets)
+        .with_listener(expired)
+        .with_listener(paid))
 }

@@ -49,7 +49,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         listeners::OrderReplicaHandler(state.payments.clone()),
     );
     Ok(Service::new("payments", app(state), checks)
-        .with_task("outbox-relay", outbox.relay(bus))
-        .with_task(created.consumer_name().to_owned(), created.task())
-        .with_task(cancelled.consumer_name().to_owned(), cancelled.task()))
+        .with_outbox(outbox, bus)
+        .with_listener(created)
+        .with_listener(cancelled))
 }

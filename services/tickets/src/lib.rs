@@ -49,7 +49,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         listeners::OrderCancelledHandler(state.tickets.clone()),
     );
     Ok(Service::new("tickets", app(state), checks)
-        .with_task("outbox-relay", outbox.relay(bus))
-        .with_task(reserve.consumer_name().to_owned(), reserve.task())
-        .with_task(release.consumer_name().to_owned(), release.task()))
+        .with_outbox(outbox, bus)
+        .with_listener(reserve)
+        .with_listener(release))
 }

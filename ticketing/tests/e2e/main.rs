@@ -8,6 +8,7 @@ mod catchup;
 mod concurrency;
 mod dlq;
 mod flows;
+mod metrics;
 mod overload;
 mod pages;
 mod trace_context;

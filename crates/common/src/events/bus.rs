@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::catalog::{Event, Subject};
 use crate::config::{ConfigError, Env};
 use crate::health::ReadinessCheck;
+use crate::metrics::EventMetrics;
 
 /// How long JetStream remembers message ids to drop re-publishes of the same event.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -56,6 +57,7 @@ pub struct EventBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     namespace: String,
+    metrics: EventMetrics,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -81,6 +83,7 @@ impl EventBus {
             jetstream: jetstream::new(client.clone()),
             client,
             namespace: config.namespace.clone(),
+            metrics: EventMetrics::default(),
         };
         bus.ensure_streams().await?;
         Ok(bus)
@@ -140,6 +143,11 @@ impl EventBus {
             .strip_prefix(&self.namespace)
             .and_then(|rest| rest.strip_prefix(".events."))
             .and_then(Subject::from_token)
+    }
+
+    /// The counters of what this bus published and its listeners consumed, for `/metrics`.
+    pub(crate) fn metrics(&self) -> &EventMetrics {
+        &self.metrics
     }
 
     /// The JetStream context, for consumers and inspection.

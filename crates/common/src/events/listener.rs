@@ -15,6 +15,7 @@ use tracing::Instrument as _;
 use super::bus::EventBus;
 use super::catalog::Event;
 use super::dlq;
+use crate::metrics::ConsumerCounters;
 use crate::server::BackgroundTask;
 
 /// After this many deliveries a message that still fails goes to the dead-letter stream.
@@ -68,21 +69,24 @@ pub struct Listener<E, H> {
     bus: EventBus,
     consumer: String,
     handler: Arc<H>,
+    counters: Arc<ConsumerCounters>,
     _event: std::marker::PhantomData<fn() -> E>,
 }
 
 impl<E: Event, H: Handler<E>> Listener<E, H> {
     /// The listener of `service` for `E`; its durable consumer is `<service>-<subject>`.
     pub fn new(bus: EventBus, service: &str, handler: H) -> Self {
+        let consumer = format!(
+            "{service}-{}",
+            E::subjects()
+                .iter()
+                .map(|s| s.token().replace('.', "-"))
+                .collect::<Vec<_>>()
+                .join("-and-")
+        );
         Self {
-            consumer: format!(
-                "{service}-{}",
-                E::subjects()
-                    .iter()
-                    .map(|s| s.token().replace('.', "-"))
-                    .collect::<Vec<_>>()
-                    .join("-and-")
-            ),
+            counters: bus.metrics().consumer(&consumer),
+            consumer,
             bus,
             handler: Arc::new(handler),
             _event: std::marker::PhantomData,
@@ -92,6 +96,11 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     /// The durable consumer's name.
     pub fn consumer_name(&self) -> &str {
         &self.consumer
+    }
+
+    /// The bus it consumes from.
+    pub(crate) fn bus(&self) -> &EventBus {
+        &self.bus
     }
 
     /// Creates (or binds to) the durable consumer. Idempotent; every replica calls it.
@@ -194,6 +203,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
         match serde_json::from_slice(&message.payload) {
             Ok(event) => Some(event),
             Err(error) => {
+                self.counters.consumed();
                 let span = self.span(message);
                 self.dead_letter(message, &format!("unparseable payload: {error}"))
                     .instrument(span)
@@ -226,6 +236,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     }
 
     async fn process(&self, message: async_nats::jetstream::Message, event: E) {
+        self.counters.consumed();
         let (stream_sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(_) => (0, 1),
@@ -243,6 +254,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             let outcome = self.handler.handle(event, &delivery).await;
             let reason = match outcome {
                 Ok(Outcome::Ack) => {
+                    self.counters.acked();
                     ack(&message, AckKind::Ack).await;
                     return;
                 }
@@ -258,6 +270,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             } else {
                 let delay = retry_delay(delivered);
                 tracing::info!(%reason, retry_in_ms = delay.as_millis() as u64, "will retry");
+                self.counters.retried();
                 ack(&message, AckKind::Nak(Some(delay))).await;
             }
         }
@@ -308,10 +321,12 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
         {
             Ok(()) => {
                 tracing::error!(%reason, "dead-lettered");
+                self.counters.dead_lettered();
                 ack(message, AckKind::Term).await;
             }
             Err(error) => {
                 tracing::error!(error = ?error, %reason, "could not dead-letter; will retry");
+                self.counters.retried();
                 ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
             }
         }

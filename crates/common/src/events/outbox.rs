@@ -147,15 +147,20 @@ impl Outbox {
                     event.traceparent.as_deref(),
                     Bytes::from(event.payload.clone()),
                 )
-                .await?;
+                .await
+                .inspect_err(|_| bus.metrics().publish_failed(subject))?;
             tracing::info!(%subject, event_id = %event.event_id, "published");
-            acks.push((event.id, ack));
+            acks.push((event.id, subject, ack));
         }
         let mut sent = Vec::with_capacity(acks.len());
-        for (id, ack) in acks {
+        for (id, subject, ack) in acks {
             match ack.await {
-                Ok(()) => sent.push(id),
+                Ok(()) => {
+                    bus.metrics().published(subject);
+                    sent.push(id);
+                }
                 Err(error) => {
+                    bus.metrics().publish_failed(subject);
                     // Later events may already be out; they carry versions, so consumers
                     // order them. The failed one stays pending and goes out on the next pass.
                     tracing::warn!(error = ?error, "publish not acknowledged");

@@ -3,5 +3,6 @@
 
 mod events;
 mod helpers;
+mod metrics;
 mod openapi;
 mod tickets;
