@@ -241,24 +241,34 @@ impl TestResponse {
     /// When it is not.
     #[track_caller]
     pub fn assert_error_shape(&self) -> &Self {
-        let errors = self.body["errors"].as_array();
-        assert!(
-            errors.is_some_and(|e| !e.is_empty()),
-            "not an error body: {}",
-            self.body
-        );
-        for error in errors.into_iter().flatten() {
-            let object = error.as_object();
-            assert!(
-                object.is_some_and(|o| o["message"].is_string()),
-                "bad error entry {error}"
-            );
-            assert!(
-                object.is_some_and(|o| o.keys().all(|k| k == "message" || k == "field")),
-                "unexpected keys in {error}"
-            );
+        if let Some(problem) = self.error_shape_violation() {
+            panic!("{problem}");
         }
         self
+    }
+
+    /// What keeps the body from being in the error shape, or `None` when it is: a non-empty
+    /// `errors` array whose entries each have a string `message`, an optional string `field`,
+    /// and nothing else. For checks that report instead of panicking (the fuzz tests).
+    pub fn error_shape_violation(&self) -> Option<String> {
+        let Some(errors) = self.body["errors"].as_array().filter(|e| !e.is_empty()) else {
+            return Some(format!("not an error body: {}", self.body));
+        };
+        errors.iter().find_map(|error| {
+            let Some(object) = error.as_object() else {
+                return Some(format!("bad error entry {error}"));
+            };
+            if !object.get("message").is_some_and(Value::is_string) {
+                return Some(format!("bad error entry {error}"));
+            }
+            if object.get("field").is_some_and(|f| !f.is_string()) {
+                return Some(format!("non-string field in {error}"));
+            }
+            object
+                .keys()
+                .any(|k| k != "message" && k != "field")
+                .then(|| format!("unexpected keys in {error}"))
+        })
     }
 }
 

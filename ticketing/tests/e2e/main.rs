@@ -1,5 +1,6 @@
 //! The whole marketplace in one process, as `ticketing up` runs it, against real MongoDB and
-//! NATS: flows that cross services, the concurrency test, dead letters, and a short bench.
+//! NATS: flows that cross services, the concurrency test, dead letters, a short bench, and
+//! hostile input fuzzed at every route.
 #![allow(clippy::unwrap_used)]
 
 mod bench;
@@ -8,6 +9,7 @@ mod catchup;
 mod concurrency;
 mod dlq;
 mod flows;
+mod fuzz;
 mod metrics;
 mod overload;
 mod pages;

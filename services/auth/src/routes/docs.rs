@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -42,10 +43,16 @@ pub(super) fn router() -> Router<AppState> {
             get(|| async { Redirect::permanent("/api/docs/") }),
         )
         .route("/api/docs/", get(|| swagger_file("index.html")))
-        .route(
-            "/api/docs/{*file}",
-            get(|Path(file): Path<String>| swagger_file(file)),
-        )
+        .route("/api/docs/{*file}", get(docs_file))
+}
+
+/// `/api/docs/{*file}`. A name that is not text once decoded (`%80`) names no file: 404 in
+/// the error shape, like any other, instead of axum's plain-text 400.
+async fn docs_file(file: Result<Path<String>, PathRejection>) -> Response {
+    match file {
+        Ok(Path(file)) => swagger_file(file).await,
+        Err(_) => ApiError::NotFound.into_response(),
+    }
 }
 
 /// One of Swagger UI's files; `swagger-initializer.js` carries [`CONFIG`]. The page, its

@@ -73,8 +73,13 @@ async fn viewer(state: &AppState, caller: &Caller) -> Option<User> {
 }
 
 /// A local path to return to after signing in; anything else (other hosts, `//evil`) is `/`.
+/// Control characters are refused too: they cannot be written in a `Location` header (the
+/// redirect would fail with a 500) and have no place in a path anyway.
 fn safe_next(next: &str) -> &str {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
     if local { next } else { "/" }
 }
 
@@ -85,11 +90,16 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
         assert_eq!(safe_next("/orders/abc"), "/orders/abc");
+        assert_eq!(safe_next("/tickets/é"), "/tickets/é");
         for foreign in [
             "https://evil.example",
             "//evil.example",
             "/\\evil.example",
             "",
+            "/\0",
+            "/\r\nSet-Cookie: session=x",
+            "/orders\u{7f}",
+            "/\u{85}",
         ] {
             assert_eq!(safe_next(foreign), "/", "{foreign}");
         }
