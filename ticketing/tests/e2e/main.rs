@@ -6,6 +6,7 @@ mod bench;
 mod browser;
 mod concurrency;
 mod dlq;
+mod faults;
 mod flows;
 mod pages;
 
