@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs every service in this process and serves the ingress's routes on one address.
+    /// Runs every service (or those named by --services) in this process and serves the
+    /// ingress's routes on one address.
     Up(up::UpArgs),
     /// Creates tickets and updates them twice, in parallel, then checks that every ticket and
     /// its replica in orders converged (price 15, version 2).

@@ -1,5 +1,5 @@
-//! `ticketing up`: every service of the workspace in one process, each with its own database,
-//! behind the same routes the Kubernetes ingress serves.
+//! `ticketing up`: every service of the workspace (or the ones `--services` names) in one
+//! process, each with its own database, behind the same routes the Kubernetes ingress serves.
 //!
 //! Being one server, it has one `/metrics`: every service's series in one document, the event
 //! series labelled with their `service` (HTTP series are told apart by their route).
@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use common::config::Env;
 use common::security::HttpSecurity;
 use common::server::{Server, Service};
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
 /// Sign-in/sign-up limit of this developer's stack unless set: benchmarks and the concurrency
@@ -25,26 +26,105 @@ pub struct UpArgs {
     /// Address to bind; loopback by default since this is a developer's stack.
     #[arg(long, env = "TICKETING_HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     host: IpAddr,
+    /// Runs only these services (comma-separated), e.g. one as its own process beside the
+    /// others; all of them when not given.
+    #[arg(long, env = "TICKETING_SERVICES", value_enum, value_delimiter = ',')]
+    services: Vec<ServiceName>,
+}
+
+/// The services `ticketing up` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceName {
+    /// `/api/users/*`
+    Auth,
+    /// `/api/tickets/*`
+    Tickets,
+    /// `/api/orders/*`
+    Orders,
+    /// The expiration schedule (no routes).
+    Expiration,
+    /// `/api/payments/*`
+    Payments,
+    /// The browser client (`/`).
+    Client,
+}
+
+impl ServiceName {
+    /// Every service, in the order they are built.
+    pub const ALL: [Self; 6] = [
+        Self::Auth,
+        Self::Tickets,
+        Self::Orders,
+        Self::Expiration,
+        Self::Payments,
+        Self::Client,
+    ];
+
+    /// The service's name: its database under `ticketing up`, the name `env_for` is given.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Tickets => "tickets",
+            Self::Orders => "orders",
+            Self::Expiration => "expiration",
+            Self::Payments => "payments",
+            Self::Client => "client",
+        }
+    }
+
+    /// Reads the service's configuration now and returns the build to run later, so that a
+    /// missing variable of any service fails before anything connects.
+    fn configure(self, env: &Env) -> anyhow::Result<BoxFuture<'static, anyhow::Result<Service>>> {
+        Ok(match self {
+            Self::Auth => {
+                let config = auth::Config::from_env(env)?;
+                Box::pin(async move { auth::build(&config).await })
+            }
+            Self::Tickets => {
+                let config = tickets::Config::from_env(env)?;
+                Box::pin(async move { tickets::build(&config).await })
+            }
+            Self::Orders => {
+                let config = orders::Config::from_env(env)?;
+                Box::pin(async move { orders::build(&config).await })
+            }
+            Self::Expiration => {
+                let config = expiration::Config::from_env(env)?;
+                Box::pin(async move { expiration::build(&config).await })
+            }
+            Self::Payments => {
+                let config = payments::Config::from_env(env)?;
+                Box::pin(async move { payments::build(&config).await })
+            }
+            Self::Client => {
+                let config = client::Config::from_env(env)?;
+                Box::pin(async move { client::build(&config) })
+            }
+        })
+    }
 }
 
 /// Builds every service. `env_for(name)` gives each its environment; `ticketing up` gives them
 /// the process's with their own database, and the client the server's own address as its
 /// `API_URL`.
 pub async fn services(env_for: impl Fn(&str) -> Env) -> anyhow::Result<Vec<Service>> {
-    let auth = auth::Config::from_env(&env_for("auth"))?;
-    let tickets = tickets::Config::from_env(&env_for("tickets"))?;
-    let orders = orders::Config::from_env(&env_for("orders"))?;
-    let expiration = expiration::Config::from_env(&env_for("expiration"))?;
-    let payments = payments::Config::from_env(&env_for("payments"))?;
-    let client = client::Config::from_env(&env_for("client"))?;
-    Ok(vec![
-        auth::build(&auth).await?,
-        tickets::build(&tickets).await?,
-        orders::build(&orders).await?,
-        expiration::build(&expiration).await?,
-        payments::build(&payments).await?,
-        client::build(&client)?,
-    ])
+    services_named(&ServiceName::ALL, env_for).await
+}
+
+/// Builds the named services, like [`services`].
+pub async fn services_named(
+    names: &[ServiceName],
+    env_for: impl Fn(&str) -> Env,
+) -> anyhow::Result<Vec<Service>> {
+    let builds = names
+        .iter()
+        .map(|name| name.configure(&env_for(name.as_str())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut services = Vec::with_capacity(builds.len());
+    for build in builds {
+        services.push(build.await?);
+    }
+    Ok(services)
 }
 
 /// Runs `ticketing up` until SIGTERM or Ctrl-C.
@@ -72,7 +152,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         };
         format!("http://{}", SocketAddr::new(host, own.port()))
     });
-    let services = services(|name| {
+    // In the usual order, each once, however they were listed.
+    let names: Vec<_> = ServiceName::ALL
+        .into_iter()
+        .filter(|name| args.services.is_empty() || args.services.contains(name))
+        .collect();
+    let services = services_named(&names, |name| {
         env.clone()
             .with("MONGO_DB", name)
             .with("API_URL", api_url.clone())

@@ -72,7 +72,7 @@ pub enum ApiError {
     Unavailable(String),
     /// 500: a bug or an unexpected failure. The cause is logged, never shown to the client.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl ApiError {
@@ -124,14 +124,28 @@ impl ApiError {
 
 impl From<mongodb::error::Error> for ApiError {
     fn from(error: mongodb::error::Error) -> Self {
-        use mongodb::error::ErrorKind;
         // An unreachable database is the operator's problem, not a bug: answer 503 so that
         // clients retry and readiness can take the instance out of rotation.
-        match *error.kind {
-            ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. } => Self::Unavailable(error.to_string()),
-            _ => Self::Internal(anyhow::Error::new(error).context("mongodb operation")),
+        if crate::mongo::is_unavailable(&error) {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Internal(anyhow::Error::new(error).context("mongodb operation"))
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    /// A 500, unless a MongoDB outage is somewhere in the chain of causes: that stays a 503
+    /// however many contexts were added on the way up.
+    fn from(error: anyhow::Error) -> Self {
+        let unavailable = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<mongodb::error::Error>())
+            .any(crate::mongo::is_unavailable);
+        if unavailable {
+            Self::Unavailable(format!("{error:#}"))
+        } else {
+            Self::Internal(error)
         }
     }
 }
@@ -192,6 +206,53 @@ mod tests {
         }
         .into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    fn command_error(code: i32, name: &str) -> mongodb::error::Error {
+        let command: mongodb::error::CommandError = mongodb::bson::from_document(
+            mongodb::bson::doc! { "code": code, "codeName": name, "errmsg": "from the server" },
+        )
+        .unwrap();
+        mongodb::error::ErrorKind::Command(command).into()
+    }
+
+    #[test]
+    fn an_unreachable_mongodb_is_a_503_in_the_error_shape() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for error in [
+            mongodb::error::Error::from(refused),
+            command_error(91, "ShutdownInProgress"),
+            command_error(11600, "InterruptedAtShutdown"),
+            command_error(10107, "NotWritablePrimary"),
+        ] {
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let body = ApiError::from(command_error(91, "ShutdownInProgress")).body();
+        assert_eq!(
+            serde_json::to_value(body).unwrap_or_default(),
+            serde_json::json!({"errors":[{"message":"Service temporarily unavailable"}]})
+        );
+    }
+
+    #[test]
+    fn an_outage_under_added_context_is_still_a_503() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = anyhow::Error::new(mongodb::error::Error::from(refused))
+            .context("load ticket")
+            .context("handle request");
+        assert_eq!(
+            ApiError::from(error).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn other_mongodb_failures_stay_internal() {
+        let error = ApiError::from(command_error(2, "BadValue"));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let error = ApiError::from(anyhow::anyhow!("a bug"));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Liveness (`/healthz`) and readiness (`/readyz`) endpoints.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +11,10 @@ use axum::{Json, Router};
 use futures::future::{BoxFuture, join_all};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
+
+/// How long `/readyz` waits for a check; one that takes longer counts as failed, so a probe
+/// never hangs on an unreachable dependency (MongoDB's own server selection waits 5 s).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 type CheckFn = dyn Fn() -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync;
 
@@ -29,7 +34,8 @@ impl std::fmt::Debug for ReadinessCheck {
 }
 
 impl ReadinessCheck {
-    /// A named check; `check` is called on every `/readyz` request.
+    /// A named check; `check` is called on every `/readyz` request and fails if it takes
+    /// longer than [`CHECK_TIMEOUT`].
     pub fn new<F, Fut>(name: impl Into<String>, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -69,7 +75,12 @@ pub fn router(checks: Vec<ReadinessCheck>, shutdown: CancellationToken) -> Route
 }
 
 async fn readyz(State(health): State<Health>) -> Response {
-    let results = join_all(health.checks.iter().map(|c| (c.check)())).await;
+    let results = join_all(health.checks.iter().map(|c| async {
+        tokio::time::timeout(CHECK_TIMEOUT, (c.check)())
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {CHECK_TIMEOUT:?}")))
+    }))
+    .await;
     let mut ready = !health.shutdown.is_cancelled();
     let mut detail = Map::new();
     for (check, result) in health.checks.iter().zip(results) {
@@ -88,4 +99,47 @@ async fn readyz(State(health): State<Health>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     };
     (status, Json(json!({"status": word, "checks": detail}))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn readyz_status(checks: Vec<ReadinessCheck>) -> (StatusCode, Value) {
+        let response = router(checks, CancellationToken::new())
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn ready_when_every_check_answers() {
+        let checks = vec![ReadinessCheck::new("db", || async { Ok(()) })];
+        let (status, body) = readyz_status(checks).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["checks"]["db"], "ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_never_answers_is_not_ready_after_the_timeout() {
+        let checks = vec![
+            ReadinessCheck::new("db", futures::future::pending),
+            ReadinessCheck::new("bus", || async { Ok(()) }),
+        ];
+        let started = tokio::time::Instant::now();
+        let (status, body) = readyz_status(checks).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), CHECK_TIMEOUT);
+        assert_eq!(body["checks"]["db"], "no answer within 2s");
+        assert_eq!(body["checks"]["bus"], "ok");
+    }
 }

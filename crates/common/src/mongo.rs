@@ -70,6 +70,24 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
+/// True when MongoDB is unreachable or cannot take the operation right now: no server could
+/// be selected in time, the connection failed, or the server is shutting down, stepping down,
+/// or not (yet) primary. Retrying later may succeed, so clients get 503, not 500.
+pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
+    // HostUnreachable, HostNotFound, NetworkTimeout, ShutdownInProgress, PrimarySteppedDown,
+    // SocketException, NotWritablePrimary, InterruptedAtShutdown,
+    // InterruptedDueToReplStateChange, NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary.
+    const CODES: [i32; 11] = [6, 7, 89, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436];
+    match &*error.kind {
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. } => true,
+        ErrorKind::Command(e) => CODES.contains(&e.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => CODES.contains(&e.code),
+        _ => false,
+    }
+}
+
 /// Checks that the database answers, for readiness.
 pub async fn ping(db: &Database) -> anyhow::Result<()> {
     db.run_command(mongodb::bson::doc! { "ping": 1 })
@@ -155,27 +173,39 @@ impl Transaction {
     ) -> mongodb::error::Result<Option<T>> {
         const TRANSIENT: &str = "TransientTransactionError";
         const UNKNOWN_COMMIT: &str = "UnknownTransactionCommitResult";
+        // The driver labels a failed server selection transient too, but it has already waited
+        // the whole selection timeout for a server: MongoDB is down, and another attempt would
+        // only keep the client waiting that long again (twenty times over) before the 503.
+        let retry = |e: &mongodb::error::Error, label: &str, attempts: u32| {
+            e.contains_label(label)
+                && attempts < TRANSACTION_ATTEMPTS
+                && !matches!(*e.kind, ErrorKind::ServerSelection { .. })
+        };
         let error = match result {
             Ok(value) => loop {
                 match self.session.commit_transaction().await {
                     Ok(()) => return Ok(Some(value)),
                     // The commit may or may not have happened; committing again is safe.
-                    Err(e)
-                        if e.contains_label(UNKNOWN_COMMIT)
-                            && self.attempts < TRANSACTION_ATTEMPTS =>
-                    {
+                    Err(e) if retry(&e, UNKNOWN_COMMIT, self.attempts) => {
                         self.attempts += 1;
                     }
                     Err(e) => break e,
                 }
             },
+            Err(error) if is_unavailable(&error) => {
+                // An abort would first wait for a server again, keeping the client waiting for
+                // nothing. Dropping the session aborts in the background instead; a retry gets
+                // a fresh one (starting a session does not talk to the server).
+                self.session = self.session.client().start_session().await?;
+                error
+            }
             Err(error) => {
                 // Aborting an already aborted transaction fails harmlessly.
                 let _ = self.session.abort_transaction().await;
                 error
             }
         };
-        if error.contains_label(TRANSIENT) && self.attempts < TRANSACTION_ATTEMPTS {
+        if retry(&error, TRANSIENT, self.attempts) {
             self.attempts += 1;
             // Conflicting writers back off a little so they do not collide again at once.
             tokio::time::sleep(std::time::Duration::from_millis(

@@ -60,9 +60,12 @@ pub struct Mongo {
     pub data_dir: PathBuf,
     /// Its log file.
     pub log_path: PathBuf,
-    // Declared before `_temp_dir` so the server stops before its data dir is removed.
+    // Declared before `temp_dir` so the server stops before its data dir is removed.
     process: Supervised,
-    _temp_dir: Option<TempDir>,
+    /// What [`Mongo::restart`] runs again: the same executable, cache size and files.
+    tools: Tools,
+    opts: MongoOptions,
+    temp_dir: Option<TempDir>,
 }
 
 impl Mongo {
@@ -73,9 +76,34 @@ impl Mongo {
 
     /// Stops `mongod` gracefully (SIGTERM, SIGKILL after 20 s) and removes a temp data dir.
     pub fn stop(mut self) -> Result<()> {
+        self.halt()
+    }
+
+    /// Stops `mongod` gracefully but keeps its port and data dir (a temp one too), so that
+    /// [`Mongo::restart`] can bring the same server back: an outage, for fault tests.
+    /// Calling it again does nothing.
+    pub fn halt(&mut self) -> Result<()> {
         self.process
             .stop()
             .with_context(|| format!("mongod log: {}", self.log_path.display()))
+    }
+
+    /// Starts `mongod` again on the same port with the same data dir, halting it first if it
+    /// still runs, and waits until it is the writable primary again.
+    pub fn restart(&mut self) -> Result<()> {
+        self.halt()?;
+        let cleanup_dir = self.temp_dir.as_ref().map(TempDir::path);
+        let (process, _) = spawn_primary(
+            &self.tools,
+            &self.opts,
+            &self.data_dir,
+            &self.log_path,
+            cleanup_dir,
+            Some(self.port),
+        )
+        .context("failed to restart mongod")?;
+        self.process = process;
+        Ok(())
     }
 }
 
@@ -99,17 +127,8 @@ pub fn start_mongo(tools: &Tools, opts: MongoOptions) -> Result<Mongo> {
         .clone()
         .unwrap_or_else(|| data_dir.join("mongod.log"));
     let cleanup_dir = temp_dir.as_ref().map(TempDir::path);
-
-    let spawn = |port| {
-        let cmd = mongod_command(tools, &opts, &data_dir, &log_path, port)?;
-        Supervised::spawn_with_cleanup("mongod", cmd, STOP_GRACE, cleanup_dir)
-    };
-    let ready = |process: &mut Supervised, port| {
-        wait_for_port(process, port, LISTEN_TIMEOUT)?;
-        become_primary(process, port)
-    };
-    let (process, port) =
-        start_on_port(opts.port, &log_path, spawn, ready).context("failed to start mongod")?;
+    let (process, port) = spawn_primary(tools, &opts, &data_dir, &log_path, cleanup_dir, opts.port)
+        .context("failed to start mongod")?;
 
     Ok(Mongo {
         url: format!("mongodb://127.0.0.1:{port}/?directConnection=true&replicaSet={REPLICA_SET}"),
@@ -117,8 +136,30 @@ pub fn start_mongo(tools: &Tools, opts: MongoOptions) -> Result<Mongo> {
         data_dir,
         log_path,
         process,
-        _temp_dir: temp_dir,
+        tools: tools.clone(),
+        opts,
+        temp_dir,
     })
+}
+
+/// Spawns `mongod` on `port` (a free one if `None`) and waits until it is a writable primary.
+fn spawn_primary(
+    tools: &Tools,
+    opts: &MongoOptions,
+    data_dir: &Path,
+    log_path: &Path,
+    cleanup_dir: Option<&Path>,
+    port: Option<u16>,
+) -> Result<(Supervised, u16)> {
+    let spawn = |port| {
+        let cmd = mongod_command(tools, opts, data_dir, log_path, port)?;
+        Supervised::spawn_with_cleanup("mongod", cmd, STOP_GRACE, cleanup_dir)
+    };
+    let ready = |process: &mut Supervised, port| {
+        wait_for_port(process, port, LISTEN_TIMEOUT)?;
+        become_primary(process, port)
+    };
+    start_on_port(port, log_path, spawn, ready)
 }
 
 fn mongod_command(

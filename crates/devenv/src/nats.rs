@@ -36,9 +36,11 @@ pub struct Nats {
     pub store_dir: PathBuf,
     /// Its log file.
     pub log_path: PathBuf,
-    // Declared before `_temp_dir` so the server stops before its store is removed.
+    // Declared before `temp_dir` so the server stops before its store is removed.
     process: Supervised,
-    _temp_dir: Option<TempDir>,
+    /// The executable [`Nats::restart`] runs again.
+    tools: Tools,
+    temp_dir: Option<TempDir>,
 }
 
 impl Nats {
@@ -49,9 +51,34 @@ impl Nats {
 
     /// Stops `nats-server` gracefully (SIGTERM, SIGKILL after 10 s) and removes a temp store.
     pub fn stop(mut self) -> Result<()> {
+        self.halt()
+    }
+
+    /// Stops `nats-server` gracefully but keeps its port and JetStream store (a temp one too),
+    /// so that [`Nats::restart`] can bring the same server back: an outage, for fault tests.
+    /// Calling it again does nothing.
+    pub fn halt(&mut self) -> Result<()> {
         self.process
             .stop()
             .with_context(|| format!("nats-server log: {}", self.log_path.display()))
+    }
+
+    /// Starts `nats-server` again on the same port with the same store (its streams,
+    /// consumers and messages), halting it first if it still runs, and waits until it greets
+    /// clients with JetStream on.
+    pub fn restart(&mut self) -> Result<()> {
+        self.halt()?;
+        let cleanup_dir = self.temp_dir.as_ref().map(TempDir::path);
+        let (process, _) = spawn_ready(
+            &self.tools,
+            &self.store_dir,
+            &self.log_path,
+            cleanup_dir,
+            Some(self.port),
+        )
+        .context("failed to restart nats-server")?;
+        self.process = process;
+        Ok(())
     }
 }
 
@@ -68,9 +95,30 @@ pub fn start_nats(tools: &Tools, opts: NatsOptions) -> Result<Nats> {
         .with_context(|| format!("failed to create {}", store_dir.display()))?;
     let log_path = opts.log_path.unwrap_or_else(|| store_dir.join("nats.log"));
     let cleanup_dir = temp_dir.as_ref().map(TempDir::path);
+    let (process, port) = spawn_ready(tools, &store_dir, &log_path, cleanup_dir, opts.port)
+        .context("failed to start nats-server")?;
 
+    Ok(Nats {
+        url: format!("nats://127.0.0.1:{port}"),
+        port,
+        store_dir,
+        log_path,
+        process,
+        tools: tools.clone(),
+        temp_dir,
+    })
+}
+
+/// Spawns `nats-server` on `port` (a free one if `None`) and waits for its JetStream greeting.
+fn spawn_ready(
+    tools: &Tools,
+    store_dir: &Path,
+    log_path: &Path,
+    cleanup_dir: Option<&Path>,
+    port: Option<u16>,
+) -> Result<(Supervised, u16)> {
     let spawn = |port| {
-        let cmd = nats_command(tools, &store_dir, &log_path, port)?;
+        let cmd = nats_command(tools, store_dir, log_path, port)?;
         Supervised::spawn_with_cleanup("nats-server", cmd, STOP_GRACE, cleanup_dir)
     };
     let ready = |process: &mut Supervised, port| {
@@ -82,17 +130,7 @@ pub fn start_nats(tools: &Tools, opts: NatsOptions) -> Result<Nats> {
         }
         greeting
     };
-    let (process, port) =
-        start_on_port(opts.port, &log_path, spawn, ready).context("failed to start nats-server")?;
-
-    Ok(Nats {
-        url: format!("nats://127.0.0.1:{port}"),
-        port,
-        store_dir,
-        log_path,
-        process,
-        _temp_dir: temp_dir,
-    })
+    start_on_port(port, log_path, spawn, ready)
 }
 
 fn nats_command(tools: &Tools, store_dir: &Path, log_path: &Path, port: u16) -> Result<Command> {

@@ -169,9 +169,16 @@ impl Supervised {
         )
     }
 
-    /// SIGKILL and reap; the last resort, so failures have nowhere better to go.
-    fn kill(&mut self) {
+    /// Kills the child at once, as a crash would (SIGKILL to its process group, so no shutdown
+    /// code runs), and reaps it. Fault tests use it; [`stop`](Self::stop) uses it as the last
+    /// resort, so failures have nowhere better to go. Calling it again does nothing.
+    pub fn kill(&mut self) {
+        self.stopped = true;
         self.disarm_watchdog();
+        if let Ok(Some(_)) = self.child.try_wait() {
+            // Already reaped: its pid may belong to another process by now.
+            return;
+        }
         // The group first, while the unreaped leader still pins its id.
         let _ = signal_group("KILL", self.child.id());
         let _ = self.child.kill();

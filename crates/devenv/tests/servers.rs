@@ -145,3 +145,103 @@ fn mongo_restarts_on_another_port_with_a_kept_data_dir() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+// What fault tests rely on: an outage that ends with the same server on the same address.
+#[tokio::test]
+async fn mongo_halts_and_restarts_on_the_same_port_as_primary_with_its_data() -> Result<()> {
+    let tools = default_tools()?;
+    let mut mongo = start_mongo(&tools, MongoOptions::default())?;
+    let (port, pid) = (mongo.port, mongo.pid());
+    let client = Client::with_uri_str(&mongo.url).await?;
+    client
+        .database("devenv_test")
+        .collection::<Document>("kept")
+        .insert_one(doc! { "survives": "the outage" })
+        .await?;
+    client.shutdown().await;
+
+    mongo.halt()?;
+    ensure!(!process_exists(pid), "mongod {pid} still running");
+    ensure!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still answers"
+    );
+    ensure!(mongo.data_dir.exists(), "halt removed the data dir");
+
+    mongo.restart()?;
+    ensure!(mongo.port == port && mongo.pid() != pid);
+    let client = Client::with_uri_str(&mongo.url).await?;
+    ensure!(
+        is_writable_primary(&client).await?,
+        "not a writable primary after the restart"
+    );
+    let kept = client
+        .database("devenv_test")
+        .collection::<Document>("kept")
+        .count_documents(doc! {})
+        .await?;
+    ensure!(kept == 1, "the data is gone");
+    client.shutdown().await;
+
+    let data_dir = mongo.data_dir.clone();
+    mongo.stop()?;
+    ensure!(
+        !data_dir.exists(),
+        "temp data dir {} left behind",
+        data_dir.display()
+    );
+    Ok(())
+}
+
+#[test]
+fn nats_halts_and_restarts_on_the_same_port_with_its_store() -> Result<()> {
+    let tools = default_tools()?;
+    let mut nats = start_nats(&tools, NatsOptions::default())?;
+    let (port, pid) = (nats.port, nats.pid());
+
+    nats.halt()?;
+    ensure!(!process_exists(pid), "nats-server {pid} still running");
+    ensure!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still answers"
+    );
+    ensure!(nats.store_dir.exists(), "halt removed the store");
+
+    nats.restart()?;
+    ensure!(nats.port == port && nats.pid() != pid);
+    let stream = TcpStream::connect(("127.0.0.1", port)).context("connect to nats")?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut greeting = String::new();
+    BufReader::new(stream).read_line(&mut greeting)?;
+    ensure!(
+        greeting.contains(r#""jetstream":true"#),
+        "no JetStream after the restart: {greeting}"
+    );
+
+    let store_dir = nats.store_dir.clone();
+    drop(nats);
+    ensure!(
+        !store_dir.exists(),
+        "temp store {} left behind",
+        store_dir.display()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_killed_child_dies_at_once_of_sigkill_even_if_it_ignores_sigterm() -> Result<()> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", r#"trap "" TERM; while :; do sleep 1; done"#]);
+    let mut child = devenv::Supervised::spawn("stubborn", command, Duration::from_secs(30))?;
+    let pid = child.pid();
+    let started = std::time::Instant::now();
+    child.kill();
+    ensure!(started.elapsed() < Duration::from_secs(5), "kill waited");
+    ensure!(!process_exists(pid), "{pid} still running");
+    let status = child.try_wait()?.context("not reaped")?;
+    ensure!(status.signal() == Some(9), "ended with {status}");
+    // Stopping afterwards is a no-op, as is dropping.
+    child.stop()?;
+    Ok(())
+}

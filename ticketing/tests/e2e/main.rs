@@ -8,6 +8,7 @@ mod browser;
 mod catchup;
 mod concurrency;
 mod dlq;
+mod faults;
 mod flows;
 mod fuzz;
 mod metrics;
