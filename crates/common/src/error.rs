@@ -138,11 +138,7 @@ impl From<anyhow::Error> for ApiError {
     /// A 500, unless a MongoDB outage is somewhere in the chain of causes: that stays a 503
     /// however many contexts were added on the way up.
     fn from(error: anyhow::Error) -> Self {
-        let unavailable = error
-            .chain()
-            .filter_map(|cause| cause.downcast_ref::<mongodb::error::Error>())
-            .any(crate::mongo::is_unavailable);
-        if unavailable {
+        if crate::mongo::is_outage(&error) {
             Self::Unavailable(format!("{error:#}"))
         } else {
             Self::Internal(error)

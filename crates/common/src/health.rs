@@ -76,9 +76,15 @@ pub fn router(checks: Vec<ReadinessCheck>, shutdown: CancellationToken) -> Route
 
 async fn readyz(State(health): State<Health>) -> Response {
     let results = join_all(health.checks.iter().map(|c| async {
-        tokio::time::timeout(CHECK_TIMEOUT, (c.check)())
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {CHECK_TIMEOUT:?}")))
+        // The check runs on its own task and finishes even when we stop waiting: a MongoDB
+        // operation abandoned while it waits for a connection stalls the driver's pool (see
+        // `server::detached`).
+        let check = tokio::spawn(tracing::Instrument::in_current_span((c.check)()));
+        match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => Err(anyhow::anyhow!("check failed: {join_error}")),
+            Err(_) => Err(anyhow::anyhow!("no answer within {CHECK_TIMEOUT:?}")),
+        }
     }))
     .await;
     let mut ready = !health.shutdown.is_cancelled();

@@ -88,6 +88,15 @@ pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
     }
 }
 
+/// [`is_unavailable`] anywhere in the chain of causes of `error`, however many contexts were
+/// added on the way up.
+pub fn is_outage(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<mongodb::error::Error>())
+        .any(is_unavailable)
+}
+
 /// Checks that the database answers, for readiness.
 pub async fn ping(db: &Database) -> anyhow::Result<()> {
     db.run_command(mongodb::bson::doc! { "ping": 1 })
@@ -253,6 +262,21 @@ impl KeyLocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_is_found_under_contexts_and_other_errors_are_not_outages() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outage = anyhow::Error::new(mongodb::error::Error::from(refused))
+            .context("apply ticket")
+            .context("handle message");
+        assert!(is_outage(&outage));
+        assert!(!is_outage(&anyhow::anyhow!(
+            "ticket version from the future"
+        )));
+        assert!(!is_outage(&anyhow::Error::new(
+            mongodb::error::Error::custom("bug")
+        )));
+    }
 
     #[tokio::test]
     async fn one_key_is_locked_until_released_and_other_stripes_are_free() {

@@ -32,9 +32,7 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Requests one service handles at once; more wait their turn in a fair queue that a client
 /// leaves cleanly by hanging up. Kept below the MongoDB pool size
-/// ([`crate::mongo::POOL_SIZE`]) so a request never queues inside the driver: the driver's
-/// queue serves abandoned waiters one at a time and can crawl for minutes after a burst of
-/// client timeouts, which is what froze the tickets service under `ticketing lag`.
+/// ([`crate::mongo::POOL_SIZE`]) so that requests rarely queue inside the driver.
 pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Work that runs beside the HTTP server (event consumers, relays) until the token is cancelled.
@@ -176,6 +174,7 @@ impl Server {
             router = router.merge(
                 service
                     .router
+                    .layer(axum::middleware::from_fn(detached))
                     .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
             );
             watched.push((service.name, service.metrics));
@@ -341,6 +340,30 @@ pub fn with_common_layers(router: Router, security: &HttpSecurity) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(SequentialRequestIds))
+}
+
+/// Runs the rest of the request on a task of its own, so that a client hanging up does not
+/// cancel it halfway. A request waiting for its turn (`MAX_IN_FLIGHT`) still leaves at once.
+///
+/// Why: the MongoDB driver (3.9) hands a freed connection to the next waiter only, and when that
+/// waiter was abandoned (its future dropped) the connection goes back unused until the pool's
+/// next event; a burst of abandoned requests thus left tickets' pool serving about two
+/// waiters a second, and the service unresponsive for minutes (`ticketing lag` at 200/s).
+/// Finished work is also simpler to reason about than a transaction cut off between two steps.
+async fn detached(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    // The request's span (request id, trace) goes along to the task.
+    let task = next.run(request).instrument(tracing::Span::current());
+    match tokio::spawn(task).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(error = %error, "request task failed");
+            crate::error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
+        }
+    }
 }
 
 /// Request ids unique across processes without a random draw per request: a random prefix

@@ -56,15 +56,27 @@ async fn tickets_recovers_from_a_burst_of_requests_that_clients_abandon() {
     assert_eq!(failed, 0, "requests answered 5xx");
 
     // Afterwards the service answers again, promptly: readiness, then a write.
-    eventually(
-        "tickets to be ready again",
+    let last = std::sync::Mutex::new(String::new());
+    let started = std::time::Instant::now();
+    let ready = tokio::time::timeout(
         Duration::from_secs(20),
-        || async {
-            let ready = app.get("/readyz", None).await;
-            (ready.status == StatusCode::OK).then_some(())
-        },
+        eventually(
+            "tickets to be ready again",
+            Duration::from_secs(30),
+            || async {
+                let ready = app.get("/readyz", None).await;
+                *last.lock().unwrap() = ready.body.to_string();
+                (ready.status == StatusCode::OK).then_some(())
+            },
+        ),
     )
     .await;
+    assert!(
+        ready.is_ok(),
+        "not ready 20 s after the burst; last /readyz: {}",
+        last.lock().unwrap()
+    );
+    eprintln!("ready again {:?} after the burst", started.elapsed());
     let started = std::time::Instant::now();
     let update = app
         .put(

@@ -252,16 +252,18 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             let version = event.version();
             tracing::info!(%event_id, ?version, "received");
             let outcome = self.handler.handle(event, &delivery).await;
-            let reason = match outcome {
+            let (reason, outage) = match outcome {
                 Ok(Outcome::Ack) => {
                     self.counters.acked();
                     ack(&message, AckKind::Ack).await;
                     return;
                 }
-                Ok(Outcome::Retry(reason)) => reason,
-                Err(error) => format!("{error:#}"),
+                Ok(Outcome::Retry(reason)) => (reason, false),
+                Err(error) => (format!("{error:#}"), crate::mongo::is_outage(&error)),
             };
-            if delivered >= MAX_DELIVERIES {
+            // A database outage is not the message's fault: however long it lasts, the
+            // message waits for the database instead of going to the dead letters.
+            if delivered >= MAX_DELIVERIES && !outage {
                 self.dead_letter(
                     &message,
                     &format!("failed {delivered} deliveries: {reason}"),
