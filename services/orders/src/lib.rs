@@ -38,7 +38,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         ReadinessCheck::mongo("orders-mongo", db),
         bus.readiness_check(),
     ];
-    // Creations and updates on one consumer, in stream order (see `TicketChanged`).
+    // Creations and updates on one consumer, in stream order (see `TicketChanged`). The two
+    // consumers they had before would hold every ticket event forever: remove them.
+    if let Ok(stream) = bus.jetstream().get_stream(bus.stream_name()).await {
+        for retired in ["orders-ticket-created", "orders-ticket-updated"] {
+            if stream.delete_consumer(retired).await.is_ok() {
+                tracing::info!(consumer = retired, "removed a retired consumer");
+            }
+        }
+    }
     let tickets = Listener::<TicketChanged, _>::new(
         bus.clone(),
         "orders",
