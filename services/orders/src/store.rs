@@ -129,6 +129,19 @@ impl OrderStore {
         Ok(applied)
     }
 
+    /// Applies a run of ticket versions in one round trip; false unless all of them applied.
+    pub(crate) async fn apply_tickets(&self, tickets: &[&TicketData]) -> anyhow::Result<bool> {
+        let mut changes = Vec::with_capacity(tickets.len());
+        for ticket in tickets {
+            let id = ObjectId::parse_str(&ticket.id)?;
+            let fields = doc! { "title": &ticket.title, "price": ticket.price };
+            changes.push((id.into(), ticket.version, fields));
+        }
+        let applied = replica::apply_all(&self.tickets_raw, changes).await?;
+        tracing::info!(count = tickets.len(), applied, "ticket replica batch");
+        Ok(applied)
+    }
+
     pub(crate) async fn ticket(&self, id: ObjectId) -> Result<Option<TicketReplica>, StoreError> {
         Ok(self.tickets.find_one(doc! { "_id": id }).await?)
     }

@@ -28,6 +28,8 @@ pub const ACK_WAIT: Duration = Duration::from_secs(10);
 pub const LANES: usize = 32;
 /// Messages waiting in one lane; a full lane holds up the pull, which bounds what is in hand.
 const LANE_DEPTH: usize = 64;
+/// Most events of one lane offered to [`Handler::handle_all`] at once.
+const MAX_BATCH: usize = 64;
 /// Messages asked for per pull request.
 const PULL_BATCH: usize = 1_000;
 
@@ -62,6 +64,16 @@ pub trait Handler<E: Event>: Send + Sync + 'static {
         event: E,
         delivery: &Delivery,
     ) -> impl Future<Output = anyhow::Result<Outcome>> + Send;
+
+    /// Applies several events of one lane at once, in order, when the handler can do it in
+    /// one round trip (a replica's bulk update). `Ok(true)` means every event is done and is
+    /// acknowledged; `Ok(false)` or `Err` means "not all": each event then goes through
+    /// [`Handler::handle`], which must find the ones already applied to be duplicates. The
+    /// default applies nothing at once.
+    fn handle_all(&self, events: &[&E]) -> impl Future<Output = anyhow::Result<bool>> + Send {
+        let _ = events;
+        async { Ok(false) }
+    }
 }
 
 /// A listener for `E`: builds the background task that consumes it.
@@ -160,8 +172,24 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             let (sender, mut queue) = tokio::sync::mpsc::channel::<Parsed<E>>(LANE_DEPTH);
             let this = Arc::clone(&this);
             workers.spawn(async move {
-                while let Some((message, event)) = queue.recv().await {
-                    this.process(message, event).await;
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                while let Some(first) = queue.recv().await {
+                    // Whatever else already waits in the lane goes along: under a backlog a
+                    // handler that can apply events at once saves a round trip per event.
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.len() > 1 && this.all_at_once(&batch).await {
+                        batch.clear();
+                        continue;
+                    }
+                    for (message, event) in batch.drain(..) {
+                        this.process(message, event).await;
+                    }
                 }
             });
             lanes.push(sender);
@@ -196,6 +224,28 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
         drop(lanes);
         while workers.join_next().await.is_some() {}
         result
+    }
+
+    /// Offers a lane's waiting messages to [`Handler::handle_all`]; acknowledges them all when
+    /// it applied them all.
+    async fn all_at_once(&self, batch: &[Parsed<E>]) -> bool {
+        let events: Vec<&E> = batch.iter().map(|(_, event)| event).collect();
+        let span = tracing::info_span!("batch", consumer = %self.consumer, size = batch.len());
+        let done = match self.handler.handle_all(&events).instrument(span).await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::warn!(consumer = %self.consumer, error = %format!("{error:#}"), "batch apply failed; one by one");
+                false
+            }
+        };
+        if done {
+            for (message, _) in batch {
+                self.counters.consumed();
+                self.counters.acked();
+                ack(message, AckKind::Ack).await;
+            }
+        }
+        done
     }
 
     /// Decodes a message; one that cannot be decoded is dead-lettered at once.

@@ -104,3 +104,40 @@ pub async fn apply(
         have => Applied::Future { have },
     })
 }
+
+/// Applies `changes` (record id, version, fields) to `replica` in one round trip, in order,
+/// each guarded like [`apply`]. Returns true when every change found its record at the
+/// previous version (or, for version 0, inserted it or found it): nothing left to do. False
+/// means some change did not apply (a duplicate, or a version from the future); the caller
+/// then applies them one by one with [`apply`], which finds the ones applied here stale.
+pub async fn apply_all(
+    replica: &Collection<Document>,
+    changes: Vec<(Bson, i64, Document)>,
+) -> mongodb::error::Result<bool> {
+    let count = changes.len();
+    let updates: Vec<Document> = changes
+        .into_iter()
+        .map(|(id, version, mut fields)| {
+            fields.insert("version", version);
+            if version == 0 {
+                doc! { "q": { "_id": id }, "u": { "$setOnInsert": fields }, "upsert": true }
+            } else {
+                doc! { "q": { "_id": id, "version": version - 1 }, "u": { "$set": fields } }
+            }
+        })
+        .collect();
+    let reply = replica
+        .client()
+        .database(replica.namespace().db.as_str())
+        .run_command(doc! {
+            "update": replica.name(),
+            "updates": updates,
+            "ordered": true,
+        })
+        .await?;
+    // `n`: updates whose filter matched, plus upserts; write errors stop an ordered batch.
+    let matched = reply
+        .get_i32("n")
+        .map_or(0, |n| usize::try_from(n).unwrap_or(0));
+    Ok(matched == count && !reply.contains_key("writeErrors"))
+}

@@ -14,4 +14,9 @@ impl Handler<TicketChanged> for TicketReplicaHandler {
         let applied = self.0.apply_ticket(ticket).await?;
         Ok(applied.outcome("ticket", ticket.version))
     }
+
+    async fn handle_all(&self, events: &[&TicketChanged]) -> anyhow::Result<bool> {
+        let tickets: Vec<&common::events::TicketData> = events.iter().map(|e| &e.0).collect();
+        self.0.apply_tickets(&tickets).await
+    }
 }
