@@ -23,17 +23,7 @@ async fn ticket_where(
 #[tokio::test]
 async fn an_order_reserves_the_ticket_in_tickets_and_cancelling_frees_it() {
     let app = spawn_stack().await;
-    let seller = app.signup("seller@test.dev", "password").await;
-    let buyer = app.signup("buyer@test.dev", "password").await;
-    let ticket = app
-        .post(
-            "/api/tickets",
-            Some(&seller.cookie),
-            json!({"title": "concert", "price": 25}),
-        )
-        .await
-        .body;
-    let id = ticket["id"].as_str().unwrap().to_owned();
+    let (seller, buyer, id) = crate::seller_buyer_and_ticket(&app).await;
 
     // The order can be placed as soon as the replica has the ticket.
     let order = eventually("the ticket to reach the orders replica", WAIT, || async {

@@ -16,7 +16,7 @@ mod overload;
 mod pages;
 mod trace_context;
 
-use test_support::{TestApp, TestContext};
+use test_support::{TestApp, TestContext, TestUser};
 
 pub(crate) async fn spawn_stack() -> TestApp {
     spawn_stack_with(&[]).await
@@ -37,4 +37,26 @@ pub(crate) async fn spawn_stack_with(extra: &[(&str, &str)]) -> TestApp {
     .await
     .unwrap();
     TestApp::serve_on(context, listener, services)
+}
+
+/// A seller and a buyer signed up, and the seller's ticket "concert" at 25: the start of
+/// most cross-service flows. Returns the ticket's id.
+pub(crate) async fn seller_buyer_and_ticket(app: &TestApp) -> (TestUser, TestUser, String) {
+    let seller = app.signup("seller@test.dev", "password").await;
+    let buyer = app.signup("buyer@test.dev", "password").await;
+    let ticket = app
+        .post(
+            "/api/tickets",
+            Some(&seller.cookie),
+            serde_json::json!({"title": "concert", "price": 25}),
+        )
+        .await;
+    assert_eq!(
+        ticket.status,
+        reqwest::StatusCode::CREATED,
+        "{}",
+        ticket.body
+    );
+    let id = ticket.body["id"].as_str().unwrap().to_owned();
+    (seller, buyer, id)
 }

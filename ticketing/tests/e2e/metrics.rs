@@ -14,17 +14,7 @@ const WAIT: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn one_metrics_document_covers_every_service() {
     let app = spawn_stack().await;
-    let seller = app.signup("seller@test.dev", "password").await;
-    let buyer = app.signup("buyer@test.dev", "password").await;
-    let ticket = app
-        .post(
-            "/api/tickets",
-            Some(&seller.cookie),
-            json!({"title": "concert", "price": 25}),
-        )
-        .await
-        .body;
-    let id = ticket["id"].as_str().unwrap().to_owned();
+    let (_seller, buyer, id) = crate::seller_buyer_and_ticket(&app).await;
     eventually("the ticket to reach the orders replica", WAIT, || async {
         let response = app
             .post("/api/orders", Some(&buyer.cookie), json!({"ticketId": id}))

@@ -14,17 +14,7 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 #[tokio::test]
 async fn order_created_and_the_ticket_reserved_by_tickets_are_one_trace() {
     let app = spawn_stack().await;
-    let seller = app.signup("seller@test.dev", "password").await;
-    let buyer = app.signup("buyer@test.dev", "password").await;
-    let ticket = app
-        .post(
-            "/api/tickets",
-            Some(&seller.cookie),
-            json!({"title": "concert", "price": 25}),
-        )
-        .await
-        .body;
-    let ticket_id = ticket["id"].as_str().unwrap().to_owned();
+    let (seller, buyer, ticket_id) = crate::seller_buyer_and_ticket(&app).await;
 
     let caller = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
     let order = eventually("the ticket to reach the orders replica", WAIT, || async {
