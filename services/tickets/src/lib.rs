@@ -5,6 +5,7 @@
 mod config;
 mod domain;
 mod listeners;
+mod pages;
 mod routes;
 mod state;
 mod store;
@@ -14,7 +15,7 @@ pub use state::AppState;
 
 use common::events::{EventBus, Listener, Outbox};
 use common::health::ReadinessCheck;
-use common::server::Service;
+use common::server::{BackgroundTask, Service};
 
 /// The service's routes (`/api/tickets/*`) over the given state.
 pub fn app(state: AppState) -> axum::Router {
@@ -48,7 +49,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         "tickets",
         listeners::OrderCancelledHandler(state.tickets.clone()),
     );
+    let store = state.tickets.clone();
+    let follow_changes: BackgroundTask = Box::new(move |shutdown| {
+        Box::pin(async move { store.pages().follow_changes(&store, shutdown).await })
+    });
     Ok(Service::new("tickets", app(state), checks)
+        .with_task("list-page-changes", follow_changes)
         .with_outbox(outbox, bus)
         .with_listener(reserve)
         .with_listener(release))

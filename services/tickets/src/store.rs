@@ -9,9 +9,13 @@ use common::events::{
 use common::mongo::{KeyLocks, Transaction};
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
+use mongodb::change_stream::ChangeStream;
+use mongodb::change_stream::event::ChangeStreamEvent;
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+
+use crate::pages::PageCache;
 
 /// A stored ticket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +84,8 @@ pub(crate) struct TicketStore {
     outbox: Outbox,
     /// Changes to one ticket from this process take turns instead of conflicting.
     locks: std::sync::Arc<KeyLocks>,
+    /// Pages of the public list; every commit here makes them out of date.
+    pages: std::sync::Arc<PageCache>,
 }
 
 impl TicketStore {
@@ -90,7 +96,31 @@ impl TicketStore {
             orders_seen: db.collection("orders_seen"),
             outbox,
             locks: std::sync::Arc::new(KeyLocks::new(1024)),
+            pages: std::sync::Arc::default(),
         }
+    }
+
+    /// The pages of the public list read through this store.
+    pub(crate) fn pages(&self) -> &std::sync::Arc<PageCache> {
+        &self.pages
+    }
+
+    /// Every change to the tickets collection from now on, whoever makes it (only the kind
+    /// of change is read: the list pages only need to know that something changed).
+    pub(crate) async fn changes(
+        &self,
+    ) -> mongodb::error::Result<ChangeStream<ChangeStreamEvent<Document>>> {
+        self.tickets
+            .clone_with_type::<Document>()
+            .watch()
+            .pipeline([doc! { "$project": { "operationType": 1 } }])
+            .await
+    }
+
+    /// After a commit: the change shows in the next list, and its event goes out.
+    fn committed(&self) {
+        self.pages.invalidate();
+        self.outbox.notify();
     }
 
     pub(crate) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
@@ -134,7 +164,7 @@ impl TicketStore {
                 break;
             }
         }
-        self.outbox.notify();
+        self.committed();
         tracing::info!(ticket_id = %ticket.id, version = 0, "ticket created");
         Ok(ticket)
     }
@@ -208,7 +238,7 @@ impl TicketStore {
                 break result?;
             }
         };
-        self.outbox.notify();
+        self.committed();
         tracing::info!(version = result.version, "ticket updated");
         Ok(result)
     }
@@ -278,7 +308,7 @@ impl TicketStore {
                 break applied;
             }
         };
-        self.outbox.notify();
+        self.committed();
         Ok(applied)
     }
 
@@ -318,7 +348,7 @@ impl TicketStore {
                 break applied;
             }
         };
-        self.outbox.notify();
+        self.committed();
         Ok(applied)
     }
 

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::domain;
+use crate::pages::Page;
 use crate::state::AppState;
 use crate::store::TicketDoc;
 
@@ -137,7 +138,7 @@ async fn create_ticket(
 async fn list_tickets(
     State(state): State<AppState>,
     query: std::result::Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<(HeaderMap, Json<Vec<TicketJson>>)> {
+) -> Result<(HeaderMap, bytes::Bytes)> {
     let Query(query) = query.map_err(|_| ApiError::bad_request("Malformed query string"))?;
     let limit = match query.get("limit") {
         None => DEFAULT_LIMIT,
@@ -159,21 +160,40 @@ async fn list_tickets(
                 .map_err(|_| ApiError::field("after", "after is not a valid cursor"))?,
         ),
     };
-    let page = state.tickets.list_available(limit, after).await?;
+    let store = &state.tickets;
+    let page = store
+        .pages()
+        .get_or_read((limit, after), async {
+            let page = store.list_available(limit, after).await?;
+            let link = page
+                .tickets
+                .last()
+                .filter(|_| page.has_more)
+                .and_then(|last| {
+                    let link = format!(
+                        "</api/tickets?limit={limit}&after={}>; rel=\"next\"",
+                        last.id.to_hex()
+                    );
+                    HeaderValue::from_str(&link).ok()
+                });
+            let tickets: Vec<TicketJson> = page.tickets.into_iter().map(TicketJson::from).collect();
+            let body = serde_json::to_vec(&tickets)
+                .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("serialize page")))?;
+            Ok::<_, ApiError>(Page {
+                body: body.into(),
+                link,
+            })
+        })
+        .await?;
     let mut headers = HeaderMap::new();
-    if let Some(last) = page.tickets.last().filter(|_| page.has_more) {
-        let link = format!(
-            "</api/tickets?limit={limit}&after={}>; rel=\"next\"",
-            last.id.to_hex()
-        );
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            headers.insert(header::LINK, value);
-        }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(link) = page.link {
+        headers.insert(header::LINK, link);
     }
-    Ok((
-        headers,
-        Json(page.tickets.into_iter().map(TicketJson::from).collect()),
-    ))
+    Ok((headers, page.body))
 }
 
 /// One ticket, reserved or not.

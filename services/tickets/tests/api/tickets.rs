@@ -3,9 +3,9 @@
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
-use test_support::fake_user;
+use test_support::{TestApp, TestContext, fake_user};
 
-use crate::helpers::{create_ticket, spawn_app};
+use crate::helpers::{build, create_ticket, spawn_app};
 
 #[tokio::test]
 async fn creating_a_ticket_requires_a_session() {
@@ -226,4 +226,54 @@ async fn bad_paging_parameters_are_400() {
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{query}");
         response.assert_error_shape();
     }
+}
+
+/// The list is served from memory between changes: a change through this replica shows in its
+/// very next list, and one through another replica (or straight in the database) shortly after.
+#[tokio::test]
+async fn the_list_shows_changes_from_this_replica_at_once_and_from_others_soon() {
+    let context = TestContext::new();
+    let this = TestApp::serve(context.clone(), vec![build(&context).await]).await;
+    let other = TestApp::serve(context.clone(), vec![build(&context).await]).await;
+    let user = fake_user();
+    let titles = |body: &serde_json::Value| -> Vec<String> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    for n in 0..3 {
+        // Read twice, so that the page is kept, then change it through the same replica.
+        this.get("/api/tickets", None).await;
+        assert_eq!(titles(&this.get("/api/tickets", None).await.body).len(), n);
+        create_ticket(&this, &user, &format!("mine {n}"), 1.0).await;
+        assert_eq!(
+            titles(&this.get("/api/tickets", None).await.body)[0],
+            format!("mine {n}")
+        );
+    }
+
+    create_ticket(&other, &user, "through the other replica", 1.0).await;
+    this.get_until("/api/tickets", None, "the other replica's ticket", |r| {
+        titles(r).first().map(String::as_str) == Some("through the other replica")
+    })
+    .await;
+
+    let db = context.database("tickets").await;
+    db.collection::<mongodb::bson::Document>("tickets")
+        .update_many(
+            mongodb::bson::doc! {},
+            mongodb::bson::doc! { "$set": { "title": "renamed in the database" } },
+        )
+        .await
+        .unwrap();
+    this.get_until(
+        "/api/tickets",
+        None,
+        "the titles changed in the database",
+        |r| titles(r).iter().all(|t| t == "renamed in the database"),
+    )
+    .await;
 }

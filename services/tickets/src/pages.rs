@@ -1,0 +1,236 @@
+//! Pages of the public ticket list, kept in memory, serialized, until a ticket changes.
+//!
+//! Why: the list is the hottest read and changes far less often than it is read; reading 100
+//! documents from MongoDB and serializing them costs about 20 times more than sending stored
+//! bytes. Every change to the `tickets` collection starts a new generation, and a page is
+//! served only in the generation it was read in:
+//! - this process's own changes move on the generation right after their commit, before the
+//!   response, so a client always sees its own change in the next list;
+//! - other replicas' changes (and anything else writing to the collection) arrive on a MongoDB
+//!   change stream, usually within milliseconds;
+//! - while that change stream is not open (starting, or MongoDB is unreachable), nothing is
+//!   served from memory, so a missed change can never leave a stale page behind.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use mongodb::bson::oid::ObjectId;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::TicketStore;
+
+/// Pages kept at most; a crawler walking every cursor cannot grow the cache past this.
+const MAX_PAGES: usize = 64;
+
+/// Which page: its size and the cursor it continues after.
+pub(crate) type PageKey = (u32, Option<ObjectId>);
+
+/// A page as sent: its JSON body and its `Link` to the next page.
+#[derive(Debug, Clone)]
+pub(crate) struct Page {
+    pub(crate) body: Bytes,
+    pub(crate) link: Option<HeaderValue>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct PageCache {
+    generation: AtomicU64,
+    watching: AtomicBool,
+    pages: RwLock<HashMap<PageKey, (u64, Page)>>,
+}
+
+impl PageCache {
+    /// The page for `key`: from memory when read in the current generation, else from `read`
+    /// (and kept, when no change happened while it was read).
+    pub(crate) async fn get_or_read<E, F>(&self, key: PageKey, read: F) -> Result<Page, E>
+    where
+        F: Future<Output = Result<Page, E>>,
+    {
+        // Read before the database, so that a change committed meanwhile marks this page old.
+        let generation = self.generation.load(Ordering::Acquire);
+        let watching = self.watching.load(Ordering::Acquire);
+        if watching
+            && let Some((at, page)) = self.pages.read().ok().and_then(|p| p.get(&key).cloned())
+            && at == generation
+        {
+            return Ok(page);
+        }
+        let page = read.await?;
+        if watching
+            && self.generation.load(Ordering::Acquire) == generation
+            && let Ok(mut pages) = self.pages.write()
+        {
+            if pages.len() >= MAX_PAGES && !pages.contains_key(&key) {
+                pages.retain(|_, (at, _)| *at == generation);
+                if pages.len() >= MAX_PAGES {
+                    pages.clear();
+                }
+            }
+            pages.insert(key, (generation, page.clone()));
+        }
+        Ok(page)
+    }
+
+    /// Every page read so far is out of date: a ticket changed.
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn set_watching(&self, watching: bool) {
+        self.invalidate();
+        self.watching.store(watching, Ordering::Release);
+        if !watching && let Ok(mut pages) = self.pages.write() {
+            pages.clear();
+        }
+    }
+
+    /// Follows the change stream of the tickets collection until `shutdown`, reopening it
+    /// after errors; pages are served from memory only while it is open.
+    pub(crate) async fn follow_changes(
+        &self,
+        store: &TicketStore,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store.changes().await {
+                Ok(mut changes) => {
+                    self.set_watching(true);
+                    backoff = Duration::from_millis(100);
+                    loop {
+                        tokio::select! {
+                            change = changes.next() => match change {
+                                Some(Ok(_)) => self.invalidate(),
+                                Some(Err(error)) => {
+                                    tracing::warn!(error = %error, "ticket change stream failed");
+                                    break;
+                                }
+                                None => break,
+                            },
+                            () = shutdown.cancelled() => {
+                                self.set_watching(false);
+                                return Ok(());
+                            }
+                        }
+                    }
+                    self.set_watching(false);
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "cannot open the ticket change stream");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return Ok(()),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn page(body: &'static str) -> Page {
+        Page {
+            body: Bytes::from_static(body.as_bytes()),
+            link: None,
+        }
+    }
+
+    async fn get(cache: &PageCache, key: PageKey, body: &'static str) -> Page {
+        cache
+            .get_or_read(key, async { Ok::<_, ()>(page(body)) })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn pages_are_kept_only_while_changes_are_followed_and_none_happened() {
+        let cache = PageCache::default();
+        let key = (100, None);
+        // Not following changes: always read.
+        assert_eq!(get(&cache, key, "a").await.body, "a");
+        assert_eq!(get(&cache, key, "b").await.body, "b");
+
+        cache.set_watching(true);
+        assert_eq!(get(&cache, key, "c").await.body, "c");
+        assert_eq!(get(&cache, key, "d").await.body, "c", "kept");
+        assert_eq!(get(&cache, (10, None), "e").await.body, "e", "another key");
+
+        cache.invalidate();
+        assert_eq!(get(&cache, key, "f").await.body, "f", "a change was seen");
+        assert_eq!(get(&cache, key, "g").await.body, "f");
+
+        cache.set_watching(false);
+        assert_eq!(
+            get(&cache, key, "h").await.body,
+            "h",
+            "changes may be missed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_page_read_while_a_change_happened_is_not_kept() {
+        let cache = PageCache::default();
+        cache.set_watching(true);
+        let read = cache
+            .get_or_read((100, None), async {
+                cache.invalidate();
+                Ok::<_, ()>(page("old"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.body, "old");
+        assert_eq!(get(&cache, (100, None), "new").await.body, "new");
+    }
+
+    #[tokio::test]
+    async fn another_writers_change_arrives_on_the_change_stream() {
+        let context = test_support::TestContext::new();
+        let db = context.database("tickets").await;
+        let store = TicketStore::new(&db, common::events::Outbox::new(&db));
+        let shutdown = CancellationToken::new();
+        let follower = {
+            let (store, shutdown) = (store.clone(), shutdown.clone());
+            tokio::spawn(async move { store.pages().follow_changes(&store, shutdown).await })
+        };
+        let cache = store.pages();
+        test_support::eventually("the change stream is open", WAIT, || async {
+            cache.watching.load(Ordering::Acquire).then_some(())
+        })
+        .await;
+        let before = cache.generation.load(Ordering::Acquire);
+        db.collection::<mongodb::bson::Document>("tickets")
+            .insert_one(mongodb::bson::doc! { "title": "written elsewhere" })
+            .await
+            .unwrap();
+        test_support::eventually("the change is seen", WAIT, || async {
+            (cache.generation.load(Ordering::Acquire) > before).then_some(())
+        })
+        .await;
+        shutdown.cancel();
+        follower.await.unwrap().unwrap();
+        assert!(!cache.watching.load(Ordering::Acquire));
+    }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn the_cache_stays_bounded() {
+        let cache = PageCache::default();
+        cache.set_watching(true);
+        for limit in 1..=(MAX_PAGES as u32 * 3) {
+            get(&cache, (limit, None), "x").await;
+        }
+        assert!(cache.pages.read().unwrap().len() <= MAX_PAGES);
+    }
+}
