@@ -1,12 +1,16 @@
 //! `ticketing lag`: replication lag under a steady write rate — the time from a ticket update's
-//! response until the orders service's replica shows that version.
+//! response until the orders service's replica shows that version (0 when the replica had it
+//! before the writer had its answer).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures::StreamExt as _;
 use indicatif::ProgressBar;
+use mongodb::bson::{Document, doc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -25,6 +29,14 @@ pub struct Args {
     /// How many tickets the updates rotate over.
     #[arg(long, default_value_t = 50)]
     pub tickets: usize,
+    /// The orders service's MongoDB: when given, versions are seen on its replica's change
+    /// stream as they land, instead of by polling the orders API, whose load would add to
+    /// the lag it measures (`cargo xtask up` prints it).
+    #[arg(long, env = "MONGO_URL")]
+    pub mongo_url: Option<String>,
+    /// The orders service's database on `--mongo-url`.
+    #[arg(long, default_value = "orders")]
+    pub orders_db: String,
 }
 
 /// Lag percentiles over every write.
@@ -84,6 +96,7 @@ pub(crate) struct Session {
     http: reqwest::Client,
     base: String,
     cookie: String,
+    replica: Option<ReplicaWatch>,
 }
 
 impl Session {
@@ -95,7 +108,23 @@ impl Session {
             .build()?;
         let base = base.trim_end_matches('/').to_owned();
         let cookie = crate::client::signup(&http, &base, purpose).await?;
-        Ok(Self { http, base, cookie })
+        Ok(Self {
+            http,
+            base,
+            cookie,
+            replica: None,
+        })
+    }
+
+    /// Sees versions land on the replica's change stream in `orders_db` at `mongo_url`
+    /// rather than by polling the orders API.
+    pub(crate) async fn watching_replica(
+        mut self,
+        mongo_url: &str,
+        orders_db: &str,
+    ) -> anyhow::Result<Self> {
+        self.replica = Some(ReplicaWatch::start(mongo_url, orders_db).await?);
+        Ok(self)
     }
 
     async fn replica_version(&self, id: &str) -> anyhow::Result<Option<i64>> {
@@ -114,6 +143,9 @@ impl Session {
     /// Polls the replica until it reaches `version`; returns when it did, or `None` after 5 s.
     async fn visible(&self, id: &str, version: i64) -> Option<Instant> {
         let deadline = Instant::now() + Duration::from_secs(5);
+        if let Some(replica) = &self.replica {
+            return replica.visible(id, version, deadline).await;
+        }
         while Instant::now() < deadline {
             if matches!(self.replica_version(id).await, Ok(Some(v)) if v >= version) {
                 return Some(Instant::now());
@@ -205,9 +237,95 @@ impl Session {
     }
 }
 
+/// When each version of each ticket landed in the orders replica, read from the replica's
+/// change stream: no polling load on the system being measured.
+pub(crate) struct ReplicaWatch {
+    seen: Arc<Seen>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Seen {
+    versions: std::sync::Mutex<HashMap<String, Vec<(i64, Instant)>>>,
+    changed: tokio::sync::Notify,
+}
+
+impl Drop for ReplicaWatch {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+impl ReplicaWatch {
+    async fn start(mongo_url: &str, orders_db: &str) -> anyhow::Result<Self> {
+        let client = mongodb::Client::with_uri_str(mongo_url)
+            .await
+            .context("connect to the orders replica's MongoDB")?;
+        // Inserts carry the version in the document, updates in the changed fields.
+        let version = doc! { "$ifNull": [
+            "$updateDescription.updatedFields.version",
+            "$fullDocument.version",
+        ] };
+        let mut changes = client
+            .database(orders_db)
+            .collection::<Document>("tickets")
+            .watch()
+            .pipeline([doc! { "$project": { "documentKey": 1, "version": version } }])
+            .await
+            .context("watch the orders replica")?
+            .with_type::<Document>();
+        let seen = Arc::new(Seen::default());
+        let follower = tokio::spawn({
+            let seen = Arc::clone(&seen);
+            async move {
+                while let Some(Ok(change)) = changes.next().await {
+                    let at = Instant::now();
+                    let id = change.get_document("documentKey").ok().and_then(|key| {
+                        key.get_object_id("_id").ok().map(|id| id.to_hex())
+                    });
+                    let version = change.get_i64("version").ok();
+                    if let (Some(id), Some(version)) = (id, version)
+                        && let Ok(mut versions) = seen.versions.lock()
+                    {
+                        versions.entry(id).or_default().push((version, at));
+                    }
+                    seen.changed.notify_waiters();
+                }
+            }
+        });
+        Ok(Self { seen, follower })
+    }
+
+    /// When the replica first held `version` (or a later one) of ticket `id`; `None` if not
+    /// by `deadline`.
+    async fn visible(&self, id: &str, version: i64, deadline: Instant) -> Option<Instant> {
+        loop {
+            let changed = self.seen.changed.notified();
+            tokio::pin!(changed);
+            // Registered before looking, so a change in between still wakes us.
+            changed.as_mut().enable();
+            let landed = self.seen.versions.lock().ok().and_then(|versions| {
+                versions
+                    .get(id)?
+                    .iter()
+                    .find(|(v, _)| *v >= version)
+                    .map(|(_, at)| *at)
+            });
+            if landed.is_some() {
+                return landed;
+            }
+            tokio::time::timeout_at(deadline.into(), changed).await.ok()?;
+        }
+    }
+}
+
 /// Runs the measurement against a running stack.
 pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
-    let session = Arc::new(Session::signup(&args.base_url, "lag").await?);
+    let mut session = Session::signup(&args.base_url, "lag").await?;
+    if let Some(mongo_url) = &args.mongo_url {
+        session = session.watching_replica(mongo_url, &args.orders_db).await?;
+    }
+    let session = Arc::new(session);
     let ids = session.seed(args.tickets).await?;
     Ok(session
         .measure(

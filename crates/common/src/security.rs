@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -73,44 +74,40 @@ impl HttpSecurity {
     }
 
     /// Wraps `router` in the CORS layer (when origins are allowed) and the header layers.
-    pub(crate) fn apply(&self, mut router: Router) -> Router {
-        if !self.cors_allowed_origins.is_empty() {
-            router = router.layer(
-                CorsLayer::new()
-                    .allow_origin(AllowOrigin::list(self.cors_allowed_origins.clone()))
-                    .allow_credentials(true)
-                    .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-                    .allow_headers([
-                        header::CONTENT_TYPE,
-                        HeaderName::from_static("x-request-id"),
-                    ])
-                    .expose_headers([header::LINK, HeaderName::from_static("x-request-id")])
-                    .max_age(PREFLIGHT_MAX_AGE),
-            );
-        }
-        let defaults = [
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-            (
-                HeaderName::from_static("cross-origin-opener-policy"),
-                "same-origin",
-            ),
-        ];
-        for (name, value) in defaults {
-            router = router.layer(SetResponseHeaderLayer::if_not_present(
-                name,
-                HeaderValue::from_static(value),
-            ));
-        }
-        if self.hsts {
-            router = router.layer(SetResponseHeaderLayer::if_not_present(
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static(HSTS),
-            ));
-        }
-        router
+    pub(crate) fn apply(&self, router: Router) -> Router {
+        let cors = (!self.cors_allowed_origins.is_empty()).then(|| {
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(self.cors_allowed_origins.clone()))
+                .allow_credentials(true)
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("x-request-id"),
+                ])
+                .expose_headers([header::LINK, HeaderName::from_static("x-request-id")])
+                .max_age(PREFLIGHT_MAX_AGE)
+        });
+        let default = |name: HeaderName, value: &'static str| {
+            SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+        };
+        // One layer for the router: each `Router::layer` call boxes every route once more,
+        // which costs an allocation per request.
+        router.layer(
+            ServiceBuilder::new()
+                .option_layer(self.hsts.then(|| default(header::STRICT_TRANSPORT_SECURITY, HSTS)))
+                .layer(default(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(default(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(default(
+                    header::REFERRER_POLICY,
+                    "strict-origin-when-cross-origin",
+                ))
+                .layer(default(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+                .layer(default(
+                    HeaderName::from_static("cross-origin-opener-policy"),
+                    "same-origin",
+                ))
+                .option_layer(cors),
+        )
     }
 }
 

@@ -171,11 +171,13 @@ impl Server {
                 anyhow::ensure!(fallback.is_none(), "two services bring a fallback");
                 fallback = Some(own);
             }
+            // One semaphore for all the service's routes (the global layer shares it).
             router = router.merge(
-                service
-                    .router
-                    .layer(axum::middleware::from_fn(detached))
-                    .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
+                service.router.layer(
+                    tower::ServiceBuilder::new()
+                        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+                        .layer(axum::middleware::from_fn(detached)),
+                ),
             );
             watched.push((service.name, service.metrics));
             checks.extend(service.checks);
@@ -291,55 +293,61 @@ impl Server {
 /// headers and CORS (see [`HttpSecurity`]), panic guard, body limit, and the error-shaped 405
 /// fallback (the 404 fallback is the server's: JSON, or the client's page).
 pub fn with_common_layers(router: Router, security: &HttpSecurity) -> Router {
+    // Each `Router::layer` call boxes every route once more (an allocation and a clone per
+    // request), so the layers go on in as few calls as possible.
     let router = router
         .method_not_allowed_fallback(crate::json::method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(CatchPanicLayer::custom(
-            |_panic: Box<dyn std::any::Any + Send>| {
-                tracing::error!("handler panicked");
-                crate::error::error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                )
-            },
-        ));
-    security
-        .apply(router)
         .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<axum::body::Body>| {
-                    let request_id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    let span = tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id,
-                        trace_id = tracing::field::Empty,
-                    );
-                    crate::telemetry::continue_trace(
-                        &span,
-                        &crate::telemetry::HttpHeaders(request.headers()),
-                    );
-                    span
-                })
-                .on_response(
-                    |response: &Response<axum::body::Body>,
-                     latency: Duration,
-                     _span: &tracing::Span| {
-                        tracing::debug!(
-                            status = response.status().as_u16(),
-                            latency_us = latency.as_micros() as u64,
-                            "response"
-                        );
+            tower::ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(
+                    |_panic: Box<dyn std::any::Any + Send>| {
+                        tracing::error!("handler panicked");
+                        crate::error::error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Something went wrong",
+                        )
                     },
-                ),
-        )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(SequentialRequestIds))
+                ))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
+        );
+    security.apply(router).layer(
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(SequentialRequestIds))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<axum::body::Body>| {
+                        let request_id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        let span = tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id,
+                            trace_id = tracing::field::Empty,
+                        );
+                        crate::telemetry::continue_trace(
+                            &span,
+                            &crate::telemetry::HttpHeaders(request.headers()),
+                        );
+                        span
+                    })
+                    .on_response(
+                        |response: &Response<axum::body::Body>,
+                         latency: Duration,
+                         _span: &tracing::Span| {
+                            tracing::debug!(
+                                status = response.status().as_u16(),
+                                latency_us = latency.as_micros() as u64,
+                                "response"
+                            );
+                        },
+                    ),
+            ),
+    )
 }
 
 /// Runs the rest of the request on a task of its own, so that a client hanging up does not

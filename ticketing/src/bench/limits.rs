@@ -34,6 +34,8 @@ pub(crate) const MONGO_INSERT: &str = "mongo-insert";
 pub(crate) const MONGO_FIND: &str = "mongo-find-one";
 /// Name of the JetStream publish limit.
 pub(crate) const JETSTREAM_PUBLISH: &str = "jetstream-publish";
+/// Name of the insert-then-publish limit: the least one write with its event costs.
+pub(crate) const INSERT_PUBLISH: &str = "mongo-insert+publish";
 /// Name of the argon2id limit.
 pub(crate) const ARGON2_VERIFY: &str = "argon2-verify";
 
@@ -65,17 +67,22 @@ struct InsertWorker {
     n: u64,
 }
 
+impl InsertWorker {
+    async fn insert(&mut self) -> Result<(), String> {
+        self.n += 1;
+        self.collection
+            .insert_one(ticket_document(self.n))
+            .await
+            .map(drop)
+            .map_err(|e| format!("mongodb: {}", short(e)))
+    }
+}
+
 impl Worker for InsertWorker {
     async fn step(&mut self, recorder: &mut Recorder) {
-        self.n += 1;
         let sent = Instant::now();
-        let result = self.collection.insert_one(ticket_document(self.n)).await;
-        recorder.record(
-            sent,
-            result
-                .map(drop)
-                .map_err(|e| format!("mongodb: {}", short(e))),
-        );
+        let outcome = self.insert().await;
+        recorder.record(sent, outcome);
     }
 }
 
@@ -109,9 +116,7 @@ pub(crate) async fn mongo(
     timing: Timing,
     bars: impl Fn(&str) -> ProgressBar,
 ) -> anyhow::Result<(Measured, Measured)> {
-    let client = mongodb::Client::with_uri_str(url)
-        .await
-        .context("connect to MONGO_URL")?;
+    let client = connect_mongo(url).await?;
     let database = client.database(&throwaway());
     let result = async {
         let collection = database.collection::<Document>("tickets");
@@ -167,16 +172,15 @@ struct PublishWorker {
     payload: Bytes,
 }
 
-impl Worker for PublishWorker {
-    async fn step(&mut self, recorder: &mut Recorder) {
+impl PublishWorker {
+    async fn publish(&mut self) -> Result<(), String> {
         self.n += 1;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             "Nats-Msg-Id",
             format!("{}-{}", self.prefix, self.n).as_str(),
         );
-        let sent = Instant::now();
-        let outcome = match self
+        match self
             .jetstream
             .publish_with_headers(self.subject.clone(), headers, self.payload.clone())
             .await
@@ -186,6 +190,31 @@ impl Worker for PublishWorker {
                 .map(drop)
                 .map_err(|e| format!("ack: {}", short(e))),
             Err(error) => Err(format!("publish: {}", short(error))),
+        }
+    }
+}
+
+impl Worker for PublishWorker {
+    async fn step(&mut self, recorder: &mut Recorder) {
+        let sent = Instant::now();
+        let outcome = self.publish().await;
+        recorder.record(sent, outcome);
+    }
+}
+
+/// An insert, then the publish of its event once it is stored: what a write and its event
+/// cost at the least, without a transaction or an outbox.
+struct InsertPublishWorker {
+    insert: InsertWorker,
+    publish: PublishWorker,
+}
+
+impl Worker for InsertPublishWorker {
+    async fn step(&mut self, recorder: &mut Recorder) {
+        let sent = Instant::now();
+        let outcome = match self.insert.insert().await {
+            Ok(()) => self.publish.publish().await,
+            Err(error) => Err(error),
         };
         recorder.record(sent, outcome);
     }
@@ -199,29 +228,8 @@ pub(crate) async fn jetstream_publish(
     timing: Timing,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
-    let client = async_nats::connect(url)
-        .await
-        .with_context(|| format!("connect to nats at {url}"))?;
-    let context = jetstream::new(client);
-    let name = throwaway();
-    context
-        .create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{name}.>")],
-            storage: stream::StorageType::File,
-            duplicate_window: common::events::bus::DUPLICATE_WINDOW,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("create stream {name}"))?;
-    // About the size of a ticket event.
-    let payload = Bytes::from(
-        json!({
-            "id": ObjectId::new().to_hex(), "version": 1, "title": "bench limit",
-            "price": 10.0, "userId": ObjectId::new().to_hex(),
-        })
-        .to_string(),
-    );
+    let (context, name) = throwaway_stream(url).await?;
+    let payload = event_payload();
     let workers = (0..clients)
         .map(|i| PublishWorker {
             jetstream: context.clone(),
@@ -237,6 +245,89 @@ pub(crate) async fn jetstream_publish(
         .await
         .with_context(|| format!("delete stream {name}"))?;
     Ok(measured)
+}
+
+/// `mongo-insert+publish`: each client inserts a ticket-sized document, then publishes an
+/// event-sized message and awaits its ack; the database and stream are throwaway.
+pub(crate) async fn insert_publish(
+    mongo_url: &str,
+    nats_url: &str,
+    clients: usize,
+    timing: Timing,
+    bar: &ProgressBar,
+) -> anyhow::Result<Measured> {
+    let client = connect_mongo(mongo_url).await?;
+    let database = client.database(&format!("{}_publish", throwaway()));
+    let (context, name) = throwaway_stream(nats_url).await?;
+    let payload = event_payload();
+    let collection = database.collection::<Document>("tickets");
+    let workers = (0..clients)
+        .map(|i| InsertPublishWorker {
+            insert: InsertWorker {
+                collection: collection.clone(),
+                n: (i as u64) << 40,
+            },
+            publish: PublishWorker {
+                jetstream: context.clone(),
+                subject: format!("{name}.events.ticket.created"),
+                prefix: format!("{i}"),
+                n: 0,
+                payload: payload.clone(),
+            },
+        })
+        .collect();
+    let measured = closed_loop(workers, timing, bar).await;
+    context
+        .delete_stream(&name)
+        .await
+        .with_context(|| format!("delete stream {name}"))?;
+    database
+        .drop()
+        .await
+        .context("drop the throwaway database")?;
+    Ok(measured)
+}
+
+/// A client with the services' own pool size ([`common::mongo::POOL_SIZE`]), so that the
+/// limit is not the driver's default pool of 10.
+async fn connect_mongo(url: &str) -> anyhow::Result<mongodb::Client> {
+    let mut options = mongodb::options::ClientOptions::parse(url)
+        .await
+        .context("parse MONGO_URL")?;
+    options.max_pool_size = Some(common::mongo::POOL_SIZE);
+    mongodb::Client::with_options(options).context("connect to MONGO_URL")
+}
+
+/// A throwaway stream configured like the event stream (file storage, a duplicate window,
+/// message ids) on the NATS at `url`, and its name.
+async fn throwaway_stream(url: &str) -> anyhow::Result<(jetstream::Context, String)> {
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("connect to nats at {url}"))?;
+    let context = jetstream::new(client);
+    let name = throwaway();
+    context
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{name}.>")],
+            storage: stream::StorageType::File,
+            duplicate_window: common::events::bus::DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("create stream {name}"))?;
+    Ok((context, name))
+}
+
+/// About the size of a ticket event.
+fn event_payload() -> Bytes {
+    Bytes::from(
+        json!({
+            "id": ObjectId::new().to_hex(), "version": 1, "title": "bench limit",
+            "price": 10.0, "userId": ObjectId::new().to_hex(),
+        })
+        .to_string(),
+    )
 }
 
 struct VerifyWorker {

@@ -110,19 +110,25 @@ pub async fn apply(
 /// previous version (or, for version 0, inserted it or found it): nothing left to do. False
 /// means some change did not apply (a duplicate, or a version from the future); the caller
 /// then applies them one by one with [`apply`], which finds the ones applied here stale.
+///
+/// Each change must carry the record's whole state (as every event of ours does): consecutive
+/// versions of one record are written as one update, from the first one's predecessor
+/// straight to the last one's state, which is what a backlog of many changes to few records
+/// needs.
 pub async fn apply_all(
     replica: &Collection<Document>,
     changes: Vec<(Bson, i64, Document)>,
 ) -> mongodb::error::Result<bool> {
-    let count = changes.len();
-    let updates: Vec<Document> = changes
+    let runs = coalesce(changes);
+    let count = runs.len();
+    let updates: Vec<Document> = runs
         .into_iter()
-        .map(|(id, version, mut fields)| {
-            fields.insert("version", version);
-            if version == 0 {
+        .map(|Run { id, from, to, mut fields }| {
+            fields.insert("version", to);
+            if from == 0 {
                 doc! { "q": { "_id": id }, "u": { "$setOnInsert": fields }, "upsert": true }
             } else {
-                doc! { "q": { "_id": id, "version": version - 1 }, "u": { "$set": fields } }
+                doc! { "q": { "_id": id, "version": from - 1 }, "u": { "$set": fields } }
             }
         })
         .collect();
@@ -140,4 +146,100 @@ pub async fn apply_all(
         .get_i32("n")
         .map_or(0, |n| usize::try_from(n).unwrap_or(0));
     Ok(matched == count && !reply.contains_key("writeErrors"))
+}
+
+/// Consecutive versions `from..=to` of one record, ending in `fields`.
+#[derive(Debug, PartialEq)]
+struct Run {
+    id: Bson,
+    from: i64,
+    to: i64,
+    fields: Document,
+}
+
+/// Joins each change to the run of its record's previous version, when that run is the
+/// record's latest in `changes`. A version 0 stays alone: it inserts only when the record is
+/// missing, so a later version joined to it would be lost when the record already exists.
+fn coalesce(changes: Vec<(Bson, i64, Document)>) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::with_capacity(changes.len());
+    let mut latest: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::with_capacity(changes.len());
+    for (id, version, fields) in changes {
+        let key = id.to_string();
+        if let Some(run) = latest.get(&key).map(|&i| &mut runs[i])
+            && run.from > 0
+            && run.to + 1 == version
+        {
+            run.to = version;
+            run.fields = fields;
+            continue;
+        }
+        latest.insert(key, runs.len());
+        runs.push(Run {
+            id,
+            from: version,
+            to: version,
+            fields,
+        });
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(id: &str, version: i64) -> (Bson, i64, Document) {
+        (
+            Bson::String(id.to_owned()),
+            version,
+            doc! { "title": format!("{id}{version}") },
+        )
+    }
+
+    fn run(id: &str, from: i64, to: i64) -> Run {
+        Run {
+            id: Bson::String(id.to_owned()),
+            from,
+            to,
+            fields: doc! { "title": format!("{id}{to}") },
+        }
+    }
+
+    #[test]
+    fn consecutive_versions_of_a_record_become_one_write_of_the_last_state() {
+        let changes = vec![
+            change("a", 3),
+            change("b", 7),
+            change("a", 4),
+            change("a", 5),
+            change("b", 8),
+        ];
+        assert_eq!(coalesce(changes), vec![run("a", 3, 5), run("b", 7, 8)]);
+    }
+
+    #[test]
+    fn gaps_duplicates_and_creations_stay_separate_writes() {
+        let changes = vec![
+            change("a", 0),
+            change("a", 1),
+            change("a", 2),
+            change("b", 4),
+            change("b", 6),
+            change("c", 2),
+            change("c", 2),
+            change("c", 3),
+        ];
+        assert_eq!(
+            coalesce(changes),
+            vec![
+                run("a", 0, 0),
+                run("a", 1, 2),
+                run("b", 4, 4),
+                run("b", 6, 6),
+                run("c", 2, 2),
+                run("c", 2, 3),
+            ]
+        );
+    }
 }
