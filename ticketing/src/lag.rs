@@ -280,9 +280,10 @@ impl ReplicaWatch {
             async move {
                 while let Some(Ok(change)) = changes.next().await {
                     let at = Instant::now();
-                    let id = change.get_document("documentKey").ok().and_then(|key| {
-                        key.get_object_id("_id").ok().map(|id| id.to_hex())
-                    });
+                    let id = change
+                        .get_document("documentKey")
+                        .ok()
+                        .and_then(|key| key.get_object_id("_id").ok().map(|id| id.to_hex()));
                     let version = change.get_i64("version").ok();
                     if let (Some(id), Some(version)) = (id, version)
                         && let Ok(mut versions) = seen.versions.lock()
@@ -314,7 +315,9 @@ impl ReplicaWatch {
             if landed.is_some() {
                 return landed;
             }
-            tokio::time::timeout_at(deadline.into(), changed).await.ok()?;
+            tokio::time::timeout_at(deadline.into(), changed)
+                .await
+                .ok()?;
         }
     }
 }

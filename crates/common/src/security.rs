@@ -94,14 +94,20 @@ impl HttpSecurity {
         // which costs an allocation per request.
         router.layer(
             ServiceBuilder::new()
-                .option_layer(self.hsts.then(|| default(header::STRICT_TRANSPORT_SECURITY, HSTS)))
+                .option_layer(
+                    self.hsts
+                        .then(|| default(header::STRICT_TRANSPORT_SECURITY, HSTS)),
+                )
                 .layer(default(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                 .layer(default(header::X_FRAME_OPTIONS, "DENY"))
                 .layer(default(
                     header::REFERRER_POLICY,
                     "strict-origin-when-cross-origin",
                 ))
-                .layer(default(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+                .layer(default(
+                    header::CONTENT_SECURITY_POLICY,
+                    CONTENT_SECURITY_POLICY,
+                ))
                 .layer(default(
                     HeaderName::from_static("cross-origin-opener-policy"),
                     "same-origin",

@@ -175,7 +175,9 @@ impl Server {
             router = router.merge(
                 service.router.layer(
                     tower::ServiceBuilder::new()
-                        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+                        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                            MAX_IN_FLIGHT,
+                        ))
                         .layer(axum::middleware::from_fn(detached)),
                 ),
             );

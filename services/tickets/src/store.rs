@@ -11,7 +11,7 @@ use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::ChangeStreamEvent;
-use mongodb::options::IndexOptions;
+use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
@@ -209,27 +209,34 @@ impl TicketStore {
         let result = loop {
             let result = async {
                 let session = tx.session();
-                let Some(current) = self
+                // The rules are in the filter, so the usual case is one round trip; the
+                // reason for a refusal is read only when there is one.
+                let updated = self
                     .tickets
-                    .find_one(doc! { "_id": id })
+                    .find_one_and_update(
+                        doc! { "_id": id, "userId": user_id, "orderId": null },
+                        doc! {
+                            "$set": { "title": &title, "price": price },
+                            "$inc": { "version": 1_i64 },
+                        },
+                    )
+                    .return_document(ReturnDocument::After)
                     .session(&mut *session)
-                    .await?
-                else {
-                    return Ok(Err(StoreError::NotFound));
+                    .await?;
+                let Some(updated) = updated else {
+                    let current = self
+                        .tickets
+                        .find_one(doc! { "_id": id })
+                        .session(&mut *session)
+                        .await?;
+                    return Ok(Err(match current {
+                        None => StoreError::NotFound,
+                        Some(ticket) if ticket.user_id != user_id => StoreError::NotOwner,
+                        Some(_) => StoreError::Reserved,
+                    }));
                 };
-                if current.user_id != user_id {
-                    return Ok(Err(StoreError::NotOwner));
-                }
-                if current.order_id.is_some() {
-                    return Ok(Err(StoreError::Reserved));
-                }
-                let updated = TicketDoc {
-                    title: title.clone(),
-                    price,
-                    version: current.version + 1,
-                    ..current
-                };
-                self.write_version(session, &updated, current.version)
+                self.outbox
+                    .record(session, &TicketUpdated(updated.event_data()))
                     .await?;
                 Ok(Ok(updated))
             }

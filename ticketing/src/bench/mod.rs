@@ -145,6 +145,9 @@ pub struct Args {
     /// The stack's event namespace.
     #[arg(long, env = "EVENT_NAMESPACE", default_value = "ticketing")]
     pub event_namespace: String,
+    /// The orders service's database on `--mongo-url`, whose replica the lag scenario watches.
+    #[arg(long, default_value = "orders")]
+    pub orders_db: String,
     /// Where to write the JSON results [default: bench-results/<start time>.json].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -169,6 +172,7 @@ impl Args {
             mongo_url: None,
             nats_url: None,
             event_namespace: "ticketing".to_owned(),
+            orders_db: "orders".to_owned(),
             out: None,
             compare: None,
         }
@@ -387,7 +391,7 @@ async fn lag(args: &Args, progress: bool) -> anyhow::Result<Row> {
     // With the stack's MongoDB known, versions are seen landing on the replica's change
     // stream; otherwise the orders API is polled, which adds load of its own.
     if let Some(mongo_url) = &args.mongo_url {
-        session = session.watching_replica(mongo_url, "orders").await?;
+        session = session.watching_replica(mongo_url, &args.orders_db).await?;
     }
     let session = std::sync::Arc::new(session);
     let ids = session.seed(50).await?;

@@ -18,6 +18,7 @@ async fn a_short_bench_runs_every_scenario_and_limit_without_errors() {
         mongo_url: Some(app.context.mongo_url.clone()),
         nats_url: Some(app.context.nats_url.clone()),
         event_namespace: app.context.namespace.clone(),
+        orders_db: format!("{}_orders", app.context.namespace),
         out: Some(out.clone()),
         ..bench::Args::new(app.address.clone())
     };
@@ -27,7 +28,7 @@ async fn a_short_bench_runs_every_scenario_and_limit_without_errors() {
 
     let names: Vec<&str> = results.scenarios.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, Scenario::ALL.map(Scenario::name));
-    assert_eq!(results.limits.len(), 5, "{table}");
+    assert_eq!(results.limits.len(), 6, "{table}");
     for row in results.scenarios.iter().chain(&results.limits) {
         assert!(row.requests > 0, "{} sent no request\n{table}", row.name);
         assert_eq!(row.errors, 0, "{} had errors\n{table}", row.name);

@@ -27,9 +27,9 @@ pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// lanes by record id).
 pub const LANES: usize = 32;
 /// Messages waiting in one lane; a full lane holds up the pull, which bounds what is in hand.
-const LANE_DEPTH: usize = 64;
+const LANE_DEPTH: usize = 256;
 /// Most events of one lane offered to [`Handler::handle_all`] at once.
-const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 256;
 /// Messages asked for per pull request.
 const PULL_BATCH: usize = 1_000;
 

@@ -123,14 +123,21 @@ pub async fn apply_all(
     let count = runs.len();
     let updates: Vec<Document> = runs
         .into_iter()
-        .map(|Run { id, from, to, mut fields }| {
-            fields.insert("version", to);
-            if from == 0 {
-                doc! { "q": { "_id": id }, "u": { "$setOnInsert": fields }, "upsert": true }
-            } else {
-                doc! { "q": { "_id": id, "version": from - 1 }, "u": { "$set": fields } }
-            }
-        })
+        .map(
+            |Run {
+                 id,
+                 from,
+                 to,
+                 mut fields,
+             }| {
+                fields.insert("version", to);
+                if from == 0 {
+                    doc! { "q": { "_id": id }, "u": { "$setOnInsert": fields }, "upsert": true }
+                } else {
+                    doc! { "q": { "_id": id, "version": from - 1 }, "u": { "$set": fields } }
+                }
+            },
+        )
         .collect();
     let reply = replica
         .client()
