@@ -116,6 +116,15 @@ impl Session {
         })
     }
 
+    /// Fails when the replica's change stream ended during the measurement, which would
+    /// report writes as never visible.
+    pub(crate) fn check_watch(&self) -> anyhow::Result<()> {
+        match self.replica.as_ref().and_then(ReplicaWatch::ended) {
+            Some(why) => anyhow::bail!("the orders replica's change stream ended: {why}"),
+            None => Ok(()),
+        }
+    }
+
     /// Sees versions land on the replica's change stream in `orders_db` at `mongo_url`
     /// rather than by polling the orders API.
     pub(crate) async fn watching_replica(
@@ -246,8 +255,16 @@ pub(crate) struct ReplicaWatch {
 
 #[derive(Default)]
 struct Seen {
-    versions: std::sync::Mutex<HashMap<String, Vec<(i64, Instant)>>>,
-    changed: tokio::sync::Notify,
+    tickets: std::sync::Mutex<HashMap<String, Landed>>,
+    /// Why the change stream ended, if it did: every later lag would be wrong.
+    ended: std::sync::Mutex<Option<String>>,
+}
+
+/// One ticket's versions as they landed, and its waiters' wake-up.
+#[derive(Default)]
+struct Landed {
+    versions: Vec<(i64, Instant)>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for ReplicaWatch {
@@ -278,44 +295,81 @@ impl ReplicaWatch {
         let follower = tokio::spawn({
             let seen = Arc::clone(&seen);
             async move {
-                while let Some(Ok(change)) = changes.next().await {
+                let why = loop {
+                    let change = match changes.next().await {
+                        Some(Ok(change)) => change,
+                        Some(Err(error)) => break error.to_string(),
+                        None => break "closed by the server".to_owned(),
+                    };
                     let at = Instant::now();
                     let id = change
                         .get_document("documentKey")
                         .ok()
-                        .and_then(|key| key.get_object_id("_id").ok().map(|id| id.to_hex()));
+                        .and_then(|key| key.get_object_id("_id").ok());
                     let version = change.get_i64("version").ok();
                     if let (Some(id), Some(version)) = (id, version)
-                        && let Ok(mut versions) = seen.versions.lock()
+                        && let Ok(mut tickets) = seen.tickets.lock()
                     {
-                        versions.entry(id).or_default().push((version, at));
+                        let landed = tickets.entry(id.to_hex()).or_default();
+                        landed.versions.push((version, at));
+                        landed.changed.notify_waiters();
                     }
-                    seen.changed.notify_waiters();
+                };
+                if let Ok(mut ended) = seen.ended.lock() {
+                    *ended = Some(why);
+                }
+                // Waiters give up at once rather than at their deadline.
+                if let Ok(tickets) = seen.tickets.lock() {
+                    for landed in tickets.values() {
+                        landed.changed.notify_waiters();
+                    }
                 }
             }
         });
         Ok(Self { seen, follower })
     }
 
+    /// Why the change stream ended, if it did (the lags measured after that are not real).
+    fn ended(&self) -> Option<String> {
+        self.seen.ended.lock().ok().and_then(|ended| ended.clone())
+    }
+
     /// When the replica first held `version` (or a later one) of ticket `id`; `None` if not
-    /// by `deadline`.
+    /// by `deadline`, or if the change stream ended.
     async fn visible(&self, id: &str, version: i64, deadline: Instant) -> Option<Instant> {
         loop {
-            let changed = self.seen.changed.notified();
-            tokio::pin!(changed);
-            // Registered before looking, so a change in between still wakes us.
-            changed.as_mut().enable();
-            let landed = self.seen.versions.lock().ok().and_then(|versions| {
-                versions
+            let (landed, changed) = {
+                let mut tickets = self.seen.tickets.lock().ok()?;
+                let ticket = tickets.entry(id.to_owned()).or_default();
+                let landed = ticket
+                    .versions
+                    .iter()
+                    .find(|(v, _)| *v >= version)
+                    .map(|(_, at)| *at);
+                (landed, Arc::clone(&ticket.changed))
+            };
+            if landed.is_some() {
+                return landed;
+            }
+            if self.ended().is_some() {
+                return None;
+            }
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            // Registered, then looked again: a change in between still wakes us.
+            notified.as_mut().enable();
+            let landed_meanwhile = self.seen.tickets.lock().ok().and_then(|tickets| {
+                tickets
                     .get(id)?
+                    .versions
                     .iter()
                     .find(|(v, _)| *v >= version)
                     .map(|(_, at)| *at)
             });
-            if landed.is_some() {
-                return landed;
+            if landed_meanwhile.is_some() {
+                return landed_meanwhile;
             }
-            tokio::time::timeout_at(deadline.into(), changed)
+            tokio::time::timeout_at(deadline.into(), notified)
                 .await
                 .ok()?;
         }
@@ -330,12 +384,14 @@ pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
     }
     let session = Arc::new(session);
     let ids = session.seed(args.tickets).await?;
-    Ok(session
+    let report = session
         .measure(
             &ids,
             args.rate,
             Duration::from_secs(args.duration),
             &ProgressBar::hidden(),
         )
-        .await)
+        .await;
+    session.check_watch()?;
+    Ok(report)
 }

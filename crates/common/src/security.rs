@@ -98,20 +98,20 @@ impl HttpSecurity {
                     self.hsts
                         .then(|| default(header::STRICT_TRANSPORT_SECURITY, HSTS)),
                 )
-                .layer(default(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .layer(default(header::X_FRAME_OPTIONS, "DENY"))
                 .layer(default(
-                    header::REFERRER_POLICY,
-                    "strict-origin-when-cross-origin",
+                    HeaderName::from_static("cross-origin-opener-policy"),
+                    "same-origin",
                 ))
                 .layer(default(
                     header::CONTENT_SECURITY_POLICY,
                     CONTENT_SECURITY_POLICY,
                 ))
                 .layer(default(
-                    HeaderName::from_static("cross-origin-opener-policy"),
-                    "same-origin",
+                    header::REFERRER_POLICY,
+                    "strict-origin-when-cross-origin",
                 ))
+                .layer(default(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(default(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                 .option_layer(cors),
         )
     }

@@ -1,24 +1,25 @@
 //! Pages of the public ticket list, kept in memory, serialized, until a ticket changes.
 //!
 //! Why: the list is the hottest read and changes far less often than it is read; reading 100
-//! documents from MongoDB and serializing them costs about 20 times more than sending stored
-//! bytes. Every change to the `tickets` collection starts a new generation, and a page is
-//! served only in the generation it was read in:
+//! documents from MongoDB and serializing them costs far more than sending stored bytes.
+//! Every change to the `tickets` collection starts a new generation, and a page is served
+//! only in the generation it was read in:
 //! - this process's own changes move on the generation right after their commit, before the
-//!   response, so a client always sees its own change in the next list;
+//!   response, so a list served by the replica that made a change always shows it;
 //! - other replicas' changes (and anything else writing to the collection) arrive on a MongoDB
-//!   change stream, usually within milliseconds;
-//! - while that change stream is not open (starting, or MongoDB is unreachable), nothing is
-//!   served from memory, so a missed change can never leave a stale page behind.
+//!   change stream, usually within milliseconds: a client whose next list lands on another
+//!   replica may see the page from before its change for that long;
+//! - while that change stream is not open (starting, MongoDB unreachable, or no answer from
+//!   it for [`STALL`]), nothing is served from memory, so a missed change can never leave a
+//!   stale page behind.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
-use futures::StreamExt as _;
 use mongodb::bson::oid::ObjectId;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +27,11 @@ use crate::store::TicketStore;
 
 /// Pages kept at most; a crawler walking every cursor cannot grow the cache past this.
 const MAX_PAGES: usize = 64;
+/// The change stream answers at least every second (its getMore's await time) even when
+/// nothing changes; this long without an answer means it is stuck, and is treated as closed.
+const STALL: Duration = Duration::from_secs(10);
+/// A change stream open at least this long had recovered; the reopening delay starts over.
+const HEALTHY: Duration = Duration::from_secs(5);
 
 /// Which page: its size and the cursor it continues after.
 pub(crate) type PageKey = (u32, Option<ObjectId>);
@@ -39,58 +45,68 @@ pub(crate) struct Page {
 
 #[derive(Debug, Default)]
 pub(crate) struct PageCache {
-    generation: AtomicU64,
-    watching: AtomicBool,
+    /// The generation (upper bits) and whether changes are followed (lowest bit), in one
+    /// word so that a reader sees both from the same moment.
+    state: AtomicU64,
     pages: RwLock<HashMap<PageKey, (u64, Page)>>,
 }
 
+const WATCHING: u64 = 1;
+const GENERATION: u64 = 2;
+
 impl PageCache {
     /// The page for `key`: from memory when read in the current generation, else from `read`
-    /// (and kept, when no change happened while it was read).
+    /// (and kept, when nothing changed while it was read).
     pub(crate) async fn get_or_read<E, F>(&self, key: PageKey, read: F) -> Result<Page, E>
     where
         F: Future<Output = Result<Page, E>>,
     {
         // Read before the database, so that a change committed meanwhile marks this page old.
-        let generation = self.generation.load(Ordering::Acquire);
-        let watching = self.watching.load(Ordering::Acquire);
+        let state = self.state.load(Ordering::Acquire);
+        let watching = state & WATCHING != 0;
         if watching
             && let Some((at, page)) = self.pages.read().ok().and_then(|p| p.get(&key).cloned())
-            && at == generation
+            && at == state
         {
             return Ok(page);
         }
         let page = read.await?;
-        if watching
-            && self.generation.load(Ordering::Acquire) == generation
-            && let Ok(mut pages) = self.pages.write()
-        {
-            if pages.len() >= MAX_PAGES && !pages.contains_key(&key) {
-                pages.retain(|_, (at, _)| *at == generation);
-                if pages.len() >= MAX_PAGES {
-                    pages.clear();
+        if watching && let Ok(mut pages) = self.pages.write() {
+            // Checked under the lock that `follow` clears the pages under.
+            if self.state.load(Ordering::Acquire) == state {
+                if pages.len() >= MAX_PAGES && !pages.contains_key(&key) {
+                    pages.retain(|_, (at, _)| *at == state);
+                    if pages.len() >= MAX_PAGES {
+                        pages.clear();
+                    }
                 }
+                pages.insert(key, (state, page.clone()));
             }
-            pages.insert(key, (generation, page.clone()));
         }
         Ok(page)
     }
 
     /// Every page read so far is out of date: a ticket changed.
     pub(crate) fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.state.fetch_add(GENERATION, Ordering::AcqRel);
     }
 
-    fn set_watching(&self, watching: bool) {
-        self.invalidate();
-        self.watching.store(watching, Ordering::Release);
-        if !watching && let Ok(mut pages) = self.pages.write() {
-            pages.clear();
-        }
+    /// Starts or stops serving from memory; either way a new generation.
+    fn follow(&self, watching: bool) {
+        let mut pages = self
+            .pages
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                Some(((state & !WATCHING) + GENERATION) | u64::from(watching))
+            });
+        pages.clear();
     }
 
     /// Follows the change stream of the tickets collection until `shutdown`, reopening it
-    /// after errors; pages are served from memory only while it is open.
+    /// after errors; pages are served from memory only while it is open and answering.
     pub(crate) async fn follow_changes(
         &self,
         store: &TicketStore,
@@ -100,25 +116,34 @@ impl PageCache {
         loop {
             match store.changes().await {
                 Ok(mut changes) => {
-                    self.set_watching(true);
-                    backoff = Duration::from_millis(100);
+                    self.follow(true);
+                    let opened = Instant::now();
                     loop {
                         tokio::select! {
-                            change = changes.next() => match change {
-                                Some(Ok(_)) => self.invalidate(),
-                                Some(Err(error)) => {
+                            // One answer per getMore, changes or not, so a silent stream shows.
+                            answer = tokio::time::timeout(STALL, changes.next_if_any()) => match answer {
+                                Ok(Ok(Some(_))) => self.invalidate(),
+                                Ok(Ok(None)) if changes.is_alive() => {}
+                                Ok(Ok(None)) => break,
+                                Ok(Err(error)) => {
                                     tracing::warn!(error = %error, "ticket change stream failed");
                                     break;
                                 }
-                                None => break,
+                                Err(_) => {
+                                    tracing::warn!(stall_s = STALL.as_secs(), "ticket change stream stopped answering");
+                                    break;
+                                }
                             },
                             () = shutdown.cancelled() => {
-                                self.set_watching(false);
+                                self.follow(false);
                                 return Ok(());
                             }
                         }
                     }
-                    self.set_watching(false);
+                    self.follow(false);
+                    if opened.elapsed() >= HEALTHY {
+                        backoff = Duration::from_millis(100);
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "cannot open the ticket change stream");
@@ -161,7 +186,7 @@ mod tests {
         assert_eq!(get(&cache, key, "a").await.body, "a");
         assert_eq!(get(&cache, key, "b").await.body, "b");
 
-        cache.set_watching(true);
+        cache.follow(true);
         assert_eq!(get(&cache, key, "c").await.body, "c");
         assert_eq!(get(&cache, key, "d").await.body, "c", "kept");
         assert_eq!(get(&cache, (10, None), "e").await.body, "e", "another key");
@@ -170,7 +195,7 @@ mod tests {
         assert_eq!(get(&cache, key, "f").await.body, "f", "a change was seen");
         assert_eq!(get(&cache, key, "g").await.body, "f");
 
-        cache.set_watching(false);
+        cache.follow(false);
         assert_eq!(
             get(&cache, key, "h").await.body,
             "h",
@@ -181,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn a_page_read_while_a_change_happened_is_not_kept() {
         let cache = PageCache::default();
-        cache.set_watching(true);
+        cache.follow(true);
         let read = cache
             .get_or_read((100, None), async {
                 cache.invalidate();
@@ -205,21 +230,21 @@ mod tests {
         };
         let cache = store.pages();
         test_support::eventually("the change stream is open", WAIT, || async {
-            cache.watching.load(Ordering::Acquire).then_some(())
+            (cache.state.load(Ordering::Acquire) & WATCHING != 0).then_some(())
         })
         .await;
-        let before = cache.generation.load(Ordering::Acquire);
+        let before = cache.state.load(Ordering::Acquire);
         db.collection::<mongodb::bson::Document>("tickets")
             .insert_one(mongodb::bson::doc! { "title": "written elsewhere" })
             .await
             .unwrap();
         test_support::eventually("the change is seen", WAIT, || async {
-            (cache.generation.load(Ordering::Acquire) > before).then_some(())
+            (cache.state.load(Ordering::Acquire) > before).then_some(())
         })
         .await;
         shutdown.cancel();
         follower.await.unwrap().unwrap();
-        assert!(!cache.watching.load(Ordering::Acquire));
+        assert_eq!(cache.state.load(Ordering::Acquire) & WATCHING, 0);
     }
 
     const WAIT: Duration = Duration::from_secs(10);
@@ -227,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn the_cache_stays_bounded() {
         let cache = PageCache::default();
-        cache.set_watching(true);
+        cache.follow(true);
         for limit in 1..=(MAX_PAGES as u32 * 3) {
             get(&cache, (limit, None), "x").await;
         }

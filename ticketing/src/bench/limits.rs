@@ -277,24 +277,25 @@ pub(crate) async fn insert_publish(
         })
         .collect();
     let measured = closed_loop(workers, timing, bar).await;
-    context
-        .delete_stream(&name)
-        .await
-        .with_context(|| format!("delete stream {name}"))?;
+    let deleted = context.delete_stream(&name).await;
     database
         .drop()
         .await
         .context("drop the throwaway database")?;
+    deleted.with_context(|| format!("delete stream {name}"))?;
     Ok(measured)
 }
 
-/// A client with the services' own pool size ([`common::mongo::POOL_SIZE`]), so that the
-/// limit is not the driver's default pool of 10.
+/// A client with the services' own pool size ([`common::mongo::POOL_SIZE`], unless the URL
+/// sets `maxPoolSize`, as for the services), so that the limit is not the driver's default
+/// pool of 10.
 async fn connect_mongo(url: &str) -> anyhow::Result<mongodb::Client> {
     let mut options = mongodb::options::ClientOptions::parse(url)
         .await
         .context("parse MONGO_URL")?;
-    options.max_pool_size = Some(common::mongo::POOL_SIZE);
+    options
+        .max_pool_size
+        .get_or_insert(common::mongo::POOL_SIZE);
     mongodb::Client::with_options(options).context("connect to MONGO_URL")
 }
 

@@ -410,6 +410,7 @@ async fn lag(args: &Args, progress: bool) -> anyhow::Result<Row> {
     };
     let report = session.measure(&ids, args.lag_rate, duration, &bar).await;
     bar.finish();
+    session.check_watch()?;
     let mut measured = Measured::empty(args.duration);
     measured.requests = report.writes as u64;
     for lag in &report.lags {
@@ -424,9 +425,14 @@ async fn lag(args: &Args, progress: bool) -> anyhow::Result<Row> {
         measured.add_error("not visible in the replica within 5 s");
     }
     let mut row = Row::new(Scenario::Lag.name(), &measured);
+    let seen = if args.mongo_url.is_some() {
+        "committed in orders' replica (its change stream)"
+    } else {
+        "visible in GET /api/orders/tickets/:id (polled every 2 ms)"
+    };
     row.note = Some(format!(
         "open loop at {} writes/s; latency is the replication lag: PUT answered → new \
-         version visible in GET /api/orders/tickets/:id (polled every 2 ms)",
+         version {seen}",
         args.lag_rate
     ));
     Ok(row)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, doc, oid::ObjectId};
-use mongodb::options::IndexOptions;
+use mongodb::options::{Acknowledgment, IndexOptions, WriteConcern};
 use mongodb::{ClientSession, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -170,10 +170,20 @@ impl Outbox {
         }
         let count = sent.len();
         if !sent.is_empty() {
+            // Acknowledged by the primary without waiting for the journal: a mark lost in a
+            // crash only means the event is published again, which JetStream drops as a
+            // duplicate (and consumers are idempotent anyway). Waiting for the journal held
+            // every event committed meanwhile back by a journal flush.
             self.events
                 .update_many(
                     doc! { "_id": { "$in": sent } },
                     doc! { "$set": { "sentAt": DateTime::now() } },
+                )
+                .write_concern(
+                    WriteConcern::builder()
+                        .w(Acknowledgment::Nodes(1))
+                        .journal(false)
+                        .build(),
                 )
                 .await?;
         }
