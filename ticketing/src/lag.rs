@@ -337,28 +337,16 @@ impl ReplicaWatch {
     /// When the replica first held `version` (or a later one) of ticket `id`; `None` if not
     /// by `deadline`, or if the change stream ended.
     async fn visible(&self, id: &str, version: i64, deadline: Instant) -> Option<Instant> {
+        let changed = {
+            let mut tickets = self.seen.tickets.lock().ok()?;
+            Arc::clone(&tickets.entry(id.to_owned()).or_default().changed)
+        };
         loop {
-            let (landed, changed) = {
-                let mut tickets = self.seen.tickets.lock().ok()?;
-                let ticket = tickets.entry(id.to_owned()).or_default();
-                let landed = ticket
-                    .versions
-                    .iter()
-                    .find(|(v, _)| *v >= version)
-                    .map(|(_, at)| *at);
-                (landed, Arc::clone(&ticket.changed))
-            };
-            if landed.is_some() {
-                return landed;
-            }
-            if self.ended().is_some() {
-                return None;
-            }
             let notified = changed.notified();
             tokio::pin!(notified);
-            // Registered, then looked again: a change in between still wakes us.
+            // Registered before looking, so a change in between still wakes us.
             notified.as_mut().enable();
-            let landed_meanwhile = self.seen.tickets.lock().ok().and_then(|tickets| {
+            let landed = self.seen.tickets.lock().ok().and_then(|tickets| {
                 tickets
                     .get(id)?
                     .versions
@@ -366,8 +354,8 @@ impl ReplicaWatch {
                     .find(|(v, _)| *v >= version)
                     .map(|(_, at)| *at)
             });
-            if landed_meanwhile.is_some() {
-                return landed_meanwhile;
+            if landed.is_some() || self.ended().is_some() {
+                return landed;
             }
             tokio::time::timeout_at(deadline.into(), notified)
                 .await

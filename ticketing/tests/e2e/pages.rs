@@ -173,16 +173,7 @@ async fn assets_are_served_with_their_types_and_long_caching() {
 #[tokio::test]
 async fn an_order_can_be_cancelled_from_its_page() {
     let app = crate::spawn_stack().await;
-    let seller = app.signup("seller@test.dev", "password").await;
-    let buyer = app.signup("buyer@test.dev", "password").await;
-    let ticket = app
-        .post(
-            "/api/tickets",
-            Some(&seller.cookie),
-            json!({"title": "Show", "price": 5}),
-        )
-        .await;
-    let ticket_id = ticket.body["id"].as_str().unwrap().to_owned();
+    let (seller, buyer, ticket_id) = crate::seller_buyer_and_ticket(&app).await;
     // The orders replica learns of the ticket from its event.
     app.get_until(
         &format!("/api/orders/tickets/{ticket_id}"),
