@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::{ConfigError, Env};
 
@@ -87,31 +87,37 @@ impl HttpSecurity {
                 .expose_headers([header::LINK, HeaderName::from_static("x-request-id")])
                 .max_age(PREFLIGHT_MAX_AGE)
         });
-        let default = |name: HeaderName, value: &'static str| {
-            SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-        };
-        // One layer for the router: each `Router::layer` call boxes every route once more,
-        // which costs an allocation per request.
+        // One layer for the router (each `Router::layer` call boxes every route once more,
+        // which costs an allocation per request), and one step for all the headers: a layer
+        // per header made every request clone and move the whole stack of them.
+        let defaults: std::sync::Arc<[(HeaderName, HeaderValue)]> = [
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (
+                HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ),
+        ]
+        .into_iter()
+        .chain(
+            self.hsts
+                .then_some((header::STRICT_TRANSPORT_SECURITY, HSTS)),
+        )
+        .map(|(name, value)| (name, HeaderValue::from_static(value)))
+        .collect();
         router.layer(
             ServiceBuilder::new()
-                .option_layer(
-                    self.hsts
-                        .then(|| default(header::STRICT_TRANSPORT_SECURITY, HSTS)),
-                )
-                .layer(default(
-                    HeaderName::from_static("cross-origin-opener-policy"),
-                    "same-origin",
-                ))
-                .layer(default(
-                    header::CONTENT_SECURITY_POLICY,
-                    CONTENT_SECURITY_POLICY,
-                ))
-                .layer(default(
-                    header::REFERRER_POLICY,
-                    "strict-origin-when-cross-origin",
-                ))
-                .layer(default(header::X_FRAME_OPTIONS, "DENY"))
-                .layer(default(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .map_response(move |mut response: Response| {
+                    let headers = response.headers_mut();
+                    for (name, value) in defaults.iter() {
+                        if !headers.contains_key(name) {
+                            headers.insert(name.clone(), value.clone());
+                        }
+                    }
+                    response
+                })
                 .option_layer(cors),
         )
     }

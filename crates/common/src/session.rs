@@ -73,13 +73,65 @@ struct Inner {
     validation: Validation,
     ttl: Duration,
     cookie_secure: bool,
+    verified: Verified,
 }
 
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions")
-            .field("ttl", &self.0.ttl)
-            .finish_non_exhaustive()
+/// Slots in the cache of verified tokens (a few hundred KB when all are filled).
+const VERIFIED_SLOTS: usize = 1024;
+
+/// Tokens verified lately with their claims. A browser or API client sends the same token
+/// with every request, and decoding it (base64, HMAC, the header and the claims parsed as
+/// JSON) was the largest single cost of an authenticated request. A token is immutable and
+/// the key never changes in a process, so a token that verified once verifies again until it
+/// expires; expiry is still checked on every use. One token per slot, chosen by a keyed hash:
+/// memory stays bounded, and a collision only costs a fresh verification.
+struct Verified {
+    slots: Box<[std::sync::Mutex<Option<Remembered>>]>,
+    hasher: std::hash::RandomState,
+}
+
+struct Remembered {
+    /// The token's keyed hash: a token is compared byte by byte only when this matches, so
+    /// response timing tells nothing about the token held in a slot (finding another token
+    /// with the same hash needs the process's secret hash key).
+    hash: u64,
+    token: Box<str>,
+    claims: Claims,
+}
+
+impl Verified {
+    fn new() -> Self {
+        Self {
+            slots: (0..VERIFIED_SLOTS)
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn slot(&self, token: &str) -> (u64, &std::sync::Mutex<Option<Remembered>>) {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, token);
+        (hash, &self.slots[hash as usize % self.slots.len()])
+    }
+
+    /// The claims of `token` if it verified before and has not expired since.
+    fn get(&self, token: &str, now: u64) -> Option<Claims> {
+        let (hash, slot) = self.slot(token);
+        let slot = slot.lock().ok()?;
+        let known = slot.as_ref()?;
+        (known.hash == hash && *known.token == *token && known.claims.exp >= now)
+            .then(|| known.claims.clone())
+    }
+
+    fn put(&self, token: &str, claims: &Claims) {
+        let (hash, slot) = self.slot(token);
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(Remembered {
+                hash,
+                token: token.into(),
+                claims: claims.clone(),
+            });
+        }
     }
 }
 
@@ -98,6 +150,7 @@ impl Sessions {
             validation,
             ttl: config.ttl,
             cookie_secure: config.cookie_secure,
+            verified: Verified::new(),
         }))
     }
 
@@ -126,9 +179,15 @@ impl Sessions {
 
     /// The claims of a valid, unexpired HS256 token; `None` for anything else.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .ok()
-            .map(|data| data.claims)
+        // The same rule as the validation's (no leeway): valid through its `exp` second.
+        if let Some(claims) = self.0.verified.get(token, now_secs()) {
+            return Some(claims);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .ok()?
+            .claims;
+        self.0.verified.put(token, &claims);
+        Some(claims)
     }
 
     /// The `Set-Cookie` value that stores `token` in the browser.
@@ -234,6 +293,31 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
         headers
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_tampering_still_fails() {
+        let sessions = sessions(true);
+        let (token, claims) = sessions.issue("abc", "a@b.c").unwrap();
+        assert_eq!(sessions.verify(&token), Some(claims.clone()));
+        let verified = &sessions.0.verified;
+        assert_eq!(verified.get(&token, claims.exp), Some(claims.clone()));
+        assert_eq!(verified.get(&token, claims.exp + 1), None);
+        // Another signature on the same header and claims: not the remembered token.
+        let mut tampered = token.clone();
+        let last = if tampered.ends_with('A') { "B" } else { "A" };
+        tampered.replace_range(tampered.len() - 1.., last);
+        assert_eq!(verified.get(&tampered, claims.iat), None);
+        assert_eq!(sessions.verify(&tampered), None);
+        // Signed with another key, for the same user: never verified here, so never remembered.
+        let other = Sessions::new(&SessionConfig {
+            jwt_key: "another-key".into(),
+            ttl: Duration::from_secs(60),
+            cookie_secure: true,
+        });
+        let forged = other.sign(&claims).unwrap();
+        assert_eq!(sessions.verify(&forged), None);
+        assert_eq!(sessions.verify(&token), Some(claims));
     }
 
     #[test]
