@@ -453,6 +453,14 @@ mod tests {
         mpsc::channel(MAX_BATCH * 2)
     }
 
+    /// The next batch as a lane takes it, and how long filling it took.
+    async fn next_batch(queue: &mut mpsc::Receiver<Item>) -> (Vec<Item>, Duration) {
+        let mut batch = vec![queue.recv().await.unwrap()];
+        let started = tokio::time::Instant::now();
+        fill(queue, &mut batch, |(_, backlog)| *backlog).await;
+        (batch, started.elapsed())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn live_traffic_is_written_at_once_with_whatever_already_waits() {
         let (sender, mut queue) = lane();
@@ -463,11 +471,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
             later.send((3, false)).await.unwrap();
         });
-        let started = tokio::time::Instant::now();
-        let mut batch = vec![queue.recv().await.unwrap()];
-        fill(&mut queue, &mut batch, |(_, backlog)| *backlog).await;
+        let (batch, took) = next_batch(&mut queue).await;
         assert_eq!(batch, [(1, false), (2, false)]);
-        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(took, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
@@ -484,36 +490,29 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(7)).await;
             }
         });
-        let started = tokio::time::Instant::now();
-        let mut batch = vec![queue.recv().await.unwrap()];
-        fill(&mut queue, &mut batch, |(_, backlog)| *backlog).await;
-        assert_eq!(started.elapsed(), FILL_MAX);
+        let (batch, took) = next_batch(&mut queue).await;
+        assert_eq!(took, FILL_MAX);
         assert_eq!(batch.len(), 36, "the first, then one every 7 ms for 250 ms");
         drop(queue);
 
         // A pause longer than the gap ends the batch.
         let (sender, mut queue) = lane();
         sender.send((1, true)).await.unwrap();
-        let started = tokio::time::Instant::now();
-        let mut batch = vec![queue.recv().await.unwrap()];
-        fill(&mut queue, &mut batch, |(_, backlog)| *backlog).await;
-        assert_eq!((batch.len(), started.elapsed()), (1, FILL_GAP));
+        let (batch, took) = next_batch(&mut queue).await;
+        assert_eq!((batch.len(), took), (1, FILL_GAP));
 
         // The end of the backlog (the last message says so) ends it at once.
         sender.send((2, true)).await.unwrap();
         sender.send((3, false)).await.unwrap();
-        let started = tokio::time::Instant::now();
-        let mut batch = vec![queue.recv().await.unwrap()];
-        fill(&mut queue, &mut batch, |(_, backlog)| *backlog).await;
+        let (batch, took) = next_batch(&mut queue).await;
         assert_eq!(batch, [(2, true), (3, false)]);
-        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(took, Duration::ZERO);
 
         // A full batch is written without waiting.
         for n in 0..MAX_BATCH as u32 + 5 {
             sender.send((n, true)).await.unwrap();
         }
-        let mut batch = vec![queue.recv().await.unwrap()];
-        fill(&mut queue, &mut batch, |(_, backlog)| *backlog).await;
-        assert_eq!(batch.len(), MAX_BATCH);
+        let (batch, took) = next_batch(&mut queue).await;
+        assert_eq!((batch.len(), took), (MAX_BATCH, Duration::ZERO));
     }
 }
