@@ -32,7 +32,7 @@ const LANE_DEPTH: usize = 1_024;
 const MAX_BATCH: usize = 1_024;
 /// Delivered and not yet acknowledged, per consumer: a full batch per lane, so a backlog of
 /// that size is in hand at once and its versions of one record coalesce.
-const MAX_ACK_PENDING: i64 = 32 * 1_024;
+pub const MAX_ACK_PENDING: i64 = 32 * 1_024;
 /// A lane waits for its batch to fill only while the server still holds at least this many
 /// messages for the consumer: a backlog. Live traffic never waits.
 const BACKLOG: u64 = 1_000;
@@ -125,7 +125,9 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
         &self.bus
     }
 
-    /// Creates (or binds to) the durable consumer. Idempotent; every replica calls it.
+    /// Creates the durable consumer, or brings an existing one to these settings (a consumer
+    /// left by an older version keeps working with the current limits). Idempotent; every
+    /// replica calls it.
     pub async fn ensure_consumer(
         &self,
     ) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
@@ -136,24 +138,21 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
             .await
             .context("get event stream")?;
         stream
-            .get_or_create_consumer(
-                &self.consumer,
-                pull::Config {
-                    durable_name: Some(self.consumer.clone()),
-                    filter_subjects: E::subjects()
-                        .into_iter()
-                        .map(|s| self.bus.subject(s))
-                        .collect(),
-                    deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
-                    // Unlimited on the server: the listener itself dead-letters after
-                    // MAX_DELIVERIES, with the reason, instead of the server dropping silently.
-                    max_deliver: -1,
-                    max_ack_pending: MAX_ACK_PENDING,
-                    ..Default::default()
-                },
-            )
+            .create_consumer(pull::Config {
+                durable_name: Some(self.consumer.clone()),
+                filter_subjects: E::subjects()
+                    .into_iter()
+                    .map(|s| self.bus.subject(s))
+                    .collect(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                // Unlimited on the server: the listener itself dead-letters after
+                // MAX_DELIVERIES, with the reason, instead of the server dropping silently.
+                max_deliver: -1,
+                max_ack_pending: MAX_ACK_PENDING,
+                ..Default::default()
+            })
             .await
             .with_context(|| format!("create consumer {}", self.consumer))
     }

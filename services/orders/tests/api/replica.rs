@@ -147,3 +147,40 @@ async fn two_instances_share_one_consumer_and_the_replica_converges() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_consumer_left_with_older_settings_is_brought_to_the_current_ones() {
+    let context = TestContext::new();
+    let bus = context.bus().await;
+    let stream = bus.jetstream().get_stream(bus.stream_name()).await.unwrap();
+    let name = "orders-ticket-created-and-ticket-updated";
+    // As an older version left it: a small in-flight limit and the server's default ack wait.
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(name.to_owned()),
+            filter_subjects: vec![
+                bus.subject(Subject::TicketCreated),
+                bus.subject(Subject::TicketUpdated),
+            ],
+            max_ack_pending: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let app = TestApp::serve(context.clone(), vec![build(&context).await]).await;
+    let bus_for_info = bus.clone();
+    let config = eventually("the listener to update its consumer", WAIT, || {
+        let bus = bus_for_info.clone();
+        async move {
+            let stream = bus.jetstream().get_stream(bus.stream_name()).await.ok()?;
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer(name).await.ok()?;
+            let config = consumer.info().await.ok()?.config.clone();
+            (config.max_ack_pending == common::events::listener::MAX_ACK_PENDING).then_some(config)
+        }
+    })
+    .await;
+    assert_eq!(config.ack_wait, common::events::listener::ACK_WAIT);
+    // And it still delivers, to the same durable consumer.
+    replicated_ticket(&app, &bus, 7.5).await;
+}
