@@ -135,6 +135,14 @@ impl Verified {
     }
 }
 
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("ttl", &self.0.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sessions {
     /// Builds the keys from the configuration.
     pub fn new(config: &SessionConfig) -> Self {
