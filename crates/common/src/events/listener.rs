@@ -32,7 +32,7 @@ const LANE_DEPTH: usize = 1_024;
 const MAX_BATCH: usize = 1_024;
 /// Delivered and not yet acknowledged, per consumer: a full batch per lane, so a backlog of
 /// that size is in hand at once and its versions of one record coalesce.
-pub const MAX_ACK_PENDING: i64 = 32 * 1_024;
+pub const MAX_ACK_PENDING: i64 = (LANES * MAX_BATCH) as i64;
 /// A lane waits for its batch to fill only while the server still holds at least this many
 /// messages for the consumer: a backlog. Live traffic never waits.
 const BACKLOG: u64 = 1_000;
