@@ -248,3 +248,71 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
     })
     .await;
 }
+
+fn ticket_created(title: &str) -> common::events::TicketCreated {
+    common::events::TicketCreated(common::events::TicketData {
+        id: mongodb::bson::oid::ObjectId::new().to_hex(),
+        version: 0,
+        title: title.to_owned(),
+        price: 1.0,
+        user_id: "seller".to_owned(),
+        order_id: None,
+    })
+}
+
+/// A transaction, still open, in which `outbox` recorded an event titled `title`.
+async fn record(
+    outbox: &common::events::Outbox,
+    client: &mongodb::Client,
+    title: &str,
+) -> common::mongo::Transaction {
+    let mut tx = common::mongo::Transaction::start(client).await.unwrap();
+    outbox
+        .record(tx.session(), &ticket_created(title))
+        .await
+        .unwrap();
+    tx
+}
+
+#[tokio::test]
+async fn the_relay_sends_its_own_committed_events_by_id_and_never_an_aborted_one() {
+    let context = TestContext::new();
+    let db = context.database("tickets").await;
+    let bus = context.bus().await;
+    let outbox = common::events::Outbox::new(&db);
+    outbox.ensure_indexes().await.unwrap();
+    let titles = |events: Vec<(String, Value)>| -> Vec<String> {
+        events
+            .iter()
+            .map(|(_, e)| e["title"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+
+    // Pending, but recorded by another process: only the scan finds it.
+    let other = common::events::Outbox::new(&db);
+    let mut tx = record(&other, db.client(), "elsewhere").await;
+    assert!(tx.finish(Ok(())).await.unwrap().is_some());
+
+    let mut committed = record(&outbox, db.client(), "committed").await;
+    assert!(committed.finish(Ok(())).await.unwrap().is_some());
+    let mut aborted = record(&outbox, db.client(), "aborted").await;
+    let refused = mongodb::error::Error::custom("refused");
+    assert!(aborted.finish::<()>(Err(refused)).await.is_err());
+    let mut open = record(&outbox, db.client(), "open").await;
+
+    assert_eq!(outbox.relay_recorded(&bus).await.unwrap(), 1);
+    assert_eq!(titles(context.events().await), ["committed"]);
+    // The transaction still open at that pass is sent once it commits.
+    assert!(open.finish(Ok(())).await.unwrap().is_some());
+    assert_eq!(outbox.relay_recorded(&bus).await.unwrap(), 1);
+    assert_eq!(outbox.relay_recorded(&bus).await.unwrap(), 0);
+    assert_eq!(titles(context.events().await), ["committed", "open"]);
+
+    // The scan sends what is left, wherever it was recorded, and nothing twice.
+    assert_eq!(outbox.relay_once(&bus).await.unwrap(), 1);
+    assert_eq!(
+        titles(context.events().await),
+        ["committed", "open", "elsewhere"]
+    );
+    assert_eq!(outbox.pending().await.unwrap(), 0);
+}
