@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
+use mongodb::bson::Document;
 use mongodb::bson::oid::ObjectId;
+use mongodb::change_stream::ChangeStream;
+use mongodb::change_stream::event::ChangeStreamEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::TicketStore;
@@ -118,29 +121,11 @@ impl PageCache {
                 Ok(mut changes) => {
                     self.follow(true);
                     let opened = Instant::now();
-                    loop {
-                        tokio::select! {
-                            // One answer per getMore, changes or not, so a silent stream shows.
-                            answer = tokio::time::timeout(STALL, changes.next_if_any()) => match answer {
-                                Ok(Ok(Some(_))) => self.invalidate(),
-                                Ok(Ok(None)) if changes.is_alive() => {}
-                                Ok(Ok(None)) => break,
-                                Ok(Err(error)) => {
-                                    tracing::warn!(error = %error, "ticket change stream failed");
-                                    break;
-                                }
-                                Err(_) => {
-                                    tracing::warn!(stall_s = STALL.as_secs(), "ticket change stream stopped answering");
-                                    break;
-                                }
-                            },
-                            () = shutdown.cancelled() => {
-                                self.follow(false);
-                                return Ok(());
-                            }
-                        }
-                    }
+                    let ended = self.follow_stream(&mut changes, &shutdown).await;
                     self.follow(false);
+                    if matches!(ended, Ended::Shutdown) {
+                        return Ok(());
+                    }
                     if opened.elapsed() >= HEALTHY {
                         backoff = Duration::from_millis(100);
                     }
@@ -155,6 +140,64 @@ impl PageCache {
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Starts a new generation for each change on `changes`, until it fails, closes, goes
+    /// [`STALL`] without an answer, or `shutdown`.
+    async fn follow_stream(
+        &self,
+        changes: &mut impl Changes,
+        shutdown: &CancellationToken,
+    ) -> Ended {
+        loop {
+            tokio::select! {
+                answer = tokio::time::timeout(STALL, changes.answer()) => match answer {
+                    Ok(Ok(Answer::Change)) => self.invalidate(),
+                    Ok(Ok(Answer::Nothing)) => {}
+                    Ok(Ok(Answer::Closed)) => return Ended::Lost,
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %error, "ticket change stream failed");
+                        return Ended::Lost;
+                    }
+                    Err(_) => {
+                        tracing::warn!(stall_s = STALL.as_secs(), "ticket change stream stopped answering");
+                        return Ended::Lost;
+                    }
+                },
+                () = shutdown.cancelled() => return Ended::Shutdown,
+            }
+        }
+    }
+}
+
+/// Why following a change stream ended.
+enum Ended {
+    /// It failed, closed or stalled: open another.
+    Lost,
+    Shutdown,
+}
+
+/// One answer of a change stream's getMore.
+enum Answer {
+    Change,
+    /// Nothing changed during the getMore's await time.
+    Nothing,
+    Closed,
+}
+
+/// A change stream, as far as the page cache cares.
+trait Changes {
+    async fn answer(&mut self) -> mongodb::error::Result<Answer>;
+}
+
+impl Changes for ChangeStream<ChangeStreamEvent<Document>> {
+    async fn answer(&mut self) -> mongodb::error::Result<Answer> {
+        // One answer per getMore, changes or not, so a silent stream shows.
+        Ok(match self.next_if_any().await? {
+            Some(_) => Answer::Change,
+            None if self.is_alive() => Answer::Nothing,
+            None => Answer::Closed,
+        })
     }
 }
 
@@ -245,6 +288,46 @@ mod tests {
         shutdown.cancel();
         follower.await.unwrap().unwrap();
         assert_eq!(cache.state.load(Ordering::Acquire) & WATCHING, 0);
+    }
+
+    /// A change stream that answers "nothing changed" `answers` times, once a second, then
+    /// goes silent.
+    struct Quiet {
+        answers: u32,
+    }
+
+    impl Changes for Quiet {
+        async fn answer(&mut self) -> mongodb::error::Result<Answer> {
+            if self.answers == 0 {
+                std::future::pending::<()>().await;
+            }
+            self.answers -= 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Answer::Nothing)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_stream_silent_for_the_stall_time_is_given_up_and_a_quiet_one_is_not() {
+        let cache = PageCache::default();
+        let shutdown = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        // Twenty quiet seconds, answered every second, are not a stall; the silence after is.
+        // Bounded, so that a stall never detected fails instead of hanging.
+        let ended = tokio::time::timeout(
+            Duration::from_secs(3600),
+            cache.follow_stream(&mut Quiet { answers: 20 }, &shutdown),
+        )
+        .await
+        .expect("the stall is detected");
+        assert!(matches!(ended, Ended::Lost));
+        assert_eq!(started.elapsed(), Duration::from_secs(20) + STALL);
+
+        shutdown.cancel();
+        let ended = cache
+            .follow_stream(&mut Quiet { answers: 0 }, &shutdown)
+            .await;
+        assert!(matches!(ended, Ended::Shutdown));
     }
 
     const WAIT: Duration = Duration::from_secs(10);
