@@ -7,7 +7,7 @@
 //! JetStream drops as a duplicate.
 //!
 //! The relay looks events up two ways. Those recorded by this process are fetched by id, right
-//! after their commit. A scan of every pending event, every [`POLL_INTERVAL`], finds the rest
+//! after their commit. A scan of every pending event, every 250 ms, finds the rest
 //! (left by a crash or by another replica). The scan cannot be the fast path: marking an event
 //! sent deletes its key from the `pending` index, and WiredTiger keeps deleted keys in memory
 //! until the next checkpoint (up to a minute). A scan from the start of the index steps over
