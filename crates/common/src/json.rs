@@ -16,7 +16,7 @@ use crate::error::{ApiError, FieldError};
 /// a body over the server's limit becomes 413. Handlers therefore only see valid input.
 ///
 /// ```ignore
-/// async fn signup(ValidatedJson(body): ValidatedJson<SignupBody>) -> Result<Json<User>> { … }
+/// async fn signup(ValidatedJson(body): ValidatedJson<SignupBody>) -> Result<Json<User>> { /* … */ }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ValidatedJson<T>(pub T);

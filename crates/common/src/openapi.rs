@@ -1,13 +1,13 @@
 //! What every service's OpenAPI document shares: the `session` cookie security scheme and the
-//! error shape's schemas ([`ErrorBody`](crate::error::ErrorBody) and
-//! [`FieldError`](crate::error::FieldError) derive `ToSchema` where they are defined).
+//! error shape's schemas ([`ErrorBody`] and
+//! [`FieldError`] derive `ToSchema` where they are defined).
 //!
 //! Each service derives its own document from its handlers' `#[utoipa::path]` annotations and
 //! adds [`Shared`] as a modifier:
 //!
 //! ```ignore
 //! #[derive(utoipa::OpenApi)]
-//! #[openapi(paths(tickets::create_ticket, …), modifiers(&common::openapi::Shared))]
+//! #[openapi(paths(tickets::create_ticket /* , … */), modifiers(&common::openapi::Shared))]
 //! struct ApiDoc;
 //! ```
 //!

@@ -5,7 +5,7 @@
 //! its signature and is checked before any work (parsing, hashing) is done:
 //!
 //! ```ignore
-//! async fn sign_in(_: WithinRateLimit, State(state): State<AppState>, ValidatedJson(body): …)
+//! async fn sign_in(_: WithinRateLimit, State(state): State<AppState>, ValidatedJson(body): ValidatedJson<SignIn>)
 //! ```
 //!
 //! The client is the socket peer, or the first `X-Forwarded-For` hop when the service runs

@@ -247,7 +247,9 @@ fn now_secs() -> u64 {
 /// The signed-in user; rejects with 401 `Not authorized` when there is no valid session.
 ///
 /// ```ignore
-/// async fn create_ticket(CurrentUser(user): CurrentUser, …) -> Result<…> { … user.id … }
+/// async fn create_ticket(CurrentUser(user): CurrentUser /* , … */) -> Result<Json<Ticket>> {
+///     /* … user.id … */
+/// }
 /// ```
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub Claims);
