@@ -1,5 +1,5 @@
 //! The transactional outbox: an entity change and the event describing it commit together in
-//! MongoDB, and a relay publishes pending events to JetStream in order and marks them sent.
+//! MongoDB, and a relay publishes pending events to JetStream and marks them sent.
 //!
 //! If the process dies after the commit and before the publish, the event is still pending
 //! and the next relay (after restart, or another replica) publishes it. A relay that crashes
@@ -12,6 +12,11 @@
 //! sent deletes its key from the `pending` index, and WiredTiger keeps deleted keys in memory
 //! until the next checkpoint (up to a minute). A scan from the start of the index steps over
 //! every one of them. At 500 ticket updates/s those scans were a third of mongod's CPU.
+//!
+//! One process's events go out in commit order, with one exception: an event left to the scan
+//! (its publish failed, or its commit took longer than the relay remembers ids) can go out
+//! after a later one sent by id. After any failure the next pass is the scan, oldest first, so
+//! a backlog drains in order; consumers order what is left by the events' versions.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -132,12 +137,7 @@ impl Outbox {
         // finds it only once committed.
         let now = Instant::now();
         let mut recorded = self.recorded();
-        while recorded
-            .front()
-            .is_some_and(|(_, at)| now.duration_since(*at) > FORGET_AFTER)
-        {
-            recorded.pop_front();
-        }
+        forget_old(&mut recorded, now);
         recorded.push_back((id, now));
         Ok(())
     }
@@ -155,6 +155,13 @@ impl Outbox {
     /// Publishes what is pending, oldest first, and marks it sent; returns how many. This is
     /// the scan: it finds events whoever recorded them.
     pub async fn relay_once(&self, bus: &EventBus) -> anyhow::Result<usize> {
+        Ok(self.scan(bus).await?.0)
+    }
+
+    /// [`relay_once`](Self::relay_once), and whether more may be pending: the batch was full
+    /// and something in it could be sent (a batch of events only a newer version knows must
+    /// not have the relay scan again at once, forever).
+    async fn scan(&self, bus: &EventBus) -> anyhow::Result<(usize, bool)> {
         let batch: Vec<OutboxDoc> = self
             .events
             .find(doc! { "sentAt": null })
@@ -163,19 +170,24 @@ impl Outbox {
             .await?
             .try_collect()
             .await?;
-        self.send(bus, batch).await
+        let full = batch.len() >= BATCH as usize;
+        let sent = self.send(bus, batch).await?;
+        Ok((sent, full && sent > 0))
     }
 
     /// Publishes the committed, still pending events that this process recorded, oldest
     /// first, found by id; returns how many. Events recorded elsewhere are left to
     /// [`relay_once`](Self::relay_once).
     pub async fn relay_recorded(&self, bus: &EventBus) -> anyhow::Result<usize> {
-        let ids: Vec<ObjectId> = self
-            .recorded()
-            .iter()
-            .take(BATCH as usize)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<ObjectId> = {
+            let mut recorded = self.recorded();
+            forget_old(&mut recorded, Instant::now());
+            recorded
+                .iter()
+                .take(BATCH as usize)
+                .map(|(id, _)| *id)
+                .collect()
+        };
         if ids.is_empty() {
             return Ok(0);
         }
@@ -189,7 +201,8 @@ impl Outbox {
         self.send(bus, batch).await
     }
 
-    /// Publishes `batch` in its order and marks what was acknowledged sent; returns how many.
+    /// Publishes `batch` in its order and marks what was acknowledged sent; returns how many,
+    /// or the failure of an acknowledgement once what came before it is marked.
     async fn send(&self, bus: &EventBus, batch: Vec<OutboxDoc>) -> anyhow::Result<usize> {
         if batch.is_empty() {
             return Ok(0);
@@ -215,6 +228,7 @@ impl Outbox {
             acks.push((event.id, subject, ack));
         }
         let mut sent = Vec::with_capacity(acks.len());
+        let mut failed = None;
         for (id, subject, ack) in acks {
             match ack.await {
                 Ok(()) => {
@@ -224,15 +238,15 @@ impl Outbox {
                 Err(error) => {
                     bus.metrics().publish_failed(subject);
                     // Later events may already be out; they carry versions, so consumers
-                    // order them. The failed one stays pending and goes out on the next pass.
-                    tracing::warn!(error = ?error, "publish not acknowledged");
+                    // order them. The failed one stays pending for the scan.
+                    failed = Some(error.context("publish not acknowledged"));
                     break;
                 }
             }
         }
         let count = sent.len();
         if sent.is_empty() {
-            return Ok(0);
+            return failed.map_or(Ok(0), Err);
         }
         let done: std::collections::HashSet<ObjectId> = sent.iter().copied().collect();
         self.recorded().retain(|(id, _)| !done.contains(id));
@@ -252,42 +266,37 @@ impl Outbox {
                     .build(),
             )
             .await?;
-        Ok(count)
+        failed.map_or(Ok(count), Err)
     }
 
     /// The relay as a background task: sends this process's events as soon as their commit
-    /// wakes it, scans for every pending event each poll interval, and backs off while NATS
-    /// or MongoDB is unavailable.
+    /// wakes it, scans for every pending event each poll interval and after any failure, and
+    /// backs off while NATS or MongoDB is unavailable.
     pub fn relay(self, bus: EventBus) -> BackgroundTask {
         Box::new(move |shutdown: CancellationToken| {
             Box::pin(async move {
                 let mut backoff = Duration::from_millis(100);
-                let mut next_scan = tokio::time::Instant::now();
+                let mut schedule = Schedule::new(tokio::time::Instant::now());
                 loop {
                     // `notify_one` keeps a permit when nobody waits, so a commit during the drain
                     // wakes the next wait instead of being missed.
                     let woken = self.wake.notified();
-                    let scan = tokio::time::Instant::now() >= next_scan;
-                    let pass = if scan {
-                        self.relay_once(&bus).await
-                    } else {
-                        self.relay_recorded(&bus).await
+                    let pass = schedule.next(tokio::time::Instant::now());
+                    let result = match pass {
+                        Pass::Scan => self.scan(&bus).await,
+                        Pass::Recorded => self.relay_recorded(&bus).await.map(|n| (n, false)),
                     };
-                    match pass {
-                        Ok(sent) => {
+                    let more = result.as_ref().ok().map(|&(_, more)| more);
+                    schedule.done(pass, more, tokio::time::Instant::now());
+                    match result {
+                        Ok((sent, _)) => {
                             backoff = Duration::from_millis(100);
-                            if scan {
-                                // A full batch means more is pending: scan again at once.
-                                let full = i64::try_from(sent).is_ok_and(|n| n >= BATCH);
-                                next_scan = tokio::time::Instant::now()
-                                    + if full { Duration::ZERO } else { POLL_INTERVAL };
-                            }
                             if sent > 0 {
                                 continue;
                             }
                             tokio::select! {
                                 () = woken => {}
-                                () = tokio::time::sleep_until(next_scan) => {}
+                                () = tokio::time::sleep_until(schedule.scan_at()) => {}
                                 () = shutdown.cancelled() => return Ok(()),
                             }
                         }
@@ -306,5 +315,107 @@ impl Outbox {
                 }
             })
         })
+    }
+}
+
+/// Drops the remembered ids older than [`FORGET_AFTER`] (they are in push order).
+fn forget_old(recorded: &mut VecDeque<(ObjectId, Instant)>, now: Instant) {
+    while recorded
+        .front()
+        .is_some_and(|(_, at)| now.duration_since(*at) > FORGET_AFTER)
+    {
+        recorded.pop_front();
+    }
+}
+
+/// The relay's two kinds of pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Every pending event, oldest first.
+    Scan,
+    /// This process's recorded events, by id.
+    Recorded,
+}
+
+/// When the relay scans: first, every poll interval, at once again after a full batch, and
+/// after any failure (so that a backlog goes out oldest first); by id otherwise.
+#[derive(Debug)]
+struct Schedule {
+    scan_at: tokio::time::Instant,
+}
+
+impl Schedule {
+    fn new(now: tokio::time::Instant) -> Self {
+        Self { scan_at: now }
+    }
+
+    fn next(&self, now: tokio::time::Instant) -> Pass {
+        if now >= self.scan_at {
+            Pass::Scan
+        } else {
+            Pass::Recorded
+        }
+    }
+
+    /// After `pass`: `more` is `None` when it failed, else whether a scan left more behind.
+    fn done(&mut self, pass: Pass, more: Option<bool>, now: tokio::time::Instant) {
+        match (pass, more) {
+            (_, None) | (Pass::Scan, Some(true)) => self.scan_at = now,
+            (Pass::Scan, Some(false)) => self.scan_at = now + POLL_INTERVAL,
+            (Pass::Recorded, Some(_)) => {}
+        }
+    }
+
+    /// When the next scan is due.
+    fn scan_at(&self) -> tokio::time::Instant {
+        self.scan_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_scans_first_then_each_poll_interval_and_sends_by_id_in_between() {
+        let start = tokio::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut schedule = Schedule::new(start);
+        assert_eq!(
+            schedule.next(start),
+            Pass::Scan,
+            "what a crash left goes first"
+        );
+        schedule.done(Pass::Scan, Some(false), at(1));
+        for ms in [1, 100, 250] {
+            assert_eq!(schedule.next(at(ms)), Pass::Recorded, "at {ms} ms");
+            schedule.done(Pass::Recorded, Some(false), at(ms));
+        }
+        assert_eq!(schedule.next(at(251)), Pass::Scan);
+        assert_eq!(schedule.scan_at(), at(251));
+    }
+
+    #[test]
+    fn a_full_scan_or_any_failure_makes_the_next_pass_a_scan() {
+        let start = tokio::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut schedule = Schedule::new(start);
+        schedule.done(Pass::Scan, Some(true), at(5));
+        assert_eq!(
+            schedule.next(at(5)),
+            Pass::Scan,
+            "a full batch: more is pending"
+        );
+
+        schedule.done(Pass::Scan, Some(false), at(10));
+        schedule.done(Pass::Recorded, None, at(20));
+        assert_eq!(
+            schedule.next(at(20)),
+            Pass::Scan,
+            "after a failed pass by id"
+        );
+
+        schedule.done(Pass::Scan, None, at(30));
+        assert_eq!(schedule.next(at(30)), Pass::Scan, "after a failed scan");
     }
 }
