@@ -37,6 +37,14 @@ pub struct Args {
     /// The orders service's database on `--mongo-url`.
     #[arg(long, default_value = "orders")]
     pub orders_db: String,
+    /// Measures the replication floor instead (`ticketing bench`'s `replication-floor`
+    /// limit): the same rate through the bare servers at `--mongo-url` and `--nats-url`,
+    /// without the stack.
+    #[arg(long, requires_all = ["mongo_url", "nats_url"])]
+    pub floor: bool,
+    /// The stack's NATS, for `--floor`.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 /// Lag percentiles over every write.
@@ -366,6 +374,17 @@ impl ReplicaWatch {
 
 /// Runs the measurement against a running stack.
 pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
+    let duration = Duration::from_secs(args.duration);
+    if let (true, Some(mongo_url), Some(nats_url)) = (args.floor, &args.mongo_url, &args.nats_url) {
+        return crate::bench::limits::replication_floor(
+            mongo_url,
+            nats_url,
+            args.rate,
+            duration,
+            &ProgressBar::hidden(),
+        )
+        .await;
+    }
     let mut session = Session::signup(&args.base_url, "lag").await?;
     if let Some(mongo_url) = &args.mongo_url {
         session = session.watching_replica(mongo_url, &args.orders_db).await?;
@@ -373,12 +392,7 @@ pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
     let session = Arc::new(session);
     let ids = session.seed(args.tickets).await?;
     let report = session
-        .measure(
-            &ids,
-            args.rate,
-            Duration::from_secs(args.duration),
-            &ProgressBar::hidden(),
-        )
+        .measure(&ids, args.rate, duration, &ProgressBar::hidden())
         .await;
     session.check_watch()?;
     Ok(report)

@@ -277,13 +277,23 @@ pub(crate) async fn insert_publish(
         })
         .collect();
     let measured = closed_loop(workers, timing, bar).await;
-    let deleted = context.delete_stream(&name).await;
+    remove(&database, &context, &name).await?;
+    Ok(measured)
+}
+
+/// Removes a throwaway database and stream, both even when one fails.
+async fn remove(
+    database: &mongodb::Database,
+    context: &jetstream::Context,
+    stream: &str,
+) -> anyhow::Result<()> {
+    let deleted = context.delete_stream(stream).await;
     database
         .drop()
         .await
         .context("drop the throwaway database")?;
-    deleted.with_context(|| format!("delete stream {name}"))?;
-    Ok(measured)
+    deleted.with_context(|| format!("delete stream {stream}"))?;
+    Ok(())
 }
 
 /// A client with the services' own pool size ([`common::mongo::POOL_SIZE`], unless the URL
@@ -430,4 +440,147 @@ pub(crate) async fn bare_handler(
     // Workers' connections are dropped with them, so graceful shutdown ends promptly.
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(measured)
+}
+
+/// Name of the replication floor: the least a replicated write's lag can be on these servers.
+pub(crate) const REPLICATION_FLOOR: &str = "replication-floor";
+
+/// At most this many events are written to the floor's replica at once, as the listener's
+/// lanes do.
+const FLOOR_LANES: usize = 32;
+
+/// `replication-floor`, open loop at `rate` writes a second for `duration`, in a throwaway
+/// database and stream: each write is a ticket-sized `insert_one` and, once it is stored, the
+/// publish of its event (ack awaited); a pull consumer stores each event in a replica
+/// collection and acks it; the lag runs from the first insert's return until the replica's
+/// change stream shows the second. The same durable writes, publish, consume and change stream
+/// as the lag scenario, without HTTP, sessions, the transaction, the outbox or the version
+/// check: what the servers alone cost at that rate on this machine.
+pub(crate) async fn replication_floor(
+    mongo_url: &str,
+    nats_url: &str,
+    rate: u32,
+    duration: Duration,
+    sent: &ProgressBar,
+) -> anyhow::Result<crate::lag::LagReport> {
+    let client = connect_mongo(mongo_url).await?;
+    let database = client.database(&format!("{}_floor", throwaway()));
+    let (context, name) = throwaway_stream(nats_url).await?;
+    let result = floor(&database, &context, &name, rate, duration, sent).await;
+    remove(&database, &context, &name).await?;
+    result
+}
+
+async fn floor(
+    database: &mongodb::Database,
+    context: &jetstream::Context,
+    stream: &str,
+    rate: u32,
+    duration: Duration,
+    sent: &ProgressBar,
+) -> anyhow::Result<crate::lag::LagReport> {
+    use futures::StreamExt as _;
+    use jetstream::consumer::{AckPolicy, pull};
+
+    let source = database.collection::<Document>("source");
+    let replica = database.collection::<Document>("replica");
+    let mut changes = replica.watch().await.context("watch the floor's replica")?;
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
+    let watcher = tokio::spawn(async move {
+        while let Some(Ok(change)) = changes.next().await {
+            let at = Instant::now();
+            let key = change
+                .document_key
+                .as_ref()
+                .and_then(|k| k.get_i64("_id").ok());
+            if let Some(n) = key
+                && seen_tx.send((n, at)).is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    let consumer = context
+        .get_stream(stream)
+        .await
+        .with_context(|| format!("get stream {stream}"))?
+        .create_consumer(pull::Config {
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .context("create the floor's consumer")?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .context("pull the floor's events")?;
+    let applier = tokio::spawn({
+        let replica = replica.clone();
+        async move {
+            let lanes = Arc::new(Semaphore::new(FLOOR_LANES));
+            while let Some(Ok(message)) = messages.next().await {
+                let Ok(permit) = Arc::clone(&lanes).acquire_owned().await else {
+                    break;
+                };
+                let replica = replica.clone();
+                tokio::spawn(async move {
+                    let n = std::str::from_utf8(&message.payload)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok());
+                    if let Some(n) = n
+                        && replica.insert_one(doc! { "_id": n }).await.is_ok()
+                    {
+                        let _ = message.ack().await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    });
+
+    let total = (f64::from(rate) * duration.as_secs_f64()).round() as usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let subject = format!("{stream}.events.ticket.updated");
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..total {
+        ticker.tick().await;
+        sent.inc(1);
+        let (source, context, subject) = (source.clone(), context.clone(), subject.clone());
+        writes.spawn(async move {
+            source.insert_one(ticket_document(n as u64)).await.ok()?;
+            let written = Instant::now();
+            let ack = context.publish(subject, n.to_string().into()).await.ok()?;
+            ack.await.ok()?;
+            Some((n as i64, written))
+        });
+    }
+    let mut written = std::collections::HashMap::with_capacity(total);
+    while let Some(joined) = writes.join_next().await {
+        if let Ok(Some((n, at))) = joined {
+            written.insert(n, at);
+        }
+    }
+    let mut report = crate::lag::LagReport {
+        writes: total,
+        failed_writes: total - written.len(),
+        ..Default::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while report.lags.len() < written.len() {
+        match tokio::time::timeout_at(deadline, seen_rx.recv()).await {
+            Ok(Some((n, at))) => {
+                if let Some(start) = written.get(&n) {
+                    report.lags.push(at.saturating_duration_since(*start));
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    applier.abort();
+    watcher.abort();
+    report.failures = total - report.lags.len();
+    report.lags.sort_unstable();
+    Ok(report)
 }

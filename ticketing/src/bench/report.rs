@@ -106,7 +106,11 @@ pub struct Versus {
     pub limit: String,
     /// Its rate, requests per second.
     pub limit_rps: f64,
-    /// The scenario's rate over the limit's.
+    /// Its p99 when it is a latency at a fixed rate (the lag's `replication-floor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_p99_ms: Option<f64>,
+    /// The scenario's rate over the limit's; for a latency limit, the scenario's p99 over the
+    /// limit's.
     pub fraction: f64,
 }
 
@@ -278,6 +282,14 @@ fn row_line(out: &mut String, row: &Row, versus: bool) {
     );
     if versus {
         match &row.versus {
+            Some(Versus {
+                limit,
+                limit_p99_ms: Some(p99),
+                fraction,
+                ..
+            }) => {
+                let _ = write!(out, "  p99 {fraction:.1}× {limit}'s ({p99:.1} ms)");
+            }
             Some(v) => {
                 let _ = write!(
                     out,
@@ -420,9 +432,17 @@ mod tests {
         currentuser.versus = Some(Versus {
             limit: "bare-handler".into(),
             limit_rps: 3.0,
+            limit_p99_ms: None,
             fraction: 0.5,
         });
         let signin = Row::new("signin", &measured(&[50], &[("429", 1)]));
+        let mut lag = Row::new("lag", &measured(&[10, 30], &[]));
+        lag.versus = Some(Versus {
+            limit: "replication-floor".into(),
+            limit_rps: 500.0,
+            limit_p99_ms: Some(12.0),
+            fraction: 2.5,
+        });
         Results {
             format: FORMAT,
             started_at: "2026-01-02T03:04:05.678Z".into(),
@@ -444,10 +464,10 @@ mod tests {
                 warmup_secs: 2.0,
                 lag_rate: 500,
                 list_tickets: 100,
-                scenarios: vec!["currentuser".into(), "signin".into()],
+                scenarios: vec!["currentuser".into(), "signin".into(), "lag".into()],
                 limits: true,
             },
-            scenarios: vec![currentuser, signin],
+            scenarios: vec![currentuser, signin, lag],
             limits: vec![Row::new(
                 "bare-handler",
                 &measured(&[1, 1, 1, 1, 1, 1], &[]),
@@ -495,6 +515,11 @@ mod tests {
         );
         let signin = lines.iter().find(|l| l.starts_with("signin")).unwrap();
         assert!(signin.trim_end().ends_with('-'), "no limit: {signin}");
+        let lag = lines.iter().find(|l| l.starts_with("lag")).unwrap();
+        assert!(
+            lag.contains("p99 2.5× replication-floor's (12.0 ms)"),
+            "a latency limit compares p99s: {lag}"
+        );
         assert!(lines.iter().any(|l| l.starts_with("limit")), "{table}");
         assert!(
             lines.iter().any(|l| l.starts_with("bare-handler")),
@@ -532,9 +557,14 @@ mod tests {
         assert_eq!(row["versus"]["fraction"], 0.5);
         assert_eq!(json["scenarios"][1]["errorKinds"]["429"], 1);
         assert!(json["scenarios"][1].get("versus").is_none());
+        assert!(
+            row["versus"].get("limitP99Ms").is_none(),
+            "only for a latency limit"
+        );
+        assert_eq!(json["scenarios"][2]["versus"]["limitP99Ms"], 12.0);
 
         let back: Results = serde_json::from_value(json).unwrap();
-        assert_eq!(back.scenarios.len(), 2);
+        assert_eq!(back.scenarios.len(), 3);
         assert_eq!(back.row("bare-handler").unwrap().requests, 6);
     }
 

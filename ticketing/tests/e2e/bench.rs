@@ -28,7 +28,7 @@ async fn a_short_bench_runs_every_scenario_and_limit_without_errors() {
 
     let names: Vec<&str> = results.scenarios.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, Scenario::ALL.map(Scenario::name));
-    assert_eq!(results.limits.len(), 6, "{table}");
+    assert_eq!(results.limits.len(), 7, "{table}");
     for row in results.scenarios.iter().chain(&results.limits) {
         assert!(row.requests > 0, "{} sent no request\n{table}", row.name);
         assert_eq!(row.errors, 0, "{} had errors\n{table}", row.name);
@@ -38,7 +38,7 @@ async fn a_short_bench_runs_every_scenario_and_limit_without_errors() {
             row.name
         );
     }
-    for scenario in ["currentuser", "create-ticket", "list-tickets"] {
+    for scenario in ["currentuser", "create-ticket", "list-tickets", "lag"] {
         let row = results.row(scenario).unwrap();
         assert!(row.versus.is_some(), "{scenario} has a limit\n{table}");
     }
