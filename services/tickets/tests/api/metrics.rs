@@ -140,3 +140,24 @@ async fn metrics_are_not_served_through_a_proxy() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_burst_of_writes_publishes_each_event_once() {
+    // The relay sends this process's events by id as they commit and scans for every pending
+    // event each 250 ms; during a burst both run, and neither may publish what the other
+    // sent. JetStream would drop a duplicate, so the relay's own count is what shows one.
+    const WRITES: usize = 150;
+    let app = spawn_app().await;
+    let user = fake_user();
+    let writes = (0..WRITES).map(|n| create_ticket(&app, &user, "burst", n as f64 + 1.0));
+    futures::future::join_all(writes).await;
+    let created = r#"{service="tickets",subject="ticket:created"}"#;
+    metrics_where(
+        &app,
+        &[
+            (r#"events_outbox_pending{service="tickets"}"#, 0.0),
+            (&format!("events_published_total{created}"), WRITES as f64),
+        ],
+    )
+    .await;
+}
