@@ -124,6 +124,13 @@ impl Session {
         })
     }
 
+    /// Stops watching the replica, if it did.
+    pub(crate) async fn close(self) {
+        if let Some(replica) = self.replica {
+            replica.close().await;
+        }
+    }
+
     /// Fails when the replica's change stream ended during the measurement, which would
     /// report writes as never visible.
     pub(crate) fn check_watch(&self) -> anyhow::Result<()> {
@@ -257,6 +264,7 @@ impl Session {
 /// When each version of each ticket landed in the orders replica, read from the replica's
 /// change stream: no polling load on the system being measured.
 pub(crate) struct ReplicaWatch {
+    client: mongodb::Client,
     seen: Arc<Seen>,
     follower: tokio::task::JoinHandle<()>,
 }
@@ -334,7 +342,19 @@ impl ReplicaWatch {
                 }
             }
         });
-        Ok(Self { seen, follower })
+        Ok(Self {
+            client,
+            seen,
+            follower,
+        })
+    }
+
+    /// Stops following and shuts the client down. Dropped instead, the driver would end its
+    /// sessions on a task of its own, which panics when the command exits right after.
+    async fn close(mut self) {
+        self.follower.abort();
+        let _ = (&mut self.follower).await;
+        self.client.clone().shutdown().immediate(true).await;
     }
 
     /// Why the change stream ended, if it did (the lags measured after that are not real).
@@ -395,5 +415,9 @@ pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
         .measure(&ids, args.rate, duration, &ProgressBar::hidden())
         .await;
     session.check_watch()?;
+    // Every writer has finished with the session by now.
+    if let Ok(session) = Arc::try_unwrap(session) {
+        session.close().await;
+    }
     Ok(report)
 }

@@ -157,11 +157,17 @@ pub(crate) async fn mongo(
         anyhow::Ok((insert, find))
     }
     .await;
-    database
-        .drop()
-        .await
-        .context("drop the throwaway database")?;
+    drop_throwaway(&database).await?;
     result
+}
+
+/// Drops a throwaway database and shuts its client down. The driver ends a client's sessions
+/// on a task of its own when the client is dropped; a command that exits right after would
+/// have that task panic as the runtime stops under it.
+async fn drop_throwaway(database: &mongodb::Database) -> anyhow::Result<()> {
+    let dropped = database.drop().await;
+    database.client().clone().shutdown().immediate(true).await;
+    dropped.context("drop the throwaway database")
 }
 
 struct PublishWorker {
@@ -288,10 +294,7 @@ async fn remove(
     stream: &str,
 ) -> anyhow::Result<()> {
     let deleted = context.delete_stream(stream).await;
-    database
-        .drop()
-        .await
-        .context("drop the throwaway database")?;
+    drop_throwaway(database).await?;
     deleted.with_context(|| format!("delete stream {stream}"))?;
     Ok(())
 }
@@ -518,13 +521,15 @@ async fn floor(
     let applier = tokio::spawn({
         let replica = replica.clone();
         async move {
-            let lanes = Arc::new(Semaphore::new(FLOOR_LANES));
+            // Aborting the applier drops this set, which aborts the applies in it.
+            let mut lanes = tokio::task::JoinSet::new();
             while let Some(Ok(message)) = messages.next().await {
-                let Ok(permit) = Arc::clone(&lanes).acquire_owned().await else {
-                    break;
-                };
+                while lanes.try_join_next().is_some() {}
+                if lanes.len() >= FLOOR_LANES {
+                    lanes.join_next().await;
+                }
                 let replica = replica.clone();
-                tokio::spawn(async move {
+                lanes.spawn(async move {
                     let n = std::str::from_utf8(&message.payload)
                         .ok()
                         .and_then(|s| s.parse::<i64>().ok());
@@ -533,7 +538,6 @@ async fn floor(
                     {
                         let _ = message.ack().await;
                     }
-                    drop(permit);
                 });
             }
         }
@@ -580,6 +584,8 @@ async fn floor(
     }
     applier.abort();
     watcher.abort();
+    let _ = applier.await;
+    let _ = watcher.await;
     report.failures = total - report.lags.len();
     report.lags.sort_unstable();
     Ok(report)
