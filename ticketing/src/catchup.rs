@@ -148,8 +148,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     };
     // Leave nothing behind.
     let _ = replica.drop().await;
-    // Shut down rather than dropped: the driver's clean-up task would panic at exit.
-    replica.client().clone().shutdown().immediate(true).await;
+    crate::client::shut_down(replica.client()).await;
     let _ = bus.jetstream().delete_stream(bus.stream_name()).await;
     let _ = bus
         .jetstream()

@@ -225,10 +225,7 @@ impl Session {
         duration: Duration,
         sent: &ProgressBar,
     ) -> LagReport {
-        let total = (f64::from(rate) * duration.as_secs_f64()).round() as usize;
-        let mut ticker =
-            tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let (total, mut ticker) = open_loop(rate, duration);
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..total {
             ticker.tick().await;
@@ -259,6 +256,16 @@ impl Session {
         report.lags.sort_unstable();
         report
     }
+}
+
+/// How many writes `rate` a second for `duration` is, and the ticker that paces them. Open
+/// loop: a tick missed while the runtime was busy fires at once, so the rate holds whatever
+/// the answers.
+pub(crate) fn open_loop(rate: u32, duration: Duration) -> (usize, tokio::time::Interval) {
+    let total = (f64::from(rate) * duration.as_secs_f64()).round() as usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    (total, ticker)
 }
 
 /// When each version of each ticket landed in the orders replica, read from the replica's
@@ -349,12 +356,11 @@ impl ReplicaWatch {
         })
     }
 
-    /// Stops following and shuts the client down. Dropped instead, the driver would end its
-    /// sessions on a task of its own, which panics when the command exits right after.
+    /// Stops following and shuts the client down.
     async fn close(mut self) {
         self.follower.abort();
         let _ = (&mut self.follower).await;
-        self.client.clone().shutdown().immediate(true).await;
+        crate::client::shut_down(&self.client).await;
     }
 
     /// Why the change stream ended, if it did (the lags measured after that are not real).

@@ -161,12 +161,10 @@ pub(crate) async fn mongo(
     result
 }
 
-/// Drops a throwaway database and shuts its client down. The driver ends a client's sessions
-/// on a task of its own when the client is dropped; a command that exits right after would
-/// have that task panic as the runtime stops under it.
+/// Drops a throwaway database and shuts its client down.
 async fn drop_throwaway(database: &mongodb::Database) -> anyhow::Result<()> {
     let dropped = database.drop().await;
-    database.client().clone().shutdown().immediate(true).await;
+    crate::client::shut_down(database.client()).await;
     dropped.context("drop the throwaway database")
 }
 
@@ -543,9 +541,7 @@ async fn floor(
         }
     });
 
-    let total = (f64::from(rate) * duration.as_secs_f64()).round() as usize;
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (total, mut ticker) = crate::lag::open_loop(rate, duration);
     let subject = format!("{stream}.events.ticket.updated");
     let mut writes = tokio::task::JoinSet::new();
     for n in 0..total {
