@@ -22,7 +22,7 @@ use common::server::Service;
 pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let db = config.mongo.connect("expiration").await?;
     let bus = EventBus::connect(&config.nats, "expiration").await?;
-    let outbox = Outbox::new(&db);
+    let outbox = Outbox::new(&db, &[store::EXPIRATIONS]);
     outbox.ensure_indexes().await?;
     let schedule = store::Schedule::new(&db, outbox.clone());
     schedule.ensure_indexes().await?;

@@ -1,16 +1,18 @@
-//! The durable schedule: one record per order, fired exactly once inside a transaction that
-//! also records `expiration:complete` in the outbox.
+//! The durable schedule: one record per order, fired exactly once by a write that also carries
+//! `expiration:complete` for the outbox.
 
 use std::sync::Arc;
 
 use common::events::{ExpirationComplete, Outbox};
-use common::mongo::Transaction;
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, doc};
 use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+/// The collection of the schedule; its documents carry their pending events.
+pub(crate) const EXPIRATIONS: &str = "expirations";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,7 +26,6 @@ struct Expiration {
 
 #[derive(Clone)]
 pub(crate) struct Schedule {
-    client: Client,
     expirations: Collection<Expiration>,
     outbox: Outbox,
     /// Wakes the scheduler when something earlier than what it sleeps for is scheduled.
@@ -34,8 +35,7 @@ pub(crate) struct Schedule {
 impl Schedule {
     pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
         Self {
-            client: db.client().clone(),
-            expirations: db.collection("expirations"),
+            expirations: db.collection(EXPIRATIONS),
             outbox,
             changed: Arc::new(Notify::new()),
         }
@@ -95,43 +95,24 @@ impl Schedule {
                 fired += 1;
             }
         }
-        if fired > 0 {
-            self.outbox.notify();
-        }
         Ok(fired)
     }
 
-    /// Marks one expiration fired and records its event, atomically. Another replica that
-    /// got there first makes this a no-op.
+    /// Marks one expiration fired with its event, in one write. Another replica that got
+    /// there first makes this a no-op.
     async fn fire(&self, order_id: &str) -> mongodb::error::Result<bool> {
-        let mut tx = Transaction::start(&self.client).await?;
-        loop {
-            let result = async {
-                let session = tx.session();
-                let claimed = self
-                    .expirations
-                    .update_one(
-                        doc! { "_id": order_id, "firedAt": null },
-                        doc! { "$set": { "firedAt": DateTime::now() } },
-                    )
-                    .session(&mut *session)
-                    .await?;
-                if claimed.modified_count == 0 {
-                    return Ok(false);
-                }
-                let event = ExpirationComplete {
-                    order_id: order_id.to_owned(),
-                };
-                self.outbox.record(session, &event).await?;
-                Ok(true)
-            }
-            .await;
-            if let Some(fired) = tx.finish(result).await? {
-                if fired {
-                    tracing::info!(%order_id, "expiration complete");
-                }
-                return Ok(fired);
-            }
+        let event = ExpirationComplete {
+            order_id: order_id.to_owned(),
+        };
+        let guard = doc! { "firedAt": null };
+        let set = doc! { "firedAt": DateTime::now() };
+        let fired = self
+            .outbox
+            .update(&self.expirations, order_id, guard, set, &event)
+            .await?;
+        if fired {
+            tracing::info!(%order_id, "expiration complete");
         }
+        Ok(fired)
     }
 }

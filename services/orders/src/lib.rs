@@ -31,7 +31,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let db = config.service.mongo.connect("orders").await?;
     let bus = EventBus::connect(&config.nats, "orders").await?;
-    let outbox = Outbox::new(&db);
+    let outbox = Outbox::new(&db, &[store::ORDERS]);
     outbox.ensure_indexes().await?;
     let state = AppState::new(&db, config, outbox.clone()).await?;
     let checks = vec![

@@ -10,12 +10,15 @@ use common::events::replica::{self, Applied};
 use common::events::{
     OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, TicketData, TicketRef,
 };
-use common::mongo::{Transaction, is_duplicate_key};
+use common::mongo::is_duplicate_key;
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+
+/// The collection of orders; their documents carry their pending events.
+pub(crate) const ORDERS: &str = "orders";
 
 /// A stored order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,7 +80,6 @@ impl From<StoreError> for common::ApiError {
 
 #[derive(Clone)]
 pub(crate) struct OrderStore {
-    client: Client,
     orders: Collection<OrderDoc>,
     tickets: Collection<TicketReplica>,
     /// The same collection untyped, for versioned applies.
@@ -89,8 +91,7 @@ pub(crate) struct OrderStore {
 impl OrderStore {
     pub(crate) fn new(db: &Database, outbox: Outbox, expiration: Duration) -> Self {
         Self {
-            client: db.client().clone(),
-            orders: db.collection("orders"),
+            orders: db.collection(ORDERS),
             tickets: db.collection("tickets"),
             tickets_raw: db.collection("tickets"),
             outbox,
@@ -175,25 +176,11 @@ impl OrderStore {
                 price: ticket.price,
             },
         };
-        let mut tx = Transaction::start(&self.client).await?;
-        loop {
-            let result = async {
-                let session = tx.session();
-                self.orders
-                    .insert_one(&order)
-                    .session(&mut *session)
-                    .await?;
-                self.outbox.record(session, &event).await
-            }
-            .await;
-            match tx.finish(result).await {
-                Ok(Some(())) => break,
-                Ok(None) => {}
-                Err(e) if is_duplicate_key(&e) => return Err(StoreError::Reserved),
-                Err(e) => return Err(e.into()),
-            }
+        match self.outbox.insert(&self.orders, &order, &event).await {
+            Ok(()) => {}
+            Err(e) if is_duplicate_key(&e) => return Err(StoreError::Reserved),
+            Err(e) => return Err(e.into()),
         }
-        self.outbox.notify();
         tracing::info!(order_id = %order.id, "order created");
         Ok(OrderView {
             order,
@@ -250,52 +237,44 @@ impl OrderStore {
         id: ObjectId,
         user_id: Option<&str>,
     ) -> Result<OrderDoc, StoreError> {
-        let mut tx = Transaction::start(&self.client).await?;
         let outcome = loop {
-            let result = async {
-                let session = tx.session();
-                let Some(order) = self.orders.find_one(doc! { "_id": id }).session(&mut *session).await? else {
-                    return Ok(Err(StoreError::NotFound));
-                };
-                if user_id.is_some_and(|user| user != order.user_id) {
-                    return Ok(Err(StoreError::NotOwner));
-                }
-                match order.status {
-                    OrderStatus::Cancelled => return Ok(Ok((order, false))),
-                    OrderStatus::Complete => return Ok(Err(StoreError::Paid)),
-                    OrderStatus::Created | OrderStatus::AwaitingPayment => {}
-                }
-                let cancelled = OrderDoc {
-                    status: OrderStatus::Cancelled,
-                    version: order.version + 1,
-                    active: false,
-                    ..order.clone()
-                };
-                self.orders
-                    .update_one(
-                        doc! { "_id": id, "version": order.version },
-                        doc! { "$set": { "status": "cancelled", "active": false, "version": cancelled.version } },
-                    )
-                    .session(&mut *session)
-                    .await?;
-                let event = OrderCancelled {
-                    id: id.to_hex(),
-                    version: cancelled.version,
-                    ticket: TicketRef {
-                        id: order.ticket_id.to_hex(),
-                    },
-                };
-                self.outbox.record(session, &event).await?;
-                Ok(Ok((cancelled, true)))
+            let Some(order) = self.orders.find_one(doc! { "_id": id }).await? else {
+                return Err(StoreError::NotFound);
+            };
+            if user_id.is_some_and(|user| user != order.user_id) {
+                return Err(StoreError::NotOwner);
             }
-            .await;
-            if let Some(outcome) = tx.finish(result).await? {
-                break outcome?;
+            match order.status {
+                OrderStatus::Cancelled => break (order, false),
+                OrderStatus::Complete => return Err(StoreError::Paid),
+                OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+            }
+            let cancelled = OrderDoc {
+                status: OrderStatus::Cancelled,
+                version: order.version + 1,
+                active: false,
+                ..order.clone()
+            };
+            let event = OrderCancelled {
+                id: id.to_hex(),
+                version: cancelled.version,
+                ticket: TicketRef {
+                    id: order.ticket_id.to_hex(),
+                },
+            };
+            let set = doc! { "status": "cancelled", "active": false, "version": cancelled.version };
+            // Changed since the read (paid, or cancelled by the expiration): read again.
+            let guard = doc! { "version": order.version };
+            if self
+                .outbox
+                .update(&self.orders, id, guard, set, &event)
+                .await?
+            {
+                break (cancelled, true);
             }
         };
         let (order, changed) = outcome;
         if changed {
-            self.outbox.notify();
             tracing::info!(version = order.version, "order cancelled");
         }
         Ok(order)

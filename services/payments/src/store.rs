@@ -5,10 +5,10 @@
 
 use common::events::replica::{self, Applied};
 use common::events::{OrderCancelled, OrderCreated, OrderStatus, Outbox, PaymentCreated};
-use common::mongo::{Transaction, is_duplicate_key};
+use common::mongo::is_duplicate_key;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 /// The replica of an order, as the orders service last published it.
@@ -23,6 +23,9 @@ pub(crate) struct OrderReplica {
     pub(crate) expires_at: DateTime,
     pub(crate) version: i64,
 }
+
+/// The collection of payments; their documents carry their pending events.
+pub(crate) const PAYMENTS: &str = "payments";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,7 +52,6 @@ pub(crate) enum Claim {
 
 #[derive(Clone)]
 pub(crate) struct PaymentStore {
-    client: Client,
     orders: Collection<OrderReplica>,
     orders_raw: Collection<Document>,
     payments: Collection<PaymentDoc>,
@@ -59,10 +61,9 @@ pub(crate) struct PaymentStore {
 impl PaymentStore {
     pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
         Self {
-            client: db.client().clone(),
             orders: db.collection("orders"),
             orders_raw: db.collection("orders"),
-            payments: db.collection("payments"),
+            payments: db.collection(PAYMENTS),
             outbox,
         }
     }
@@ -144,7 +145,7 @@ impl PaymentStore {
         Ok(())
     }
 
-    /// Records the charge and `payment:created` atomically.
+    /// Records the charge and `payment:created` in one write.
     #[tracing::instrument(skip_all, fields(payment_id = %payment_id, order_id = %order_id))]
     pub(crate) async fn succeed(
         &self,
@@ -157,25 +158,17 @@ impl PaymentStore {
             order_id: order_id.to_hex(),
             stripe_id: stripe_id.to_owned(),
         };
-        let mut tx = Transaction::start(&self.client).await?;
-        loop {
-            let result = async {
-                let session = tx.session();
-                self.payments
-                    .update_one(
-                        doc! { "_id": payment_id },
-                        doc! { "$set": { "status": "succeeded", "stripeId": stripe_id } },
-                    )
-                    .session(&mut *session)
-                    .await?;
-                self.outbox.record(session, &event).await
-            }
-            .await;
-            if tx.finish(result).await?.is_some() {
-                break;
-            }
+        let set = doc! { "status": "succeeded", "stripeId": stripe_id };
+        if !self
+            .outbox
+            .update(&self.payments, payment_id, doc! {}, set, &event)
+            .await?
+        {
+            // Only a declined card gives a claim back, so the claim of a charged card stays.
+            return Err(mongodb::error::Error::custom(format!(
+                "payment {payment_id} vanished while its card was charged"
+            )));
         }
-        self.outbox.notify();
         tracing::info!(%stripe_id, "payment created");
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The tickets service: sellers list and edit tickets; orders reserve and release them.
 //!
-//! Every change commits together with its event in the outbox; the relay publishes them.
+//! Every change writes its event into the ticket's document; the outbox relay publishes them.
 
 mod config;
 mod domain;
@@ -32,7 +32,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let db = config.service.mongo.connect("tickets").await?;
     let bus = EventBus::connect(&config.nats, "tickets").await?;
-    let outbox = Outbox::new(&db);
+    let outbox = Outbox::new(&db, &[store::TICKETS]);
     outbox.ensure_indexes().await?;
     let state = AppState::new(&db, &config.service.sessions, outbox.clone()).await?;
     let checks = vec![

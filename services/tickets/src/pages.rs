@@ -265,7 +265,7 @@ mod tests {
     async fn another_writers_change_arrives_on_the_change_stream() {
         let context = test_support::TestContext::new();
         let db = context.database("tickets").await;
-        let store = TicketStore::new(&db, common::events::Outbox::new(&db));
+        let store = TicketStore::new(&db, common::events::Outbox::new(&db, &[]));
         let shutdown = CancellationToken::new();
         let follower = {
             let (store, shutdown) = (store.clone(), shutdown.clone());

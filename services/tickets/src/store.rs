@@ -1,21 +1,25 @@
-//! Tickets in MongoDB. Every change runs in a transaction with its outbox event, and every
-//! write is guarded by the version it read, so concurrent changes never silently overwrite
-//! each other (MongoDB aborts the loser with a write conflict and the driver retries it).
+//! Tickets in MongoDB. Every change writes its event into the ticket's document (the outbox
+//! publishes it), and every write is guarded by the version it read, so concurrent changes
+//! never silently overwrite each other: the loser reads again (or, in a transaction, MongoDB
+//! aborts it with a write conflict and the driver retries it).
 
 use common::events::replica::{self, Applied};
 use common::events::{
-    OrderCancelled, OrderCreated, Outbox, TicketCreated, TicketData, TicketUpdated,
+    OrderCancelled, OrderCreated, Outbox, PendingEvent, TicketCreated, TicketData, TicketUpdated,
 };
 use common::mongo::{KeyLocks, Transaction};
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::ChangeStreamEvent;
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::pages::PageCache;
+
+/// The collection of tickets; their documents carry their pending events.
+pub(crate) const TICKETS: &str = "tickets";
 
 /// A stored ticket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,7 +96,7 @@ impl TicketStore {
     pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
         Self {
             client: db.client().clone(),
-            tickets: db.collection("tickets"),
+            tickets: db.collection(TICKETS),
             orders_seen: db.collection("orders_seen"),
             outbox,
             locks: std::sync::Arc::new(KeyLocks::new(1024)),
@@ -117,10 +121,9 @@ impl TicketStore {
             .await
     }
 
-    /// After a commit: the change shows in the next list, and its event goes out.
+    /// After a write: the change shows in the next list.
     fn committed(&self) {
         self.pages.invalidate();
-        self.outbox.notify();
     }
 
     pub(crate) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
@@ -149,21 +152,7 @@ impl TicketStore {
             order_id: None,
         };
         let event = TicketCreated(ticket.event_data());
-        let mut tx = Transaction::start(&self.client).await?;
-        loop {
-            let result = async {
-                let session = tx.session();
-                self.tickets
-                    .insert_one(&ticket)
-                    .session(&mut *session)
-                    .await?;
-                self.outbox.record(session, &event).await
-            }
-            .await;
-            if tx.finish(result).await?.is_some() {
-                break;
-            }
-        }
+        self.outbox.insert(&self.tickets, &ticket, &event).await?;
         self.committed();
         tracing::info!(ticket_id = %ticket.id, version = 0, "ticket created");
         Ok(ticket)
@@ -205,44 +194,32 @@ impl TicketStore {
         price: f64,
     ) -> Result<TicketDoc, StoreError> {
         let _turn = self.locks.lock(&id).await;
-        let mut tx = Transaction::start(&self.client).await?;
         let result = loop {
-            let result = async {
-                let session = tx.session();
-                // The rules are in the filter, so the usual case is one round trip; the
-                // reason for a refusal is read only when there is one.
-                let updated = self
-                    .tickets
-                    .find_one_and_update(
-                        doc! { "_id": id, "userId": user_id, "orderId": null },
-                        doc! {
-                            "$set": { "title": &title, "price": price },
-                            "$inc": { "version": 1_i64 },
-                        },
-                    )
-                    .return_document(ReturnDocument::After)
-                    .session(&mut *session)
-                    .await?;
-                let Some(updated) = updated else {
-                    let current = self
-                        .tickets
-                        .find_one(doc! { "_id": id })
-                        .session(&mut *session)
-                        .await?;
-                    return Ok(Err(match current {
-                        None => StoreError::NotFound,
-                        Some(ticket) if ticket.user_id != user_id => StoreError::NotOwner,
-                        Some(_) => StoreError::Reserved,
-                    }));
-                };
-                self.outbox
-                    .record(session, &TicketUpdated(updated.event_data()))
-                    .await?;
-                Ok(Ok(updated))
+            let current = self.find(id).await?.ok_or(StoreError::NotFound)?;
+            if current.user_id != user_id {
+                return Err(StoreError::NotOwner);
             }
-            .await;
-            if let Some(result) = tx.finish(result).await? {
-                break result?;
+            if current.order_id.is_some() {
+                return Err(StoreError::Reserved);
+            }
+            let previous = current.version;
+            let updated = TicketDoc {
+                title: title.clone(),
+                price,
+                version: previous + 1,
+                ..current
+            };
+            let set = doc! { "title": &updated.title, "price": price, "version": updated.version };
+            // The guard repeats the rules, so a change by another replica since the read (a
+            // reservation, or an update) makes this a miss, and the rules are read again.
+            let guard = doc! { "version": previous, "orderId": null };
+            let event = TicketUpdated(updated.event_data());
+            if self
+                .outbox
+                .update(&self.tickets, id, guard, set, &event)
+                .await?
+            {
+                break updated;
             }
         };
         self.committed();
@@ -250,25 +227,26 @@ impl TicketStore {
         Ok(result)
     }
 
-    /// Writes `updated` over the record at `previous` version and records the event, inside
-    /// the caller's transaction.
+    /// Writes `updated` over the record at `previous` version with its event, inside the
+    /// caller's transaction; the event goes to the relay once that commits.
     async fn write_version(
         &self,
         session: &mut mongodb::ClientSession,
         updated: &TicketDoc,
         previous: i64,
-    ) -> mongodb::error::Result<()> {
+    ) -> mongodb::error::Result<PendingEvent> {
         let set = doc! {
             "title": &updated.title,
             "price": updated.price,
             "version": updated.version,
             "orderId": updated.order_id.as_deref(),
         };
+        let event = self.outbox.event(&TicketUpdated(updated.event_data()))?;
         let written = self
             .tickets
             .update_one(
                 doc! { "_id": updated.id, "version": previous },
-                doc! { "$set": set },
+                event.update(set)?,
             )
             .session(&mut *session)
             .await?;
@@ -280,9 +258,7 @@ impl TicketStore {
                 updated.id
             )));
         }
-        self.outbox
-            .record(session, &TicketUpdated(updated.event_data()))
-            .await
+        Ok(event)
     }
 
     /// Marks the ticket reserved by the order (order created, version 0).
@@ -304,19 +280,19 @@ impl TicketStore {
                 )
                 .await?;
                 if applied != Applied::Applied {
-                    return Ok(applied);
+                    return Ok((applied, None));
                 }
-                self.set_order(session, ticket_id, Some(order.id.clone()))
+                let event = self
+                    .set_order(session, ticket_id, Some(order.id.clone()))
                     .await?;
-                Ok(Applied::Applied)
+                Ok((Applied::Applied, Some(event)))
             }
             .await;
             if let Some(applied) = tx.finish(result).await? {
                 break applied;
             }
         };
-        self.committed();
-        Ok(applied)
+        Ok(self.committed_with(ticket_id, applied))
     }
 
     /// Frees the ticket if this order still holds it (order cancelled).
@@ -338,25 +314,39 @@ impl TicketStore {
                 )
                 .await?;
                 if applied != Applied::Applied {
-                    return Ok(applied);
+                    return Ok((applied, None));
                 }
                 let holder = self
                     .tickets
                     .find_one(doc! { "_id": ticket_id })
                     .session(&mut *session)
                     .await?;
-                if holder.and_then(|t| t.order_id).as_deref() == Some(order.id.as_str()) {
-                    self.set_order(session, ticket_id, None).await?;
+                if holder.and_then(|t| t.order_id).as_deref() != Some(order.id.as_str()) {
+                    return Ok((Applied::Applied, None));
                 }
-                Ok(Applied::Applied)
+                let event = self.set_order(session, ticket_id, None).await?;
+                Ok((Applied::Applied, Some(event)))
             }
             .await;
             if let Some(applied) = tx.finish(result).await? {
                 break applied;
             }
         };
+        Ok(self.committed_with(ticket_id, applied))
+    }
+
+    /// After a transaction's commit: the change shows in the next list, and the event it
+    /// wrote, if any, goes to the relay.
+    fn committed_with(
+        &self,
+        ticket_id: ObjectId,
+        (applied, event): (Applied, Option<PendingEvent>),
+    ) -> Applied {
         self.committed();
-        Ok(applied)
+        if let Some(event) = event {
+            self.outbox.written(&self.tickets, ticket_id, event);
+        }
+        applied
     }
 
     async fn set_order(
@@ -364,7 +354,7 @@ impl TicketStore {
         session: &mut mongodb::ClientSession,
         ticket_id: ObjectId,
         order_id: Option<String>,
-    ) -> mongodb::error::Result<()> {
+    ) -> mongodb::error::Result<PendingEvent> {
         let Some(current) = self
             .tickets
             .find_one(doc! { "_id": ticket_id })
@@ -380,13 +370,14 @@ impl TicketStore {
             version: current.version + 1,
             ..current.clone()
         };
-        self.write_version(session, &updated, current.version)
+        let event = self
+            .write_version(session, &updated, current.version)
             .await?;
         tracing::info!(
             version = updated.version,
             reserved = updated.order_id.is_some(),
             "ticket reservation changed"
         );
-        Ok(())
+        Ok(event)
     }
 }

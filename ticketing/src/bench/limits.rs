@@ -207,7 +207,7 @@ impl Worker for PublishWorker {
 }
 
 /// An insert, then the publish of its event once it is stored: what a write and its event
-/// cost at the least, without a transaction or an outbox.
+/// cost at the least, without an outbox (the event is not stored, nor removed after).
 struct InsertPublishWorker {
     insert: InsertWorker,
     publish: PublishWorker,
@@ -455,7 +455,7 @@ const FLOOR_LANES: usize = 32;
 /// publish of its event (ack awaited); a pull consumer stores each event in a replica
 /// collection and acks it; the lag runs from the first insert's return until the replica's
 /// change stream shows the second. The same durable writes, publish, consume and change stream
-/// as the lag scenario, without HTTP, sessions, the transaction, the outbox or the version
+/// as the lag scenario, without HTTP, sessions, the outbox's removal or the version
 /// check: what the servers alone cost at that rate on this machine.
 pub(crate) async fn replication_floor(
     mongo_url: &str,

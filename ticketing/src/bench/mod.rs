@@ -14,13 +14,13 @@
 //! |---|---|---|
 //! | `currentuser` | read the cookie, verify the HS256 JWT, write JSON | `bare-handler`: the same handler without the stack's layers |
 //! | `signin` | find the user, argon2id-verify the password, sign a JWT | `argon2-verify` |
-//! | `create-ticket` | insert the ticket and its outbox event in a transaction; the relay publishes it | `mongo-insert+publish`, `mongo-insert`, `jetstream-publish` |
+//! | `create-ticket` | insert the ticket with its event inside it; the outbox relay publishes it and removes it | `mongo-insert+publish`, `mongo-insert`, `jetstream-publish` |
 //! | `update-ticket` | the same as an update of the caller's ticket | the same |
 //! | `list-tickets` | a page of 100 unreserved tickets: one query, or memory when no ticket changed since | `mongo-find-one` |
-//! | `create-cancel-order` | `POST /api/orders` and `DELETE /api/orders/:id` each count: a transactional write with its outbox event | the same as `create-ticket` |
+//! | `create-cancel-order` | `POST /api/orders` and `DELETE /api/orders/:id` each count: one write of the order with its event inside it | the same as `create-ticket` |
 //! | `lag` | a ticket update until orders' replica shows it | `replication-floor`: at the same rate, an insert, its publish, a consumer's insert into a replica, seen on its change stream |
 //!
-//! The limits do strictly less than the endpoints (one insert without a transaction, one
+//! The limits do strictly less than the endpoints (one insert without an event inside, one
 //! find by id, one publish), so a fraction near 1 is out of reach for the writes; the fraction
 //! says how much of the machine's ceiling the stack's own code costs. The lag is a latency at
 //! a fixed rate, so it is compared by p99 instead: its p99 as a multiple of the floor's.
@@ -392,7 +392,7 @@ async fn measure_limits(
     rows.push(finished(
         limits::INSERT_PUBLISH,
         measured,
-        "insert_one, then publish its event and await the ack (no transaction, no outbox)",
+        "insert_one, then publish its event and await the ack (no outbox)",
     ));
     let b = bar(limits::ARGON2_VERIFY);
     let measured = limits::argon2_verify(clients, timing, &b).await?;

@@ -365,7 +365,7 @@ async fn nats_restarted_mid_load_loses_nothing_and_publishers_catch_up_from_the_
 
     let done = Arc::new(AtomicUsize::new(0));
     let load = tokio::spawn(update_tickets(app.clone(), seller, ids, done.clone()));
-    let outbox = common::events::Outbox::new(&stack.database("tickets").await);
+    let outbox = common::events::Outbox::new(&stack.database("tickets").await, &["tickets"]);
     updates_reach(&done, UPDATES / 5).await;
     tokio::task::block_in_place(|| stack.nats.halt()).unwrap();
     let halted = Instant::now();

@@ -1,6 +1,6 @@
-//! The event backbone: the closed catalog of events, the JetStream bus, the transactional
-//! outbox that publishes them, durable listeners with dead-lettering, listing and replaying
-//! the dead letters, and versioned replica updates.
+//! The event backbone: the closed catalog of events, the JetStream bus, the outbox that
+//! publishes the events written inside changed documents, durable listeners with
+//! dead-lettering, listing and replaying the dead letters, and versioned replica updates.
 
 pub mod bus;
 pub mod catalog;
@@ -13,4 +13,4 @@ pub use bus::{EventBus, NatsConfig};
 pub use catalog::*;
 pub use dlq::{DeadLetter, DeadLetters};
 pub use listener::{Delivery, Handler, Listener, Outcome};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, PendingEvent};

@@ -2,8 +2,10 @@
 
 use bytes::Bytes;
 use common::events::{
-    OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Subject, TicketRef,
+    OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, Subject, TicketRef,
 };
+use common::mongo::Transaction;
+use mongodb::bson::{Document, doc, oid::ObjectId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{TestApp, TestContext, eventually, fake_user};
@@ -75,7 +77,7 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
     let user = fake_user();
     let ticket = create_ticket(&app, &user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap().to_owned();
-    let order_id = mongodb::bson::oid::ObjectId::new().to_hex();
+    let order_id = ObjectId::new().to_hex();
 
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
     let reserved = ticket_where(&app, &id, "the ticket to be reserved", |t| {
@@ -138,7 +140,7 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
     let user = fake_user();
     let ticket = create_ticket(&app, &user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap().to_owned();
-    let order_id = mongodb::bson::oid::ObjectId::new().to_hex();
+    let order_id = ObjectId::new().to_hex();
 
     // Out of order, and each one twice (a different message id defeats JetStream's dedup,
     // as a redelivery after a crash would).
@@ -188,7 +190,7 @@ async fn a_malformed_order_event_is_dead_lettered_and_the_stream_keeps_flowing()
     )
     .await
     .unwrap();
-    let order_id = mongodb::bson::oid::ObjectId::new().to_hex();
+    let order_id = ObjectId::new().to_hex();
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
 
     ticket_where(&app, &id, "the valid order after the poison one", |t| {
@@ -220,13 +222,19 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
     drop(app);
 
     let db = context.database("tickets").await;
-    let outbox = db.collection::<mongodb::bson::Document>("outbox");
+    let outbox = Outbox::new(&db, &["tickets"]);
+    assert_eq!(outbox.pending().await.unwrap(), 1);
+    let stored = db
+        .collection::<Document>("tickets")
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
+    let pending = stored.get_array("pendingEvents").unwrap();
     assert_eq!(
-        outbox
-            .count_documents(mongodb::bson::doc! {"sentAt": null})
-            .await
-            .unwrap(),
-        1
+        pending[0].as_document().unwrap().get_str("subject"),
+        Ok(Subject::TicketCreated.token()),
+        "the event waits in the ticket's document"
     );
     assert!(
         context.events().await.is_empty(),
@@ -239,19 +247,15 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].0, "ticket:created");
     assert_eq!(events[0].1["id"], ticket["id"]);
-    eventually("the outbox to be marked sent", WAIT, || async {
-        let pending = outbox
-            .count_documents(mongodb::bson::doc! {"sentAt": null})
-            .await
-            .unwrap();
-        (pending == 0).then_some(())
+    eventually("the event to leave the document", WAIT, || async {
+        (outbox.pending().await.unwrap() == 0).then_some(())
     })
     .await;
 }
 
 fn ticket_created(title: &str) -> common::events::TicketCreated {
     common::events::TicketCreated(common::events::TicketData {
-        id: mongodb::bson::oid::ObjectId::new().to_hex(),
+        id: ObjectId::new().to_hex(),
         version: 0,
         title: title.to_owned(),
         price: 1.0,
@@ -260,26 +264,13 @@ fn ticket_created(title: &str) -> common::events::TicketCreated {
     })
 }
 
-/// A transaction, still open, in which `outbox` recorded an event titled `title`.
-async fn record(
-    outbox: &common::events::Outbox,
-    client: &mongodb::Client,
-    title: &str,
-) -> common::mongo::Transaction {
-    let mut tx = common::mongo::Transaction::start(client).await.unwrap();
-    outbox
-        .record(tx.session(), &ticket_created(title))
-        .await
-        .unwrap();
-    tx
-}
-
 #[tokio::test]
-async fn the_relay_sends_its_own_committed_events_by_id_and_never_an_aborted_one() {
+async fn the_relay_sends_its_own_written_events_from_memory_and_the_scan_finds_the_rest() {
     let context = TestContext::new();
     let db = context.database("tickets").await;
     let bus = context.bus().await;
-    let outbox = common::events::Outbox::new(&db);
+    let tickets = db.collection::<Document>("tickets");
+    let outbox = Outbox::new(&db, &["tickets"]);
     outbox.ensure_indexes().await.unwrap();
     let titles = |events: Vec<(String, Value)>| -> Vec<String> {
         events
@@ -288,31 +279,75 @@ async fn the_relay_sends_its_own_committed_events_by_id_and_never_an_aborted_one
             .collect()
     };
 
-    // Pending, but recorded by another process: only the scan finds it.
-    let other = common::events::Outbox::new(&db);
-    let mut tx = record(&other, db.client(), "elsewhere").await;
-    assert!(tx.finish(Ok(())).await.unwrap().is_some());
+    // Written by another process: only the scan finds it.
+    let other = Outbox::new(&db, &["tickets"]);
+    let elsewhere = doc! { "_id": ObjectId::new(), "title": "elsewhere" };
+    other
+        .insert(&tickets, &elsewhere, &ticket_created("elsewhere"))
+        .await
+        .unwrap();
 
-    let mut committed = record(&outbox, db.client(), "committed").await;
-    assert!(committed.finish(Ok(())).await.unwrap().is_some());
-    let mut aborted = record(&outbox, db.client(), "aborted").await;
+    let id = ObjectId::new();
+    let mine = doc! { "_id": id, "title": "mine" };
+    outbox
+        .insert(&tickets, &mine, &ticket_created("mine"))
+        .await
+        .unwrap();
+    let missed = outbox
+        .update(
+            &tickets,
+            id,
+            doc! { "title": "not the title" },
+            doc! { "title": "missed" },
+            &ticket_created("missed"),
+        )
+        .await
+        .unwrap();
+    assert!(!missed, "a guard that does not match writes nothing");
+    // An event written in a transaction that aborts is never sent.
+    let mut aborted = Transaction::start(db.client()).await.unwrap();
+    let event = outbox.event(&ticket_created("aborted")).unwrap();
+    tickets
+        .update_one(
+            doc! { "_id": id },
+            event.update(doc! { "title": "aborted" }).unwrap(),
+        )
+        .session(aborted.session())
+        .await
+        .unwrap();
     let refused = mongodb::error::Error::custom("refused");
     assert!(aborted.finish::<()>(Err(refused)).await.is_err());
-    let mut open = record(&outbox, db.client(), "open").await;
 
-    assert_eq!(outbox.relay_recorded(&bus).await.unwrap(), 1);
-    assert_eq!(titles(context.events().await), ["committed"]);
-    // The transaction still open at that pass is sent once it commits.
-    assert!(open.finish(Ok(())).await.unwrap().is_some());
-    assert_eq!(outbox.relay_recorded(&bus).await.unwrap(), 1);
-    assert_eq!(outbox.relay_recorded(&bus).await.unwrap(), 0);
-    assert_eq!(titles(context.events().await), ["committed", "open"]);
+    assert_eq!(outbox.relay_written(&bus).await.unwrap(), 1);
+    assert_eq!(titles(context.events().await), ["mine"]);
+    assert_eq!(
+        outbox.relay_written(&bus).await.unwrap(),
+        0,
+        "nothing twice"
+    );
+    assert_eq!(outbox.pending().await.unwrap(), 1, "only the other's event");
 
-    // The scan sends what is left, wherever it was recorded, and nothing twice.
+    let updated = outbox
+        .update(
+            &tickets,
+            id,
+            doc! { "title": "mine" },
+            doc! { "title": "mine, updated" },
+            &ticket_created("mine, updated"),
+        )
+        .await
+        .unwrap();
+    assert!(updated);
+    assert_eq!(outbox.relay_written(&bus).await.unwrap(), 1);
+
+    // The scan sends what is left, wherever it was written, and nothing twice.
     assert_eq!(outbox.relay_once(&bus).await.unwrap(), 1);
     assert_eq!(
         titles(context.events().await),
-        ["committed", "open", "elsewhere"]
+        ["mine", "mine, updated", "elsewhere"]
     );
     assert_eq!(outbox.pending().await.unwrap(), 0);
+    let stored = tickets.find_one(doc! { "_id": id }).await.unwrap().unwrap();
+    assert_eq!(stored.get_str("title"), Ok("mine, updated"));
+    assert_eq!(stored.get_array("pendingEvents").map(Vec::len), Ok(0));
 }
