@@ -54,6 +54,8 @@ pub const PENDING_EVENTS: &str = "pendingEvents";
 /// another replica left behind; a write wakes the relay at once.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const BATCH: usize = 500;
+/// Where versions before events lived in their documents kept them, one document each.
+const LEGACY: &str = "outbox";
 /// How long a written event is held in memory. Not sent by then (NATS is down), it is left to
 /// the scan, so that an outage does not grow the process without bound.
 const FORGET_AFTER: Duration = Duration::from_secs(5);
@@ -140,7 +142,11 @@ impl Outbox {
     /// events must be named here, or a crash would leave its events unpublished.
     pub fn new(db: &Database, collections: &[&str]) -> Self {
         Self {
-            collections: collections.iter().map(|name| db.collection(name)).collect(),
+            collections: collections
+                .iter()
+                .chain([&LEGACY])
+                .map(|name| db.collection(name))
+                .collect(),
             wake: Arc::new(Notify::new()),
             written: Arc::default(),
         }
@@ -166,6 +172,37 @@ impl Outbox {
                 )
                 .build();
             collection.create_index(pending).await?;
+        }
+        self.adopt_legacy().await
+    }
+
+    /// Turns each event an earlier version left unsent in its `outbox` collection (one
+    /// document per event, sent when `sentAt` is set) into a pending event of that same
+    /// document, so that the scan publishes it like any other: an upgrade while NATS was down
+    /// loses nothing. Runs at every start; once adopted, a document is left alone.
+    async fn adopt_legacy(&self) -> mongodb::error::Result<()> {
+        let Some(legacy) = self.collections.iter().find(|c| c.name() == LEGACY) else {
+            return Ok(());
+        };
+        let event = doc! {
+            "id": "$_id",
+            "subject": "$subject",
+            "eventId": "$eventId",
+            "payload": "$payload",
+            "createdAt": "$createdAt",
+            "traceparent": "$traceparent",
+        };
+        let adopted = legacy
+            .update_many(
+                doc! { "sentAt": null, "subject": { "$exists": true }, PENDING_EVENTS: { "$exists": false } },
+                vec![doc! { "$set": { PENDING_EVENTS: [event] } }],
+            )
+            .await?;
+        if adopted.modified_count > 0 {
+            tracing::warn!(
+                count = adopted.modified_count,
+                "unsent events of an earlier version adopted"
+            );
         }
         Ok(())
     }

@@ -2,10 +2,11 @@
 
 use bytes::Bytes;
 use common::events::{
-    OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, Subject, TicketRef,
+    Event as _, OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, Subject,
+    TicketRef,
 };
 use common::mongo::Transaction;
-use mongodb::bson::{Document, doc, oid::ObjectId};
+use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{TestApp, TestContext, eventually, fake_user};
@@ -264,6 +265,14 @@ fn ticket_created(title: &str) -> common::events::TicketCreated {
     })
 }
 
+/// The titles of the ticket events published so far, in order.
+fn titles(events: Vec<(String, Value)>) -> Vec<String> {
+    events
+        .iter()
+        .map(|(_, e)| e["title"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 #[tokio::test]
 async fn the_relay_sends_its_own_written_events_from_memory_and_the_scan_finds_the_rest() {
     let context = TestContext::new();
@@ -272,12 +281,6 @@ async fn the_relay_sends_its_own_written_events_from_memory_and_the_scan_finds_t
     let tickets = db.collection::<Document>("tickets");
     let outbox = Outbox::new(&db, &["tickets"]);
     outbox.ensure_indexes().await.unwrap();
-    let titles = |events: Vec<(String, Value)>| -> Vec<String> {
-        events
-            .iter()
-            .map(|(_, e)| e["title"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    };
 
     // Written by another process: only the scan finds it.
     let other = Outbox::new(&db, &["tickets"]);
@@ -350,4 +353,48 @@ async fn the_relay_sends_its_own_written_events_from_memory_and_the_scan_finds_t
     let stored = tickets.find_one(doc! { "_id": id }).await.unwrap().unwrap();
     assert_eq!(stored.get_str("title"), Ok("mine, updated"));
     assert_eq!(stored.get_array("pendingEvents").map(Vec::len), Ok(0));
+}
+
+#[tokio::test]
+async fn events_an_earlier_version_left_unsent_in_its_outbox_collection_are_published() {
+    let context = TestContext::new();
+    let db = context.database("tickets").await;
+    let bus = context.bus().await;
+    // Before events lived in their documents, each had a document of its own in `outbox`,
+    // marked sent with `sentAt`.
+    let legacy = |title: &str, sent: Option<DateTime>| {
+        let event = ticket_created(title);
+        doc! {
+            "_id": ObjectId::new(),
+            "subject": Subject::TicketCreated.token(),
+            "eventId": event.event_id(),
+            "payload": serde_json::to_string(&event).unwrap(),
+            "createdAt": DateTime::now(),
+            "sentAt": sent,
+        }
+    };
+    db.collection::<Document>("outbox")
+        .insert_many([
+            legacy("sent before the upgrade", Some(DateTime::now())),
+            legacy("left unsent", None),
+        ])
+        .await
+        .unwrap();
+
+    let outbox = Outbox::new(&db, &["tickets"]);
+    outbox.ensure_indexes().await.unwrap();
+    outbox.ensure_indexes().await.unwrap();
+    assert_eq!(
+        outbox.pending().await.unwrap(),
+        1,
+        "adopted once, however many starts"
+    );
+    assert_eq!(outbox.relay_once(&bus).await.unwrap(), 1);
+    assert_eq!(titles(context.events().await), ["left unsent"]);
+    outbox.ensure_indexes().await.unwrap();
+    assert_eq!(
+        outbox.pending().await.unwrap(),
+        0,
+        "a sent event is not adopted again"
+    );
 }
