@@ -230,11 +230,16 @@ impl Outbox {
         document: impl Into<Bson>,
         event: PendingEvent,
     ) {
-        let Some(index) = self
+        let index = self
             .collections
             .iter()
-            .position(|c| c.name() == collection.name())
-        else {
+            .position(|c| c.name() == collection.name());
+        debug_assert!(
+            index.is_some(),
+            "{} is not among the outbox's collections",
+            collection.name()
+        );
+        let Some(index) = index else {
             // A programming error; the event is not lost, but only a scan of that collection
             // would find it, and none runs.
             tracing::error!(
