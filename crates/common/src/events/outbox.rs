@@ -49,6 +49,14 @@ use crate::server::BackgroundTask;
 
 /// The field of a document that holds its events until the relay has published them.
 pub const PENDING_EVENTS: &str = "pendingEvents";
+/// The ids of a document's pending events: the key of the scan's partial index.
+const PENDING_EVENT_IDS: &str = "pendingEvents.id";
+
+/// Matches the documents that hold pending events: the filter of the scan, of the backlog's
+/// count and of the index they both use (a query must repeat it to use a partial index).
+fn holding_events() -> Document {
+    doc! { PENDING_EVENT_IDS: { "$exists": true } }
+}
 
 /// Pending events are looked for at least this often, to pick up what a crashed process or
 /// another replica left behind; a write wakes the relay at once.
@@ -160,14 +168,13 @@ impl Outbox {
 
     /// Creates the index the scan relies on: only documents with pending events are in it.
     pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
-        let key = format!("{PENDING_EVENTS}.id");
         for collection in self.collections.iter() {
             let pending = IndexModel::builder()
-                .keys(doc! { &key: 1 })
+                .keys(doc! { PENDING_EVENT_IDS: 1 })
                 .options(
                     IndexOptions::builder()
                         .name("pending_events".to_owned())
-                        .partial_filter_expression(doc! { &key: { "$exists": true } })
+                        .partial_filter_expression(holding_events())
                         .build(),
                 )
                 .build();
@@ -319,12 +326,11 @@ impl Outbox {
 
     /// How many events are committed but not yet published.
     pub async fn pending(&self) -> mongodb::error::Result<u64> {
-        let key = format!("{PENDING_EVENTS}.id");
         let mut total = 0;
         for collection in self.collections.iter() {
             let mut counts = collection
                 .aggregate([
-                    doc! { "$match": { &key: { "$exists": true } } },
+                    doc! { "$match": holding_events() },
                     doc! { "$group": { "_id": null, "n": { "$sum": { "$size": format!("${PENDING_EVENTS}") } } } },
                 ])
                 .await?;
@@ -349,14 +355,13 @@ impl Outbox {
     /// something in it could be sent (a batch of events only a newer version knows must not
     /// have the relay scan again at once, forever).
     async fn scan(&self, bus: &EventBus) -> anyhow::Result<(usize, bool)> {
-        let key = format!("{PENDING_EVENTS}.id");
         let mut batch = Vec::new();
         let mut full = false;
         for (index, collection) in self.collections.iter().enumerate() {
             let holders: Vec<Holder> = collection
-                .find(doc! { &key: { "$exists": true } })
+                .find(holding_events())
                 .projection(doc! { PENDING_EVENTS: 1 })
-                .sort(doc! { &key: 1 })
+                .sort(doc! { PENDING_EVENT_IDS: 1 })
                 .limit(BATCH as i64)
                 .await?
                 .try_collect()
