@@ -252,7 +252,17 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
         .await
         .with_context(|| format!("no stack answering at {}", args.url))?;
     let backlog = match &nats_url {
-        Some(url) => Some(Backlog::connect(url, &args.event_namespace).await?),
+        Some(url) => {
+            let backlog = Backlog::connect(url, &args.event_namespace, &args.url).await?;
+            if !backlog.sees_outboxes() {
+                log.say(&format!(
+                    "no outbox gauge at {}/metrics: the drain between scenarios waits for the \
+                     consumers only",
+                    args.url
+                ));
+            }
+            Some(backlog)
+        }
         None => {
             log.say("NATS_URL unset: the event backlog is not drained between scenarios");
             None
