@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use test_support::{TestApp, TestContext, TestUser, eventually, fake_user, unique_name};
 use ticketing::up::ServiceName;
+use tokio::sync::Semaphore;
 
 /// Tickets updated by every load.
 const TICKETS: usize = 50;
@@ -127,16 +128,43 @@ fn price(i: usize, round: i64) -> f64 {
     round as f64 * 10.0 + i as f64
 }
 
-/// Updates every ticket `ROUNDS` times through the API, counting successful updates in `done`.
+/// How many updates the load may make so far. A test opens it in steps, so that a fault lands
+/// mid-load and a known number of writes happens on each side of it however fast the stack
+/// is: timed waits on a free-running load would let it finish before the fault on a fast run.
+#[derive(Clone)]
+struct Gate(Arc<Semaphore>);
+
+impl Gate {
+    fn closed() -> Self {
+        Self(Arc::new(Semaphore::new(0)))
+    }
+
+    /// Lets `updates` more updates through.
+    fn open(&self, updates: usize) {
+        self.0.add_permits(updates);
+    }
+
+    async fn pass(&self) {
+        self.0
+            .acquire()
+            .await
+            .expect("the gate is never closed")
+            .forget();
+    }
+}
+
+/// Updates every ticket `ROUNDS` times through the API as far as `gate` lets it, counting
+/// successful updates in `done`.
 async fn update_tickets(
     app: Arc<TestApp>,
     seller: TestUser,
     ids: Vec<String>,
+    gate: Gate,
     done: Arc<AtomicUsize>,
 ) {
     let mut writers = tokio::task::JoinSet::new();
     for writer in 0..WRITERS {
-        let (app, seller, done) = (app.clone(), seller.clone(), done.clone());
+        let (app, seller, gate, done) = (app.clone(), seller.clone(), gate.clone(), done.clone());
         let own: Vec<(usize, String)> = ids
             .iter()
             .cloned()
@@ -146,6 +174,7 @@ async fn update_tickets(
         writers.spawn(async move {
             for round in 1..=ROUNDS {
                 for (i, id) in &own {
+                    gate.pass().await;
                     let body =
                         json!({"title": format!("ticket {i} v{round}"), "price": price(*i, round)});
                     let response = app
@@ -312,20 +341,30 @@ async fn orders_killed_mid_load_converges_after_restart_with_nothing_stale_or_ap
     let ids = create_tickets(&app, &seller).await;
 
     let done = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(update_tickets(app.clone(), seller, ids, done.clone()));
+    let gate = Gate::closed();
+    let load = tokio::spawn(update_tickets(
+        app.clone(),
+        seller,
+        ids,
+        gate.clone(),
+        done.clone(),
+    ));
     // Mid-load on both sides: the writers well started, the consumer applying.
+    gate.open(UPDATES / 4);
     updates_reach(&done, UPDATES / 4).await;
     eventually("the orders process to apply updates", WAIT, || async {
         (replication.applied().await >= 25).then_some(())
     })
     .await;
+    // Writes race the kill, and more come while orders is down.
+    gate.open(UPDATES / 4);
     orders.kill();
     let killed_at = (done.load(Ordering::Relaxed), replication.applied().await);
-    assert!(killed_at.0 < UPDATES, "not killed mid-load: {killed_at:?}");
-    // The load goes on while orders is down.
+    gate.open(UPDATES / 4);
     let restarted_at = updates_reach(&done, UPDATES * 3 / 4).await;
     let restarted = Instant::now();
     let mut orders = stack.spawn_orders(&log);
+    gate.open(UPDATES - UPDATES * 3 / 4);
     load.await.unwrap();
     let writes_done = restarted.elapsed();
     replication
@@ -364,25 +403,41 @@ async fn nats_restarted_mid_load_loses_nothing_and_publishers_catch_up_from_the_
         .await;
 
     let done = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(update_tickets(app.clone(), seller, ids, done.clone()));
+    let gate = Gate::closed();
+    let load = tokio::spawn(update_tickets(
+        app.clone(),
+        seller,
+        ids,
+        gate.clone(),
+        done.clone(),
+    ));
     let outbox = common::events::Outbox::new(&stack.database("tickets").await, &["tickets"]);
+    gate.open(UPDATES / 5);
     updates_reach(&done, UPDATES / 5).await;
+    // Writes race the halt.
+    gate.open(UPDATES / 5);
     tokio::task::block_in_place(|| stack.nats.halt()).unwrap();
     let halted = Instant::now();
     let halted_at = done.load(Ordering::Relaxed);
     // Writes go on without NATS: they commit with their events in the outbox, which backs up
-    // while the services see NATS gone (not ready).
-    updates_reach(&done, halted_at + UPDATES * 2 / 5).await;
+    // while the services see NATS gone (not ready). These ones surely find it down.
+    let outage_writes = UPDATES / 5;
+    gate.open(outage_writes);
+    updates_reach(&done, UPDATES * 3 / 5).await;
     let backlog = eventually("the outbox to back up during the outage", WAIT, || async {
         let pending = outbox.pending().await.unwrap();
         let ready = app.get("/readyz", None).await.status;
-        (pending >= 50 && ready == StatusCode::SERVICE_UNAVAILABLE).then_some(pending)
+        (pending >= outage_writes as u64 && ready == StatusCode::SERVICE_UNAVAILABLE)
+            .then_some(pending)
     })
     .await;
+    // Writes race the restart too, and the rest come after it.
+    gate.open(UPDATES / 5);
     let restarted_at = done.load(Ordering::Relaxed);
     tokio::task::block_in_place(|| stack.nats.restart()).unwrap();
     let outage = halted.elapsed();
     let restarted = Instant::now();
+    gate.open(UPDATES - UPDATES * 4 / 5);
     load.await.unwrap();
     eventually("the publishers to drain the outbox", CONVERGE, || async {
         (outbox.pending().await.unwrap() == 0).then_some(())
