@@ -310,6 +310,24 @@ impl std::fmt::Display for Tally {
     }
 }
 
+/// Starts [`update_tickets`] in the background behind a closed gate; returns the gate, the
+/// count of updates made, and the load's task.
+fn start_updates(
+    app: &Arc<TestApp>,
+    seller: TestUser,
+    ids: Vec<String>,
+) -> (Gate, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let (gate, done) = (Gate::closed(), Arc::new(AtomicUsize::new(0)));
+    let load = tokio::spawn(update_tickets(
+        app.clone(),
+        seller,
+        ids,
+        gate.clone(),
+        done.clone(),
+    ));
+    (gate, done, load)
+}
+
 /// Waits until the load has made at least `count` updates; returns how many it has made.
 async fn updates_reach(done: &AtomicUsize, count: usize) -> usize {
     eventually(&format!("{count} ticket updates"), WAIT, || async {
@@ -340,15 +358,7 @@ async fn orders_killed_mid_load_converges_after_restart_with_nothing_stale_or_ap
     let seller = fake_user();
     let ids = create_tickets(&app, &seller).await;
 
-    let done = Arc::new(AtomicUsize::new(0));
-    let gate = Gate::closed();
-    let load = tokio::spawn(update_tickets(
-        app.clone(),
-        seller,
-        ids,
-        gate.clone(),
-        done.clone(),
-    ));
+    let (gate, done, load) = start_updates(&app, seller, ids);
     // Mid-load on both sides: the writers well started, the consumer applying.
     gate.open(UPDATES / 4);
     updates_reach(&done, UPDATES / 4).await;
@@ -402,15 +412,7 @@ async fn nats_restarted_mid_load_loses_nothing_and_publishers_catch_up_from_the_
         .converge("the created tickets to replicate")
         .await;
 
-    let done = Arc::new(AtomicUsize::new(0));
-    let gate = Gate::closed();
-    let load = tokio::spawn(update_tickets(
-        app.clone(),
-        seller,
-        ids,
-        gate.clone(),
-        done.clone(),
-    ));
+    let (gate, done, load) = start_updates(&app, seller, ids);
     let outbox = common::events::Outbox::new(&stack.database("tickets").await, &["tickets"]);
     gate.open(UPDATES / 5);
     updates_reach(&done, UPDATES / 5).await;
