@@ -11,6 +11,7 @@ mod state;
 mod store;
 
 pub use config::Config;
+pub use password::PasswordHasher;
 pub use state::AppState;
 
 use common::health::ReadinessCheck;

@@ -1,11 +1,16 @@
-//! Password hashing with argon2id, off the async threads and with bounded concurrency.
+//! Password hashing with argon2id, off the async threads, with bounded concurrency and
+//! working memory that is reused.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context as _;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::password_hash::{
+    self, CustomizedPasswordHasher, PasswordHasher as _, PasswordVerifier as _,
+};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// OWASP's minimum for argon2id: 19 MiB of memory, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -15,38 +20,41 @@ const LANES: u32 = 1;
 /// Hashes and verifies passwords. Each hash costs ~19 MiB and tens of milliseconds of CPU, so
 /// at most a few run at once: a burst of sign-ins queues instead of exhausting memory.
 #[derive(Clone)]
-pub(crate) struct PasswordHasher {
-    argon2: Argon2<'static>,
+pub struct PasswordHasher {
+    params: Params,
     permits: Arc<Semaphore>,
+    /// Working memory of finished hashes, for the next ones: at most one per permit is ever
+    /// allocated. Allocating 19 MiB per hash left glibc's malloc holding ~1 GB after a few
+    /// hundred sign-ins (freed blocks it neither reused nor returned), past auth's pod limit.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
     /// Verified against when the email is unknown, so that an unknown email costs as much
     /// time as a wrong password and timing does not reveal which accounts exist.
     decoy: Arc<str>,
 }
 
 impl PasswordHasher {
-    pub(crate) fn new() -> anyhow::Result<Self> {
+    /// auth's parameters; hashes the decoy, so it costs one hash.
+    pub fn new() -> anyhow::Result<Self> {
         let params = Params::new(MEMORY_KIB, PASSES, LANES, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let decoy = argon2
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // Its memory is freed, not pooled: an idle auth holds no working memory.
+        let decoy = Lent::new(params.clone(), &mut Vec::new())
             .hash_password(b"decoy password for unknown accounts")
             .map_err(|e| anyhow::anyhow!("hash decoy password: {e}"))?
             .to_string();
-        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
-            argon2,
+            params,
             permits: Arc::new(Semaphore::new(parallelism * 2)),
+            memory: Arc::default(),
             decoy: decoy.into(),
         })
     }
 
     /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`) of `password`.
-    pub(crate) async fn hash(&self, password: String) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
-        let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || {
-            argon2
-                .hash_password(password.as_bytes())
+    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
+        self.run(move |lent| {
+            lent.hash_password(password.as_bytes())
                 .map(|hash| hash.to_string())
                 .map_err(|e| anyhow::anyhow!("hash password: {e}"))
         })
@@ -56,23 +64,131 @@ impl PasswordHasher {
 
     /// Whether `password` matches `stored`; with `None` (unknown account) it spends the same
     /// effort on the decoy and answers false.
-    pub(crate) async fn verify(
-        &self,
-        password: String,
-        stored: Option<String>,
-    ) -> anyhow::Result<bool> {
-        let _permit = self.permits.acquire().await.context("hasher closed")?;
-        let argon2 = self.argon2.clone();
+    pub async fn verify(&self, password: String, stored: Option<String>) -> anyhow::Result<bool> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.decoy.to_string());
-        let matches = tokio::task::spawn_blocking(move || {
-            argon2
-                .verify_password(password.as_bytes(), stored.as_str())
-                .is_ok()
-        })
-        .await
-        .context("join verification task")?;
+        let matches = self
+            .run(move |lent| {
+                PasswordHash::new(&stored)
+                    .is_ok_and(|hash| lent.verify_password(password.as_bytes(), &hash).is_ok())
+            })
+            .await
+            .context("join verification task")?;
         Ok(known && matches)
+    }
+
+    /// Runs `work` on a blocking thread once a permit is free, with working memory from the
+    /// pool, which gets it back afterwards.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Lent<'_>) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let permit: OwnedSemaphorePermit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .context("hasher closed")?;
+        let (params, pool) = (self.params.clone(), self.memory.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut memory = pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
+                .unwrap_or_default();
+            let result = work(&Lent::new(params, &mut memory));
+            pool.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(memory);
+            drop(permit);
+            result
+        })
+        .await?;
+        Ok(result)
+    }
+}
+
+/// Argon2id computing in memory lent to it, grown to what the parameters need, instead of
+/// allocating its own per hash. Salt generation, the PHC format, and the constant-time
+/// comparison of a verification come from the `password_hash` traits it implements.
+struct Lent<'a> {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    memory: RefCell<&'a mut Vec<Block>>,
+}
+
+impl<'a> Lent<'a> {
+    fn new(params: Params, memory: &'a mut Vec<Block>) -> Self {
+        Self {
+            algorithm: Algorithm::Argon2id,
+            version: Version::V0x13,
+            params,
+            memory: RefCell::new(memory),
+        }
+    }
+}
+
+impl password_hash::PasswordHasher<PasswordHash> for Lent<'_> {
+    fn hash_password_with_salt(
+        &self,
+        password: &[u8],
+        salt: &[u8],
+    ) -> password_hash::Result<PasswordHash> {
+        let salt = Salt::new(salt)?;
+        let mut buffer = [0u8; Output::MAX_LENGTH];
+        let out = buffer
+            .get_mut(
+                ..self
+                    .params
+                    .output_len()
+                    .unwrap_or(Params::DEFAULT_OUTPUT_LEN),
+            )
+            .ok_or(password_hash::Error::OutputSize)?;
+        let mut memory = self.memory.borrow_mut();
+        let blocks = self.params.block_count();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Argon2::new(self.algorithm, self.version, self.params.clone())
+            .hash_password_into_with_memory(password, &salt, out, memory.as_mut_slice())?;
+        Ok(PasswordHash {
+            algorithm: self.algorithm.ident(),
+            version: Some(self.version.into()),
+            params: ParamsString::try_from(&self.params)?,
+            salt: Some(salt),
+            hash: Some(Output::new(out)?),
+        })
+    }
+}
+
+/// What verifying a stored hash needs: the same computation with the hash's own algorithm,
+/// version and parameters.
+impl CustomizedPasswordHasher<PasswordHash> for Lent<'_> {
+    type Params = Params;
+
+    fn hash_password_customized(
+        &self,
+        password: &[u8],
+        salt: &[u8],
+        algorithm: Option<&str>,
+        version: Option<u32>,
+        params: Params,
+    ) -> password_hash::Result<PasswordHash> {
+        let mut memory = self.memory.borrow_mut();
+        let stored = Lent {
+            algorithm: algorithm
+                .map(Algorithm::try_from)
+                .transpose()?
+                .unwrap_or_default(),
+            version: version
+                .map(Version::try_from)
+                .transpose()?
+                .unwrap_or_default(),
+            params,
+            memory: RefCell::new(&mut memory),
+        };
+        stored.hash_password_with_salt(password, salt)
     }
 }
 
@@ -108,5 +224,66 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn hashes_are_interchangeable_with_the_argon2_crates_own() {
+        let hasher = PasswordHasher::new().unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, hasher.params.clone());
+        // Stored before the memory was pooled: still verifies, and only with its password.
+        let stored = theirs.hash_password(b"hunter42").unwrap().to_string();
+        assert!(
+            hasher
+                .verify("hunter42".into(), Some(stored.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify("hunter43".into(), Some(stored))
+                .await
+                .unwrap()
+        );
+        // Stored now: the crate's own verifier accepts it.
+        let ours = hasher.hash("hunter42".into()).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(theirs.verify_password(b"hunter42", &parsed).is_ok());
+        assert!(theirs.verify_password(b"hunter43", &parsed).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hash_with_other_parameters_verifies_with_its_own() {
+        let hasher = PasswordHasher::new().unwrap();
+        for (memory_kib, passes) in [(8 * 1024, 1), (32 * 1024, 3)] {
+            let params = Params::new(memory_kib, passes, 1, None).unwrap();
+            let stored = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password(b"pw-with-other-params")
+                .unwrap()
+                .to_string();
+            assert!(
+                hasher
+                    .verify("pw-with-other-params".into(), Some(stored.clone()))
+                    .await
+                    .unwrap(),
+                "{stored}"
+            );
+            assert!(!hasher.verify("other".into(), Some(stored)).await.unwrap());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_allocates_working_memory_once_per_permit_at_most() {
+        let hasher = PasswordHasher::new().unwrap();
+        let permits = hasher.permits.available_permits();
+        let mut burst = tokio::task::JoinSet::new();
+        for i in 0..permits * 3 {
+            let hasher = hasher.clone();
+            burst.spawn(async move { hasher.verify(format!("password {i}"), None).await });
+        }
+        while let Some(verified) = burst.join_next().await {
+            assert!(!verified.unwrap().unwrap());
+        }
+        let pooled = hasher.memory.lock().unwrap().len();
+        assert!((1..=permits).contains(&pooled), "{pooled} of {permits}");
     }
 }

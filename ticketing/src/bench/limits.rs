@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
 use async_nats::jetstream::{self, stream};
+use auth::PasswordHasher;
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -20,7 +19,6 @@ use hyper::header::HeaderValue;
 use indicatif::ProgressBar;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use serde_json::json;
-use tokio::sync::Semaphore;
 
 use super::http::{Conn, Target};
 use super::load::{Measured, Recorder, Timing, Worker, closed_loop};
@@ -343,25 +341,17 @@ fn event_payload() -> Bytes {
 }
 
 struct VerifyWorker {
-    argon2: Argon2<'static>,
+    hasher: PasswordHasher,
     hash: Arc<str>,
-    permits: Arc<Semaphore>,
 }
 
 impl Worker for VerifyWorker {
     async fn step(&mut self, recorder: &mut Recorder) {
         let sent = Instant::now();
-        let Ok(_permit) = self.permits.acquire().await else {
-            return;
-        };
-        let argon2 = self.argon2.clone();
-        let hash = self.hash.clone();
-        let verified = tokio::task::spawn_blocking(move || {
-            argon2
-                .verify_password(b"bench-password", hash.as_ref())
-                .is_ok()
-        })
-        .await;
+        let verified = self
+            .hasher
+            .verify("bench-password".to_owned(), Some(self.hash.to_string()))
+            .await;
         let outcome = match verified {
             Ok(true) => Ok(()),
             Ok(false) => Err("argon2: mismatch".to_owned()),
@@ -371,27 +361,19 @@ impl Worker for VerifyWorker {
     }
 }
 
-/// `argon2-verify`: auth's password check (argon2id, 19 MiB, t=2, p=1) on blocking threads,
-/// at most two per core at once as auth runs it — the ceiling of sign-in.
+/// `argon2-verify`: auth's password check (argon2id, 19 MiB, t=2, p=1) through auth's own
+/// hasher (blocking threads, two per core at once, pooled memory) — the ceiling of sign-in.
 pub(crate) async fn argon2_verify(
     clients: usize,
     timing: Timing,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
-    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let hash: Arc<str> = argon2
-        .hash_password(b"bench-password")
-        .map_err(|e| anyhow::anyhow!("hash: {e}"))?
-        .to_string()
-        .into();
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let permits = Arc::new(Semaphore::new(cores * 2));
+    let hasher = PasswordHasher::new()?;
+    let hash: Arc<str> = hasher.hash("bench-password".to_owned()).await?.into();
     let workers = (0..clients)
         .map(|_| VerifyWorker {
-            argon2: argon2.clone(),
+            hasher: hasher.clone(),
             hash: hash.clone(),
-            permits: permits.clone(),
         })
         .collect();
     Ok(closed_loop(workers, timing, bar).await)

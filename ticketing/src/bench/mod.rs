@@ -410,7 +410,7 @@ async fn measure_limits(
     rows.push(finished(
         limits::ARGON2_VERIFY,
         measured,
-        "argon2id (19 MiB, t=2, p=1) verifications, two per core at once as auth runs them",
+        "argon2id (19 MiB, t=2, p=1) verifications through auth's hasher (two per core at once, pooled memory)",
     ));
     Ok(rows)
 }
