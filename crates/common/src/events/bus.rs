@@ -1,12 +1,14 @@
 //! The JetStream bus: one stream for every domain event, one for dead letters, and publishing
 //! with a message id so that a re-publish is deduplicated.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
+use tokio::sync::watch;
 
 use super::catalog::{Event, Subject};
 use crate::config::{ConfigError, Env};
@@ -58,6 +60,8 @@ pub struct EventBus {
     jetstream: jetstream::Context,
     namespace: String,
     metrics: EventMetrics,
+    /// Counts the connections made to the server, the first and every reconnection.
+    connections: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -72,10 +76,20 @@ impl EventBus {
     /// Connects and creates or updates the event and dead-letter streams (idempotent, so
     /// every replica of every service may do it at start-up).
     pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<Self> {
+        let connections = Arc::new(watch::channel(0).0);
+        let counted = connections.clone();
         let client = async_nats::ConnectOptions::new()
             .name(name)
             // Keep reconnecting forever: a NATS restart must not take the services down.
             .max_reconnects(None)
+            .event_callback(move |event| {
+                let counted = counted.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        counted.send_modify(|count| *count += 1);
+                    }
+                }
+            })
             .connect(&config.url)
             .await
             .with_context(|| format!("connect to nats at {}", config.url))?;
@@ -84,6 +98,7 @@ impl EventBus {
             client,
             namespace: config.namespace.clone(),
             metrics: EventMetrics::default(),
+            connections,
         };
         bus.ensure_streams().await?;
         Ok(bus)
@@ -186,15 +201,33 @@ impl EventBus {
         if let Some(traceparent) = traceparent {
             headers.insert(crate::telemetry::TRACEPARENT, traceparent);
         }
+        let mut reconnected = self.reconnections();
         let ack = self
             .jetstream
             .publish_with_headers(self.subject(subject), headers, payload)
             .await
             .with_context(|| format!("publish {subject}"))?;
         Ok(async move {
-            ack.await.context("await publish acknowledgement")?;
-            Ok(())
+            // What went out on a connection that then broke is never acknowledged: give up at
+            // the reconnection rather than at the ack timeout (5 s), and let it be sent again
+            // (JetStream drops the copy if the first one did land).
+            tokio::select! {
+                biased;
+                ack = ack => {
+                    ack.context("await publish acknowledgement")?;
+                    Ok(())
+                }
+                _ = reconnected.changed() => {
+                    Err(anyhow::anyhow!("reconnected to nats before the acknowledgement came"))
+                }
+            }
         })
+    }
+
+    /// Changes at every reconnection to the server after this call: what was published
+    /// before it and is not acknowledged yet never will be.
+    pub fn reconnections(&self) -> watch::Receiver<u64> {
+        self.connections.subscribe()
     }
 
     /// Publishes arbitrary bytes on an arbitrary subject with headers (dead letters, tests).

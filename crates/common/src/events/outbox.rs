@@ -500,6 +500,7 @@ impl Outbox {
                     // `notify_one` keeps a permit when nobody waits, so a write during the drain
                     // wakes the next wait instead of being missed.
                     let woken = self.wake.notified();
+                    let mut reconnected = bus.reconnections();
                     let pass = schedule.next(tokio::time::Instant::now());
                     let result = match pass {
                         Pass::Scan => self.scan(&bus).await,
@@ -522,10 +523,13 @@ impl Outbox {
                         Err(error) => {
                             tracing::warn!(error = ?error, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed");
                             tokio::select! {
-                                () = tokio::time::sleep(backoff) => {}
+                                () = tokio::time::sleep(backoff) => {
+                                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                                }
+                                // NATS is back (perhaps the failure itself): send at once.
+                                _ = reconnected.changed() => backoff = Duration::from_millis(100),
                                 () = shutdown.cancelled() => return Ok(()),
                             }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
                         }
                     }
                     if shutdown.is_cancelled() {
