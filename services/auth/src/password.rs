@@ -16,6 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const MEMORY_KIB: u32 = 19 * 1024;
 const PASSES: u32 = 2;
 const LANES: u32 = 1;
+/// The most memory a stored hash may ask for to be verified (4 × ours).
+const MAX_STORED_MEMORY_KIB: u32 = 4 * MEMORY_KIB;
 
 /// Hashes and verifies passwords. Each hash costs ~19 MiB and tens of milliseconds of CPU, so
 /// at most a few run at once: a burst of sign-ins queues instead of exhausting memory.
@@ -175,6 +177,11 @@ impl CustomizedPasswordHasher<PasswordHash> for Lent<'_> {
         version: Option<u32>,
         params: Params,
     ) -> password_hash::Result<PasswordHash> {
+        // A stored hash is data: one asking for absurd memory must fail to verify, not abort
+        // the process on an allocation failure.
+        if params.m_cost() > MAX_STORED_MEMORY_KIB {
+            return Err(password_hash::Error::ParamInvalid { name: "m" });
+        }
         let mut memory = self.memory.borrow_mut();
         let stored = Lent {
             algorithm: algorithm
@@ -254,8 +261,15 @@ mod tests {
     #[tokio::test]
     async fn a_hash_with_other_parameters_verifies_with_its_own() {
         let hasher = PasswordHasher::new().unwrap();
-        for (memory_kib, passes) in [(8 * 1024, 1), (32 * 1024, 3)] {
-            let params = Params::new(memory_kib, passes, 1, None).unwrap();
+        // Less memory, more (grows the pooled block), two lanes with a longer output; then
+        // ours again, computed in the grown block.
+        let others = [
+            Params::new(8 * 1024, 1, 1, None).unwrap(),
+            Params::new(32 * 1024, 3, 1, None).unwrap(),
+            Params::new(8 * 1024, 1, 2, Some(64)).unwrap(),
+            hasher.params.clone(),
+        ];
+        for params in others {
             let stored = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
                 .hash_password(b"pw-with-other-params")
                 .unwrap()
@@ -271,17 +285,37 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_stored_hash_asking_for_absurd_memory_does_not_verify() {
+        let hasher = PasswordHasher::new().unwrap();
+        let ours = hasher.hash("pw".into()).await.unwrap();
+        // 256 GiB, the most argon2 allows: allocating it would abort the process.
+        let absurd = ours.replace("m=19456", "m=268435455");
+        assert_ne!(absurd, ours);
+        assert!(!hasher.verify("pw".into(), Some(absurd)).await.unwrap());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_allocates_working_memory_once_per_permit_at_most() {
         let hasher = PasswordHasher::new().unwrap();
+        let stored = hasher.hash("the right one".into()).await.unwrap();
         let permits = hasher.permits.available_permits();
         let mut burst = tokio::task::JoinSet::new();
         for i in 0..permits * 3 {
-            let hasher = hasher.clone();
-            burst.spawn(async move { hasher.verify(format!("password {i}"), None).await });
+            let (hasher, stored) = (hasher.clone(), stored.clone());
+            // Reused blocks still compute exactly: right, wrong and unknown, interleaved.
+            burst.spawn(async move {
+                let (password, stored, expected) = match i % 3 {
+                    0 => ("the right one".to_owned(), Some(stored), true),
+                    1 => (format!("wrong {i}"), Some(stored), false),
+                    _ => ("the right one".to_owned(), None, false),
+                };
+                (hasher.verify(password, stored).await.unwrap(), expected)
+            });
         }
         while let Some(verified) = burst.join_next().await {
-            assert!(!verified.unwrap().unwrap());
+            let (verified, expected) = verified.unwrap();
+            assert_eq!(verified, expected);
         }
         let pooled = hasher.memory.lock().unwrap().len();
         assert!((1..=permits).contains(&pooled), "{pooled} of {permits}");

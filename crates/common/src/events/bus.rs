@@ -93,6 +93,11 @@ impl EventBus {
             .connect(&config.url)
             .await
             .with_context(|| format!("connect to nats at {}", config.url))?;
+        // The callback counts the first connection a moment after `connect` returns; a publish
+        // in between would take that for a reconnection.
+        let mut first = connections.subscribe();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), first.wait_for(|count| *count > 0)).await;
         let bus = Self {
             jetstream: jetstream::new(client.clone()),
             client,
@@ -225,7 +230,9 @@ impl EventBus {
     }
 
     /// Changes at every reconnection to the server after this call: what was published
-    /// before it and is not acknowledged yet never will be.
+    /// before it and is not acknowledged yet may never be, so it is better sent again (a
+    /// message the client held back during the outage and sends afterwards is acked, and
+    /// JetStream drops the second copy).
     pub fn reconnections(&self) -> watch::Receiver<u64> {
         self.connections.subscribe()
     }
