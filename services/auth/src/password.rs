@@ -10,7 +10,7 @@ use argon2::password_hash::{
     self, CustomizedPasswordHasher, PasswordHasher as _, PasswordVerifier as _,
 };
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// OWASP's minimum for argon2id: 19 MiB of memory, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -85,7 +85,7 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce(&Lent<'_>) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        let permit: OwnedSemaphorePermit = self
+        let permit = self
             .permits
             .clone()
             .acquire_owned()

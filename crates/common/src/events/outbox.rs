@@ -67,6 +67,9 @@ const LEGACY: &str = "outbox";
 /// How long a written event is held in memory. Not sent by then (NATS is down), it is left to
 /// the scan, so that an outage does not grow the process without bound.
 const FORGET_AFTER: Duration = Duration::from_secs(5);
+/// The relay's first wait after a failure, doubled at each further one up to the longest.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One event as it is stored in its document's [`PENDING_EVENTS`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -494,7 +497,7 @@ impl Outbox {
     pub fn relay(self, bus: EventBus) -> BackgroundTask {
         Box::new(move |shutdown: CancellationToken| {
             Box::pin(async move {
-                let mut backoff = Duration::from_millis(100);
+                let mut backoff = FIRST_BACKOFF;
                 let mut schedule = Schedule::new(tokio::time::Instant::now());
                 loop {
                     // `notify_one` keeps a permit when nobody waits, so a write during the drain
@@ -510,7 +513,7 @@ impl Outbox {
                     schedule.done(pass, more, tokio::time::Instant::now());
                     match result {
                         Ok((sent, _)) => {
-                            backoff = Duration::from_millis(100);
+                            backoff = FIRST_BACKOFF;
                             if sent > 0 {
                                 continue;
                             }
@@ -524,10 +527,10 @@ impl Outbox {
                             tracing::warn!(error = ?error, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed");
                             tokio::select! {
                                 () = tokio::time::sleep(backoff) => {
-                                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                                    backoff = (backoff * 2).min(LONGEST_BACKOFF);
                                 }
                                 // NATS is back (perhaps the failure itself): send at once.
-                                _ = reconnected.changed() => backoff = Duration::from_millis(100),
+                                _ = reconnected.changed() => backoff = FIRST_BACKOFF,
                                 () = shutdown.cancelled() => return Ok(()),
                             }
                         }
