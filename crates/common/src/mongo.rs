@@ -9,6 +9,9 @@ use mongodb::{Client, Database};
 
 use crate::config::{ConfigError, Env};
 
+mod combine;
+pub use combine::{IN_FLIGHT, Inserts};
+
 /// Where a service's data lives: `MONGO_URL`, and the database from `MONGO_DB`, else the
 /// URL's path, else the service's name.
 #[derive(Debug, Clone)]

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bus::EventBus;
 use super::catalog::{Event, Subject};
+use crate::mongo::Inserts;
 use crate::server::BackgroundTask;
 
 /// The field of a document that holds its events until the relay has published them.
@@ -133,6 +134,8 @@ struct Holder {
 #[derive(Clone)]
 pub struct Outbox {
     collections: Arc<[Collection<Holder>]>,
+    /// Inserts into each of [`Outbox::collections`], combined into batches under load.
+    inserts: Arc<[Inserts]>,
     wake: Arc<Notify>,
     /// Events written by this process, in the order they were handed over, until the relay has
     /// sent them or they are [`FORGET_AFTER`] old.
@@ -152,12 +155,14 @@ impl Outbox {
     /// The outbox of the named collections of `db`: every collection whose documents carry
     /// events must be named here, or a crash would leave its events unpublished.
     pub fn new(db: &Database, collections: &[&str]) -> Self {
+        let collections: Arc<[Collection<Holder>]> = collections
+            .iter()
+            .chain([&LEGACY])
+            .map(|name| db.collection(name))
+            .collect();
         Self {
-            collections: collections
-                .iter()
-                .chain([&LEGACY])
-                .map(|name| db.collection(name))
-                .collect(),
+            inserts: collections.iter().map(Inserts::new).collect(),
+            collections,
             wake: Arc::new(Notify::new()),
             written: Arc::default(),
         }
@@ -240,16 +245,7 @@ impl Outbox {
         document: impl Into<Bson>,
         event: PendingEvent,
     ) {
-        let index = self
-            .collections
-            .iter()
-            .position(|c| c.name() == collection.name());
-        debug_assert!(
-            index.is_some(),
-            "{} is not among the outbox's collections",
-            collection.name()
-        );
-        let Some(index) = index else {
+        let Some(index) = self.index_of(collection) else {
             // A programming error; the event is not lost, but only a scan of that collection
             // would find it, and none runs.
             tracing::error!(
@@ -272,8 +268,23 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// Where `collection` is among [`Outbox::collections`]; `None` is a programming error.
+    fn index_of<T: Send + Sync>(&self, collection: &Collection<T>) -> Option<usize> {
+        let index = self
+            .collections
+            .iter()
+            .position(|c| c.name() == collection.name());
+        debug_assert!(
+            index.is_some(),
+            "{} is not among the outbox's collections",
+            collection.name()
+        );
+        index
+    }
+
     /// Inserts `document` into `collection` with `event` pending inside it, and hands the
-    /// event to the relay.
+    /// event to the relay. Concurrent inserts into one collection are written together
+    /// ([`Inserts`]); each caller gets its own document's outcome.
     pub async fn insert<T, E>(
         &self,
         collection: &Collection<T>,
@@ -292,10 +303,16 @@ impl Outbox {
             .cloned()
             .ok_or_else(|| mongodb::error::Error::custom("a document with events needs an _id"))?;
         let pending = self.event(event)?;
-        collection
-            .clone_with_type::<Document>()
-            .insert_one(pending.insert_into(document)?)
-            .await?;
+        let document = pending.insert_into(document)?;
+        match self.index_of(collection).and_then(|i| self.inserts.get(i)) {
+            Some(inserts) => inserts.insert(document).await?,
+            None => {
+                collection
+                    .clone_with_type::<Document>()
+                    .insert_one(document)
+                    .await?;
+            }
+        }
         self.written(collection, id, pending);
         Ok(())
     }

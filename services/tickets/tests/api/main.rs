@@ -1,6 +1,7 @@
 //! Integration tests of the tickets service against real MongoDB and NATS.
 #![allow(clippy::unwrap_used)]
 
+mod combined;
 mod events;
 mod helpers;
 mod metrics;
