@@ -7,6 +7,10 @@
 //! once, what arrives meanwhile forms the next batch; a lone insert goes out at once, so light
 //! traffic waits for nothing. Each caller still gets its own document's outcome: a duplicate
 //! key fails only the document that had it.
+//!
+//! A caller that goes away (its request cancelled) before its document was taken leaves it
+//! to the next batch: like a lone insert cancelled in flight, it may still be written, and
+//! an event inside it is then published by the outbox's scan.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -64,12 +68,15 @@ impl Inserts {
     /// Inserts `document`, with whatever else waits to be inserted, once a command slot is
     /// free; returns this document's outcome, as `insert_one` would.
     pub async fn insert(&self, document: Document) -> mongodb::error::Result<()> {
-        let (outcome, done) = oneshot::channel();
+        let (outcome, mut done) = oneshot::channel();
         self.waiting().push(Waiting { document, outcome });
-        let slot = Arc::clone(&self.in_flight)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::custom("insert queue closed"))?;
+        let slot = tokio::select! {
+            // Taken and written with another caller's batch while we waited for a slot.
+            outcome = &mut done => return received(outcome),
+            slot = Arc::clone(&self.in_flight).acquire_owned() => {
+                slot.map_err(|_| Error::custom("insert queue closed"))?
+            }
+        };
         let batch = {
             let mut waiting = self.waiting();
             let keep = waiting.len().saturating_sub(MAX_BATCH);
@@ -85,9 +92,14 @@ impl Inserts {
             });
         }
         // Ours went out with this batch or with another taker's.
-        done.await
-            .map_err(|_| Error::custom("insert abandoned: its batch's task ended"))?
+        received(done.await)
     }
+}
+
+fn received(
+    outcome: Result<mongodb::error::Result<()>, oneshot::error::RecvError>,
+) -> mongodb::error::Result<()> {
+    outcome.map_err(|_| Error::custom("insert abandoned: its batch's task ended"))?
 }
 
 async fn write(collection: &Collection<Document>, batch: Vec<Waiting>) {
