@@ -20,9 +20,9 @@ use mongodb::error::{Error, ErrorKind};
 use tokio::sync::{Semaphore, oneshot};
 
 /// Insert commands one collection has out at once; what arrives meanwhile waits for the next.
-/// Measured with 64 clients creating tickets: 1 → 0.8k creates/s (each batch waits out a
-/// journal flush alone), 2 → 4.4–6.0k, 4 → 5.6–7.5k, 8 → 6.1–8.0k, one command per
-/// document → 4.0–4.3k.
+/// Measured with 64 clients creating tickets (`ticketing bench`, a fresh database, orders'
+/// replica on 2 lanes): 1 → 0.8k creates/s (each batch waits out a journal flush alone),
+/// 2 → 4.4–6.0k, 4 → 5.6–7.5k, 8 → 6.1–8.0k; one command per document → 4.0–4.3k.
 pub const IN_FLIGHT: usize = 4;
 /// Most documents of one command: below the server's batch limits, so that the driver never
 /// splits a batch (a failure of a second part would hide the first part's success).
