@@ -87,6 +87,11 @@ pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
         | ErrorKind::ConnectionPoolCleared { .. } => true,
         ErrorKind::Command(e) => CODES.contains(&e.code),
         ErrorKind::Write(WriteFailure::WriteConcernError(e)) => CODES.contains(&e.code),
+        // A combined insert's (`Inserts`): a write concern not met is the whole command's.
+        ErrorKind::InsertMany(e) => e
+            .write_concern_error
+            .as_ref()
+            .is_some_and(|e| CODES.contains(&e.code)),
         _ => false,
     }
 }

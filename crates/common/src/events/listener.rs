@@ -30,9 +30,9 @@ pub const LANES: usize = 32;
 const LANE_DEPTH: usize = 1_024;
 /// Most events of one lane offered to [`Handler::handle_all`] at once.
 const MAX_BATCH: usize = 1_024;
-/// Delivered and not yet acknowledged, per consumer: a full batch for each of [`LANES`]
-/// lanes, so a backlog of that size is in hand at once and its versions of one record
-/// coalesce.
+/// Delivered and not yet acknowledged, per consumer whatever its lanes: a full batch for
+/// each of [`LANES`] lanes, so a backlog of that size is in hand at once and its versions of
+/// one record coalesce.
 pub const MAX_ACK_PENDING: i64 = (LANES * MAX_BATCH) as i64;
 /// A lane waits for its batch to fill only while the server still holds at least this many
 /// messages for the consumer: a backlog. Live traffic never waits.

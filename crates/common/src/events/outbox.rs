@@ -269,11 +269,12 @@ impl Outbox {
     }
 
     /// Where `collection` is among [`Outbox::collections`]; `None` is a programming error.
+    /// Writes through the outbox use its own handle of the collection (the database's write
+    /// concern), whatever options the caller's handle carries.
     fn index_of<T: Send + Sync>(&self, collection: &Collection<T>) -> Option<usize> {
-        let index = self
-            .collections
-            .iter()
-            .position(|c| c.name() == collection.name());
+        let index = self.collections.iter().position(|c| {
+            c.name() == collection.name() && c.namespace().db == collection.namespace().db
+        });
         debug_assert!(
             index.is_some(),
             "{} is not among the outbox's collections",

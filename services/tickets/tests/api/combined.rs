@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use common::mongo::{Inserts, is_duplicate_key};
 use futures::future::join_all;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Document, doc, oid::ObjectId};
+use mongodb::error::ErrorKind;
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
 use mongodb::options::ClientOptions;
@@ -14,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use test_support::{TestContext, fake_user};
 
-use crate::helpers::{events_where, spawn_app};
+use crate::helpers::{WAIT, events_where, spawn_app};
 
 /// A collection of this test on a client that counts the insert commands sent to it.
 async fn counted_collection(
@@ -37,53 +39,74 @@ async fn counted_collection(
     (collection, commands)
 }
 
-#[tokio::test]
-async fn concurrent_inserts_share_commands_and_a_duplicate_fails_only_its_own_caller() {
+/// `callers` concurrent inserts, `taken` of them with a key already stored (the same key for
+/// none of them): each duplicate must fail alone, naming its own key, and every other
+/// document must be stored. Returns the insert commands they took.
+async fn insert_at_once(callers: usize, taken: &[usize]) -> usize {
     let context = TestContext::new();
     let (collection, commands) = counted_collection(&context).await;
-    collection
-        .insert_one(doc! { "_id": "taken", "n": -1_i64 })
-        .await
-        .unwrap();
+    for n in taken {
+        collection
+            .insert_one(doc! { "_id": format!("taken-{n}"), "n": -1_i64 })
+            .await
+            .unwrap();
+    }
     let before = commands.load(Ordering::Relaxed);
     let inserts = Inserts::new(&collection);
-
-    const CALLERS: usize = 200;
-    // Two callers bring the key that is already taken; everyone else a fresh one.
-    let taken = [37, 151];
-    let outcomes = join_all((0..CALLERS).map(|n| {
+    let all = join_all((0..callers).map(|n| {
         let inserts = inserts.clone();
         let id = if taken.contains(&n) {
-            "taken".to_owned()
+            format!("taken-{n}")
         } else {
             format!("doc-{n}")
         };
         async move { inserts.insert(doc! { "_id": id, "n": n as i64 }).await }
-    }))
-    .await;
+    }));
+    // A lost outcome would hang here: fail instead.
+    let outcomes = tokio::time::timeout(WAIT, all)
+        .await
+        .expect("every caller gets its outcome");
 
     for (n, outcome) in outcomes.iter().enumerate() {
         if taken.contains(&n) {
             let error = outcome.as_ref().expect_err("a taken key must fail");
             assert!(is_duplicate_key(error), "caller {n}: {error}");
+            let ErrorKind::InsertMany(failure) = &*error.kind else {
+                panic!("caller {n}: not a combined insert's failure: {error}");
+            };
+            let own: Vec<&str> = failure
+                .write_errors
+                .iter()
+                .flatten()
+                .map(|e| e.message.as_str())
+                .collect();
+            assert_eq!(own.len(), 1, "caller {n} gets its own error alone: {own:?}");
+            assert!(
+                own[0].contains(&format!("\"taken-{n}\"")),
+                "caller {n} is told about its own key: {own:?}"
+            );
         } else {
             assert!(outcome.is_ok(), "caller {n}: {outcome:?}");
         }
     }
     let stored = collection.count_documents(doc! {}).await.unwrap();
-    assert_eq!(stored, (CALLERS - taken.len() + 1) as u64);
+    assert_eq!(stored, callers as u64);
     let kept = collection
-        .find_one(doc! { "_id": "taken" })
+        .count_documents(doc! { "_id": { "$regex": "^taken-" }, "n": -1_i64 })
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(
-        kept.get_i64("n").unwrap(),
-        -1,
-        "the first holder of the key kept it"
+        kept,
+        taken.len() as u64,
+        "the first holders keep their keys"
     );
+    commands.load(Ordering::Relaxed) - before
+}
 
-    let sent = commands.load(Ordering::Relaxed) - before;
+#[tokio::test]
+async fn concurrent_inserts_share_commands_and_a_duplicate_fails_only_its_own_caller() {
+    const CALLERS: usize = 200;
+    let sent = insert_at_once(CALLERS, &[37, 151]).await;
     assert!(
         sent <= CALLERS / 10,
         "{CALLERS} concurrent inserts took {sent} insert commands"
@@ -91,20 +114,35 @@ async fn concurrent_inserts_share_commands_and_a_duplicate_fails_only_its_own_ca
 }
 
 #[tokio::test]
-async fn a_lone_insert_goes_out_at_once_in_its_own_command() {
+async fn more_callers_than_one_command_takes_are_all_written() {
+    // Beyond the 1,000 documents one command takes: the rest go in later commands, and
+    // no caller is left waiting.
+    const CALLERS: usize = 2_500;
+    let sent = insert_at_once(CALLERS, &[5, 1_999, 2_499]).await;
+    assert!(
+        (3..=CALLERS / 100).contains(&sent),
+        "{CALLERS} concurrent inserts took {sent} insert commands"
+    );
+}
+
+#[tokio::test]
+async fn a_lone_insert_is_a_command_of_its_own() {
     let context = TestContext::new();
     let (collection, commands) = counted_collection(&context).await;
     let inserts = Inserts::new(&collection);
     for n in 0..3_i64 {
         let before = commands.load(Ordering::Relaxed);
-        inserts.insert(doc! { "n": n }).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), inserts.insert(doc! { "n": n }))
+            .await
+            .expect("a lone insert waits for no batch")
+            .unwrap();
         assert_eq!(commands.load(Ordering::Relaxed) - before, 1);
     }
     assert_eq!(collection.count_documents(doc! {}).await.unwrap(), 3);
 }
 
 #[tokio::test]
-async fn tickets_created_at_once_are_each_stored_and_published_once() {
+async fn tickets_created_at_once_are_each_stored_as_asked_and_published_once() {
     let app = spawn_app().await;
     let cookie = fake_user().cookie;
     const CREATES: usize = 60;
@@ -125,12 +163,24 @@ async fn tickets_created_at_once_are_each_stored_and_published_once() {
             response.body
         );
         let ticket: serde_json::Value = response.json();
-        assert_eq!(
-            ticket["title"],
-            format!("concert {n}"),
-            "each caller gets its own"
-        );
-        ids.push(ticket["id"].as_str().unwrap().to_owned());
+        ids.push((n, ticket["id"].as_str().unwrap().to_owned()));
+    }
+    let tickets = app
+        .context
+        .database("tickets")
+        .await
+        .collection::<Document>("tickets");
+    assert_eq!(
+        tickets.count_documents(doc! {}).await.unwrap(),
+        CREATES as u64
+    );
+    for (n, id) in &ids {
+        let stored = tickets
+            .find_one(doc! { "_id": ObjectId::parse_str(id).unwrap() })
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("ticket {id} of request {n} is stored"));
+        assert_eq!(stored.get_str("title").unwrap(), format!("concert {n}"));
     }
     let created = |events: &[(String, serde_json::Value)]| {
         events
@@ -142,21 +192,11 @@ async fn tickets_created_at_once_are_each_stored_and_published_once() {
         created(events) >= CREATES
     })
     .await;
-    assert_eq!(created(&events), CREATES, "no creation published twice");
-    for id in &ids {
+    for (_, id) in &ids {
         let published = events
             .iter()
             .filter(|(subject, data)| subject == "ticket:created" && data["id"] == *id)
             .count();
         assert_eq!(published, 1, "ticket {id} published {published} times");
     }
-    let stored = app
-        .context
-        .database("tickets")
-        .await
-        .collection::<Document>("tickets")
-        .count_documents(doc! {})
-        .await
-        .unwrap();
-    assert_eq!(stored, CREATES as u64);
 }
