@@ -254,9 +254,14 @@ impl Outbox {
             );
             return;
         };
+        self.hand_over(index, document.into(), event);
+    }
+
+    /// [`written`](Self::written) for the `index`th of [`Outbox::collections`].
+    fn hand_over(&self, index: usize, document: Bson, event: PendingEvent) {
         let pending = Pending {
             collection: index,
-            document: document.into(),
+            document,
             event: event.0,
         };
         let now = Instant::now();
@@ -305,16 +310,22 @@ impl Outbox {
             .ok_or_else(|| mongodb::error::Error::custom("a document with events needs an _id"))?;
         let pending = self.event(event)?;
         let document = pending.insert_into(document)?;
-        match self.index_of(collection).and_then(|i| self.inserts.get(i)) {
-            Some(inserts) => inserts.insert(document).await?,
+        // Looked up once: the insert and the hand-over both need it.
+        let index = self.index_of(collection);
+        match index.and_then(|i| Some((i, self.inserts.get(i)?))) {
+            Some((index, inserts)) => {
+                inserts.insert(document).await?;
+                self.hand_over(index, id, pending);
+            }
             None => {
                 collection
                     .clone_with_type::<Document>()
                     .insert_one(document)
                     .await?;
+                // Logs the programming error; the event waits for a scan that never comes.
+                self.written(collection, id, pending);
             }
         }
-        self.written(collection, id, pending);
         Ok(())
     }
 
