@@ -96,8 +96,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         ("JWT_KEY", "catchup".to_owned()),
         ("PORT", "0".to_owned()),
     ]);
-    let config = orders::Config::from_env(&env)?;
-    let service = orders::build(&config).await?;
+    let config = <orders::Config as common::config::FromEnv>::from_env(&env)?;
+    let service = common::server::Launch::build(&config).await?;
     let replica = mongodb::Client::with_uri_str(&args.mongo_url)
         .await?
         .database(&database);

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use anyhow::Context as _;
 use common::config::Env;
 use common::security::HttpSecurity;
-use common::server::{Server, Service};
+use common::server::{Launch, Server, Service};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
@@ -63,45 +63,35 @@ impl ServiceName {
     /// The service's name: its database under `ticketing up`, the name `env_for` is given.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Auth => "auth",
-            Self::Tickets => "tickets",
-            Self::Orders => "orders",
-            Self::Expiration => "expiration",
-            Self::Payments => "payments",
-            Self::Client => "client",
+            Self::Auth => auth::Config::NAME,
+            Self::Tickets => tickets::Config::NAME,
+            Self::Orders => orders::Config::NAME,
+            Self::Expiration => expiration::Config::NAME,
+            Self::Payments => payments::Config::NAME,
+            Self::Client => client::Config::NAME,
         }
     }
 
     /// Reads the service's configuration now and returns the build to run later, so that a
     /// missing variable of any service fails before anything connects.
     fn configure(self, env: &Env) -> anyhow::Result<BoxFuture<'static, anyhow::Result<Service>>> {
-        Ok(match self {
-            Self::Auth => {
-                let config = auth::Config::from_env(env)?;
-                Box::pin(async move { auth::build(&config).await })
-            }
-            Self::Tickets => {
-                let config = tickets::Config::from_env(env)?;
-                Box::pin(async move { tickets::build(&config).await })
-            }
-            Self::Orders => {
-                let config = orders::Config::from_env(env)?;
-                Box::pin(async move { orders::build(&config).await })
-            }
-            Self::Expiration => {
-                let config = expiration::Config::from_env(env)?;
-                Box::pin(async move { expiration::build(&config).await })
-            }
-            Self::Payments => {
-                let config = payments::Config::from_env(env)?;
-                Box::pin(async move { payments::build(&config).await })
-            }
-            Self::Client => {
-                let config = client::Config::from_env(env)?;
-                Box::pin(async move { client::build(&config) })
-            }
-        })
+        match self {
+            Self::Auth => configure::<auth::Config>(env),
+            Self::Tickets => configure::<tickets::Config>(env),
+            Self::Orders => configure::<orders::Config>(env),
+            Self::Expiration => configure::<expiration::Config>(env),
+            Self::Payments => configure::<payments::Config>(env),
+            Self::Client => configure::<client::Config>(env),
+        }
     }
+}
+
+/// `C`'s configuration read now, and its build to run later.
+fn configure<C: Launch + 'static>(
+    env: &Env,
+) -> anyhow::Result<BoxFuture<'static, anyhow::Result<Service>>> {
+    let config = C::from_env(env)?;
+    Ok(Box::pin(async move { config.build().await }))
 }
 
 /// Builds every service. `env_for(name)` gives each its environment; `ticketing up` gives them

@@ -119,6 +119,13 @@ impl Env {
     }
 }
 
+/// Configuration read from an [`Env`]: every service's `Config`, which its binary and the
+/// launcher read the same way.
+pub trait FromEnv: Sized {
+    /// Reads the configuration, failing fast with the name of a missing or invalid variable.
+    fn from_env(env: &Env) -> Result<Self, ConfigError>;
+}
+
 /// Where a service listens: `HOST` (default 0.0.0.0) and `PORT` (default 3000).
 pub fn listen_addr(env: &Env) -> Result<SocketAddr, ConfigError> {
     let host: IpAddr = env.parse_or("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
@@ -167,31 +174,5 @@ mod tests {
         assert!(env.flag_or("B", false).unwrap_or(false));
         assert!(env.flag_or("C", false).is_err());
         assert!(env.flag_or("D", true).unwrap_or(false));
-    }
-}
-
-/// What every service reads: where to listen, its database, the session keys, and the browser
-/// protections.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// `HOST`/`PORT`.
-    pub listen: SocketAddr,
-    /// `MONGO_URL`/`MONGO_DB`.
-    pub mongo: crate::mongo::MongoConfig,
-    /// `JWT_KEY`, `SESSION_TTL_SECONDS`, `COOKIE_SECURE`.
-    pub sessions: crate::session::SessionConfig,
-    /// `CORS_ALLOWED_ORIGINS`, and HSTS when `COOKIE_SECURE`.
-    pub security: crate::security::HttpSecurity,
-}
-
-impl ServiceConfig {
-    /// Reads the shared settings, failing on the first missing or invalid variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self {
-            listen: listen_addr(env)?,
-            mongo: crate::mongo::MongoConfig::from_env(env)?,
-            sessions: crate::session::SessionConfig::from_env(env)?,
-            security: crate::security::HttpSecurity::from_env(env)?,
-        })
     }
 }

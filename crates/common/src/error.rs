@@ -176,6 +176,16 @@ pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The JSON 404 for paths no route serves.
+pub async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+/// 405 in the error shape, for a known path with a method it does not serve.
+pub async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,12 @@
 //! Services depend on this crate and never on each other; anything two services would otherwise
 //! copy lives here.
 
+pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod health;
-pub mod json;
 pub mod metrics;
 pub mod mongo;
 pub mod openapi;
@@ -18,6 +19,7 @@ pub mod security;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod task;
 pub mod telemetry;
 
 /// Makes ring the process's TLS provider. HTTP clients (reqwest) are built without a default
@@ -29,5 +31,5 @@ pub fn install_tls_provider() {
 }
 
 pub use error::{ApiError, FieldError, Result};
-pub use json::ValidatedJson;
+pub use extract::{RecordId, ValidatedJson};
 pub use session::{Claims, CurrentUser, MaybeCurrentUser, Sessions};

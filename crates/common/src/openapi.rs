@@ -13,11 +13,16 @@
 //!
 //! An operation that needs a signed-in user names the scheme: `security(("session" = []))`
 //! (the attribute takes a literal, so it cannot use [`SESSION_SCHEME`]).
+//!
+//! The error responses every service documents alike are written once here and inlined where
+//! an operation lists them: `(status = 503, response = inline(common::openapi::Unavailable))`
+//! ([`Unavailable`], [`TooLarge`], [`SignedOut`]).
 
 use axum::Json;
 use axum::routing::{MethodRouter, get};
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, OpenApi};
+use utoipa::openapi::{ComponentsBuilder, ContentBuilder, OpenApi, Ref, RefOr, Response};
 
 use crate::error::{ErrorBody, FieldError};
 
@@ -70,6 +75,71 @@ impl utoipa::Modify for Shared {
                 .entry(name.into_owned())
                 .or_insert(schema);
         }
+    }
+}
+
+/// A response in the error shape with one message as its example, as `(status = …,
+/// description = …, body = ErrorBody, example = json!({"errors": [{"message": …}]}))` writes it.
+pub fn error_response(description: &str, message: &str) -> RefOr<Response> {
+    error_response_builder(description, message).build().into()
+}
+
+/// [`error_response`], to add headers to.
+pub fn error_response_builder(description: &str, message: &str) -> ResponseBuilder {
+    use utoipa::ToSchema as _;
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+        .example(Some(serde_json::json!({"errors": [{"message": message}]})))
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content)
+}
+
+/// 503: the database is unreachable.
+#[derive(Debug, Clone, Copy)]
+pub struct Unavailable;
+
+impl<'r> utoipa::ToResponse<'r> for Unavailable {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let description = "The database is unreachable; retry later";
+        let message = crate::error::ApiError::Unavailable(String::new())
+            .body()
+            .errors[0]
+            .message
+            .clone();
+        ("Unavailable", error_response(description, &message))
+    }
+}
+
+/// 413: the body is over [`crate::server::BODY_LIMIT_BYTES`].
+#[derive(Debug, Clone, Copy)]
+pub struct TooLarge;
+
+impl<'r> utoipa::ToResponse<'r> for TooLarge {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let description = format!(
+            "The body is over {} KiB",
+            crate::server::BODY_LIMIT_BYTES / 1024
+        );
+        let message = crate::error::ApiError::PayloadTooLarge.body().errors[0]
+            .message
+            .clone();
+        ("TooLarge", error_response(&description, &message))
+    }
+}
+
+/// 401: the operation needs a signed-in user and there is none.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedOut;
+
+impl<'r> utoipa::ToResponse<'r> for SignedOut {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let message = crate::error::ApiError::NotAuthorized.body().errors[0]
+            .message
+            .clone();
+        let description = format!("`{message}`: not signed in");
+        ("SignedOut", error_response(&description, &message))
     }
 }
 

@@ -53,9 +53,8 @@ struct Inner {
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("limit", &self.0.limit)
-            .finish_non_exhaustive()
+        // The buckets are per client address: not for logs.
+        f.debug_tuple("RateLimiter").field(&self.0.limit).finish()
     }
 }
 
@@ -153,6 +152,37 @@ where
                 Err(ApiError::TooManyRequests { retry_after })
             }
         }
+    }
+}
+
+/// 429 as the routes taking [`WithinRateLimit`] document it: the error shape, and how long to
+/// wait in `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimited;
+
+impl<'r> utoipa::ToResponse<'r> for RateLimited {
+    fn response() -> (
+        &'r str,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    ) {
+        use utoipa::openapi::header::HeaderBuilder;
+        let message = ApiError::TooManyRequests {
+            retry_after: Duration::ZERO,
+        }
+        .body()
+        .errors[0]
+            .message
+            .clone();
+        let description =
+            format!("`{message}`: over the sign-up and sign-in rate limit of this client address");
+        let retry_after = HeaderBuilder::new()
+            .schema(<u64 as utoipa::PartialSchema>::schema())
+            .description(Some("Seconds until a new attempt is allowed"))
+            .build();
+        let response = crate::openapi::error_response_builder(&description, &message)
+            .header("Retry-After", retry_after)
+            .build();
+        ("RateLimited", response.into())
     }
 }
 

@@ -169,10 +169,7 @@ mod tests {
                 )
             }),
         );
-        crate::server::with_common_layers(router, security)
-            .oneshot(request)
-            .await
-            .unwrap()
+        security.apply(router).oneshot(request).await.unwrap()
     }
 
     fn get_from(path: &str, origin: Option<&str>) -> Request<Body> {

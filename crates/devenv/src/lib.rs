@@ -20,7 +20,7 @@ pub use browser::{
 };
 pub use mongo::{Mongo, MongoOptions, start_mongo};
 pub use nats::{Nats, NatsOptions, start_nats};
-pub use process::Supervised;
+pub use process::{Running, Supervised};
 pub use tools::{TOOLS_DIR_ENV, Tools, bin_dir, default_tools, ensure_tools};
 
 /// Environment variable that overrides [`workspace_root`].

@@ -14,7 +14,9 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 
 use crate::Tools;
-use crate::process::{POLL, Supervised, TempDir, open_log, start_on_port, wait_for_port};
+use crate::process::{
+    POLL, Running, ServerFiles, Supervised, open_log, start_on_port, wait_for_port,
+};
 
 /// Name of the replica set every started `mongod` runs.
 const REPLICA_SET: &str = "rs0";
@@ -60,49 +62,31 @@ pub struct Mongo {
     pub data_dir: PathBuf,
     /// Its log file.
     pub log_path: PathBuf,
-    // Declared before `temp_dir` so the server stops before its data dir is removed.
-    process: Supervised,
+    /// The process, to halt or kill it (fault tests).
+    pub server: Running,
     /// What [`Mongo::restart`] runs again: the same executable, cache size and files.
     tools: Tools,
     opts: MongoOptions,
-    temp_dir: Option<TempDir>,
 }
 
 impl Mongo {
-    /// The `mongod` process id.
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
     /// Stops `mongod` gracefully (SIGTERM, SIGKILL after 20 s) and removes a temp data dir.
     pub fn stop(mut self) -> Result<()> {
-        self.halt()
-    }
-
-    /// Stops `mongod` gracefully but keeps its port and data dir (a temp one too), so that
-    /// [`Mongo::restart`] can bring the same server back: an outage, for fault tests.
-    /// Calling it again does nothing.
-    pub fn halt(&mut self) -> Result<()> {
-        self.process
-            .stop()
-            .with_context(|| format!("mongod log: {}", self.log_path.display()))
+        self.server.halt()
     }
 
     /// Starts `mongod` again on the same port with the same data dir, halting it first if it
     /// still runs, and waits until it is the writable primary again.
     pub fn restart(&mut self) -> Result<()> {
-        self.halt()?;
-        let cleanup_dir = self.temp_dir.as_ref().map(TempDir::path);
+        self.server.halt()?;
         let (process, _) = spawn_primary(
             &self.tools,
             &self.opts,
-            &self.data_dir,
-            &self.log_path,
-            cleanup_dir,
+            self.server.files(),
             Some(self.port),
         )
         .context("failed to restart mongod")?;
-        self.process = process;
+        self.server.replace(process);
         Ok(())
     }
 }
@@ -113,32 +97,23 @@ impl Mongo {
 /// Blocking; the driver work runs on its own thread and runtime, so this may be called from
 /// inside a tokio runtime too.
 pub fn start_mongo(tools: &Tools, opts: MongoOptions) -> Result<Mongo> {
-    let (data_dir, temp_dir) = match opts.data_dir.clone() {
-        Some(dir) => (dir, None),
-        None => {
-            let temp = TempDir::new("ticketing-mongo")?;
-            (temp.path().to_path_buf(), Some(temp))
-        }
-    };
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("failed to create {}", data_dir.display()))?;
-    let log_path = opts
-        .log_path
-        .clone()
-        .unwrap_or_else(|| data_dir.join("mongod.log"));
-    let cleanup_dir = temp_dir.as_ref().map(TempDir::path);
-    let (process, port) = spawn_primary(tools, &opts, &data_dir, &log_path, cleanup_dir, opts.port)
-        .context("failed to start mongod")?;
+    let files = ServerFiles::new(
+        opts.data_dir.clone(),
+        opts.log_path.clone(),
+        "ticketing-mongo",
+        "mongod.log",
+    )?;
+    let (process, port) =
+        spawn_primary(tools, &opts, &files, opts.port).context("failed to start mongod")?;
 
     Ok(Mongo {
         url: format!("mongodb://127.0.0.1:{port}/?directConnection=true&replicaSet={REPLICA_SET}"),
         port,
-        data_dir,
-        log_path,
-        process,
+        data_dir: files.dir.clone(),
+        log_path: files.log_path.clone(),
+        server: Running::new(process, files),
         tools: tools.clone(),
         opts,
-        temp_dir,
     })
 }
 
@@ -146,20 +121,18 @@ pub fn start_mongo(tools: &Tools, opts: MongoOptions) -> Result<Mongo> {
 fn spawn_primary(
     tools: &Tools,
     opts: &MongoOptions,
-    data_dir: &Path,
-    log_path: &Path,
-    cleanup_dir: Option<&Path>,
+    files: &ServerFiles,
     port: Option<u16>,
 ) -> Result<(Supervised, u16)> {
     let spawn = |port| {
-        let cmd = mongod_command(tools, opts, data_dir, log_path, port)?;
-        Supervised::spawn_with_cleanup("mongod", cmd, STOP_GRACE, cleanup_dir)
+        let cmd = mongod_command(tools, opts, &files.dir, &files.log_path, port)?;
+        Supervised::spawn_with_cleanup("mongod", cmd, STOP_GRACE, files.cleanup_dir())
     };
     let ready = |process: &mut Supervised, port| {
         wait_for_port(process, port, LISTEN_TIMEOUT)?;
         become_primary(process, port)
     };
-    start_on_port(port, log_path, spawn, ready)
+    start_on_port(port, &files.log_path, spawn, ready)
 }
 
 fn mongod_command(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::Tools;
-use crate::process::{Supervised, TempDir, open_log, start_on_port, wait_for_port};
+use crate::process::{Running, ServerFiles, Supervised, open_log, start_on_port, wait_for_port};
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -36,90 +36,50 @@ pub struct Nats {
     pub store_dir: PathBuf,
     /// Its log file.
     pub log_path: PathBuf,
-    // Declared before `temp_dir` so the server stops before its store is removed.
-    process: Supervised,
+    /// The process, to halt or kill it (fault tests).
+    pub server: Running,
     /// The executable [`Nats::restart`] runs again.
     tools: Tools,
-    temp_dir: Option<TempDir>,
 }
 
 impl Nats {
-    /// The `nats-server` process id.
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
     /// Stops `nats-server` gracefully (SIGTERM, SIGKILL after 10 s) and removes a temp store.
     pub fn stop(mut self) -> Result<()> {
-        self.halt()
-    }
-
-    /// Stops `nats-server` gracefully but keeps its port and JetStream store (a temp one too),
-    /// so that [`Nats::restart`] can bring the same server back: an outage, for fault tests.
-    /// Calling it again does nothing.
-    pub fn halt(&mut self) -> Result<()> {
-        self.process
-            .stop()
-            .with_context(|| format!("nats-server log: {}", self.log_path.display()))
+        self.server.halt()
     }
 
     /// Starts `nats-server` again on the same port with the same store (its streams,
     /// consumers and messages), halting it first if it still runs, and waits until it greets
     /// clients with JetStream on.
     pub fn restart(&mut self) -> Result<()> {
-        self.halt()?;
-        let cleanup_dir = self.temp_dir.as_ref().map(TempDir::path);
-        let (process, _) = spawn_ready(
-            &self.tools,
-            &self.store_dir,
-            &self.log_path,
-            cleanup_dir,
-            Some(self.port),
-        )
-        .context("failed to restart nats-server")?;
-        self.process = process;
+        self.server.halt()?;
+        let (process, _) = spawn_ready(&self.tools, self.server.files(), Some(self.port))
+            .context("failed to restart nats-server")?;
+        self.server.replace(process);
         Ok(())
     }
 }
 
 /// Starts `nats-server` with JetStream and waits until it greets clients with JetStream on.
 pub fn start_nats(tools: &Tools, opts: NatsOptions) -> Result<Nats> {
-    let (store_dir, temp_dir) = match opts.store_dir {
-        Some(dir) => (dir, None),
-        None => {
-            let temp = TempDir::new("ticketing-nats")?;
-            (temp.path().to_path_buf(), Some(temp))
-        }
-    };
-    std::fs::create_dir_all(&store_dir)
-        .with_context(|| format!("failed to create {}", store_dir.display()))?;
-    let log_path = opts.log_path.unwrap_or_else(|| store_dir.join("nats.log"));
-    let cleanup_dir = temp_dir.as_ref().map(TempDir::path);
-    let (process, port) = spawn_ready(tools, &store_dir, &log_path, cleanup_dir, opts.port)
-        .context("failed to start nats-server")?;
-
+    let files = ServerFiles::new(opts.store_dir, opts.log_path, "ticketing-nats", "nats.log")?;
+    let (process, port) =
+        spawn_ready(tools, &files, opts.port).context("failed to start nats-server")?;
     Ok(Nats {
         url: format!("nats://127.0.0.1:{port}"),
         port,
-        store_dir,
-        log_path,
-        process,
+        store_dir: files.dir.clone(),
+        log_path: files.log_path.clone(),
+        server: Running::new(process, files),
         tools: tools.clone(),
-        temp_dir,
     })
 }
 
 /// Spawns `nats-server` on `port` (a free one if `None`) and waits for its JetStream greeting.
-fn spawn_ready(
-    tools: &Tools,
-    store_dir: &Path,
-    log_path: &Path,
-    cleanup_dir: Option<&Path>,
-    port: Option<u16>,
-) -> Result<(Supervised, u16)> {
+fn spawn_ready(tools: &Tools, files: &ServerFiles, port: Option<u16>) -> Result<(Supervised, u16)> {
     let spawn = |port| {
-        let cmd = nats_command(tools, store_dir, log_path, port)?;
-        Supervised::spawn_with_cleanup("nats-server", cmd, STOP_GRACE, cleanup_dir)
+        let cmd = nats_command(tools, &files.dir, &files.log_path, port)?;
+        Supervised::spawn_with_cleanup("nats-server", cmd, STOP_GRACE, files.cleanup_dir())
     };
     let ready = |process: &mut Supervised, port| {
         wait_for_port(process, port, LISTEN_TIMEOUT)?;
@@ -130,7 +90,7 @@ fn spawn_ready(
         }
         greeting
     };
-    start_on_port(port, log_path, spawn, ready)
+    start_on_port(port, &files.log_path, spawn, ready)
 }
 
 fn nats_command(tools: &Tools, store_dir: &Path, log_path: &Path, port: u16) -> Result<Command> {

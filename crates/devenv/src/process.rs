@@ -114,6 +114,13 @@ impl Supervised {
         &self.name
     }
 
+    /// [`Supervised::stop`], naming the server's log in the error: what it wrote explains why.
+    pub(crate) fn stop_with_log(&mut self, log_path: &Path) -> Result<()> {
+        let name = self.name.clone();
+        self.stop()
+            .with_context(|| format!("{name} log: {}", log_path.display()))
+    }
+
     /// The child's exit status if it has exited, without blocking.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         self.child
@@ -255,6 +262,85 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Where a server keeps its files: its directory (the one given, or a fresh temp one removed
+/// when the server is dropped) and its log (the one given, or `log_name` inside the directory).
+#[derive(Debug)]
+pub(crate) struct ServerFiles {
+    pub(crate) dir: PathBuf,
+    pub(crate) log_path: PathBuf,
+    temp_dir: Option<TempDir>,
+}
+
+impl ServerFiles {
+    pub(crate) fn new(
+        dir: Option<PathBuf>,
+        log_path: Option<PathBuf>,
+        temp_prefix: &str,
+        log_name: &str,
+    ) -> Result<Self> {
+        let (dir, temp_dir) = match dir {
+            Some(dir) => (dir, None),
+            None => {
+                let temp = TempDir::new(temp_prefix)?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        let log_path = log_path.unwrap_or_else(|| dir.join(log_name));
+        Ok(Self {
+            dir,
+            log_path,
+            temp_dir,
+        })
+    }
+
+    /// The temp directory the server's watchdog removes if this process dies first.
+    pub(crate) fn cleanup_dir(&self) -> Option<&Path> {
+        self.temp_dir.as_ref().map(TempDir::path)
+    }
+}
+
+/// A server this crate started and its files, dropped in that order: the process stops before
+/// a temp directory is removed. Fault tests halt (SIGTERM) or kill (SIGKILL) it through here.
+#[derive(Debug)]
+pub struct Running {
+    process: Supervised,
+    files: ServerFiles,
+}
+
+impl Running {
+    pub(crate) fn new(process: Supervised, files: ServerFiles) -> Self {
+        Self { process, files }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub(crate) fn files(&self) -> &ServerFiles {
+        &self.files
+    }
+
+    /// Stops the server gracefully (SIGTERM, then SIGKILL after its grace period) but keeps its
+    /// port and files, so that its `restart` brings the same server back: an outage. The error
+    /// names its log. Calling it again does nothing.
+    pub fn halt(&mut self) -> Result<()> {
+        self.process.stop_with_log(&self.files.log_path)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would; its port and files stay for its
+    /// `restart`.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// The process started again in place of the halted one.
+    pub(crate) fn replace(&mut self, process: Supervised) {
+        self.process = process;
     }
 }
 

@@ -40,7 +40,7 @@ async fn mongo_is_a_primary_that_runs_transactions_and_stops() -> Result<()> {
     let tools = default_tools()?;
     let mongo = start_mongo(&tools, MongoOptions::default())?;
     let data_dir = mongo.data_dir.clone();
-    let pid = mongo.pid();
+    let pid = mongo.server.pid();
     ensure!(mongo.url.ends_with("directConnection=true&replicaSet=rs0"));
 
     let client = Client::with_uri_str(&mongo.url).await?;
@@ -78,7 +78,7 @@ async fn mongo_is_a_primary_that_runs_transactions_and_stops() -> Result<()> {
 fn nats_greets_with_jetstream_and_stops_on_drop() -> Result<()> {
     let tools = default_tools()?;
     let nats = start_nats(&tools, NatsOptions::default())?;
-    let pid = nats.pid();
+    let pid = nats.server.pid();
     let store_dir = nats.store_dir.clone();
     ensure!(nats.url == format!("nats://127.0.0.1:{}", nats.port));
 
@@ -151,7 +151,7 @@ fn mongo_restarts_on_another_port_with_a_kept_data_dir() -> Result<()> {
 async fn mongo_halts_and_restarts_on_the_same_port_as_primary_with_its_data() -> Result<()> {
     let tools = default_tools()?;
     let mut mongo = start_mongo(&tools, MongoOptions::default())?;
-    let (port, pid) = (mongo.port, mongo.pid());
+    let (port, pid) = (mongo.port, mongo.server.pid());
     let client = Client::with_uri_str(&mongo.url).await?;
     client
         .database("devenv_test")
@@ -160,7 +160,7 @@ async fn mongo_halts_and_restarts_on_the_same_port_as_primary_with_its_data() ->
         .await?;
     client.shutdown().await;
 
-    mongo.halt()?;
+    mongo.server.halt()?;
     ensure!(!process_exists(pid), "mongod {pid} still running");
     ensure!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
@@ -169,7 +169,7 @@ async fn mongo_halts_and_restarts_on_the_same_port_as_primary_with_its_data() ->
     ensure!(mongo.data_dir.exists(), "halt removed the data dir");
 
     mongo.restart()?;
-    ensure!(mongo.port == port && mongo.pid() != pid);
+    ensure!(mongo.port == port && mongo.server.pid() != pid);
     let client = Client::with_uri_str(&mongo.url).await?;
     ensure!(
         is_writable_primary(&client).await?,
@@ -197,9 +197,9 @@ async fn mongo_halts_and_restarts_on_the_same_port_as_primary_with_its_data() ->
 fn nats_halts_and_restarts_on_the_same_port_with_its_store() -> Result<()> {
     let tools = default_tools()?;
     let mut nats = start_nats(&tools, NatsOptions::default())?;
-    let (port, pid) = (nats.port, nats.pid());
+    let (port, pid) = (nats.port, nats.server.pid());
 
-    nats.halt()?;
+    nats.server.halt()?;
     ensure!(!process_exists(pid), "nats-server {pid} still running");
     ensure!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
@@ -208,7 +208,7 @@ fn nats_halts_and_restarts_on_the_same_port_with_its_store() -> Result<()> {
     ensure!(nats.store_dir.exists(), "halt removed the store");
 
     nats.restart()?;
-    ensure!(nats.port == port && nats.pid() != pid);
+    ensure!(nats.port == port && nats.server.pid() != pid);
     let stream = TcpStream::connect(("127.0.0.1", port)).context("connect to nats")?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut greeting = String::new();

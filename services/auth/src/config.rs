@@ -1,7 +1,8 @@
 //! The auth service's configuration: what every service reads, and the sign-in/sign-up limits.
 
-use common::config::{ConfigError, Env, ServiceConfig};
+use common::config::{ConfigError, Env, FromEnv};
 use common::rate_limit::RateLimit;
+use common::server::ServiceConfig;
 
 /// Settings of the auth service, loaded once at start-up.
 #[derive(Debug, Clone)]
@@ -14,9 +15,8 @@ pub struct Config {
     pub rate_limit: RateLimit,
 }
 
-impl Config {
-    /// Reads the configuration, failing fast with the name of a missing or invalid variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
             rate_limit: RateLimit {

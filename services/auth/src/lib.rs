@@ -1,7 +1,7 @@
 //! The auth service: sign up, sign in, sign out, and who is signed in.
 //!
-//! [`build`] is the one builder: the service's own binary and the all-in-one launcher both
-//! serve what it returns.
+//! [`Launch::build`] is the one builder: the service's own binary and the all-in-one launcher
+//! both serve what it returns.
 
 mod config;
 mod domain;
@@ -15,7 +15,7 @@ pub use password::PasswordHasher;
 pub use state::AppState;
 
 use common::health::ReadinessCheck;
-use common::server::Service;
+use common::server::{HttpConfig, Launch, Service};
 
 /// The service's routes (`/api/users/*`) over the given state.
 pub fn app(state: AppState) -> axum::Router {
@@ -23,14 +23,20 @@ pub fn app(state: AppState) -> axum::Router {
 }
 
 /// The OpenAPI 3.1 document of the service's routes, as served at `/api/users/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::openapi()
-}
+pub use routes::openapi;
 
-/// Connects to the service's database, makes sure its indexes exist, and returns the routes
-/// and readiness checks to serve.
-pub async fn build(config: &Config) -> anyhow::Result<Service> {
-    let state = AppState::connect(config).await?;
-    let check = ReadinessCheck::mongo("auth-mongo", state.users.database());
-    Ok(Service::new("auth", app(state), vec![check]))
+impl Launch for Config {
+    const NAME: &'static str = "auth";
+
+    fn http(&self) -> &HttpConfig {
+        &self.service.http
+    }
+
+    /// Connects to the service's database, makes sure its indexes exist, and returns the
+    /// routes and readiness checks to serve.
+    async fn build(&self) -> anyhow::Result<Service> {
+        let state = AppState::connect(self).await?;
+        let check = ReadinessCheck::mongo(format!("{}-mongo", Self::NAME), state.users.database());
+        Ok(Service::new(Self::NAME, app(state), vec![check]))
+    }
 }

@@ -8,8 +8,9 @@ use crate::config::Config;
 use crate::password::PasswordHasher;
 use crate::store::UserStore;
 
-/// Cheap to clone: every field is a handle.
-#[derive(Clone)]
+/// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
+/// limiter) from it through `FromRef`.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub(crate) users: UserStore,
     pub(crate) sessions: Sessions,
@@ -30,17 +31,5 @@ impl AppState {
             hasher: PasswordHasher::new()?,
             limiter: RateLimiter::new(config.rate_limit),
         })
-    }
-}
-
-impl FromRef<AppState> for Sessions {
-    fn from_ref(state: &AppState) -> Self {
-        state.sessions.clone()
-    }
-}
-
-impl FromRef<AppState> for RateLimiter {
-    fn from_ref(state: &AppState) -> Self {
-        state.limiter.clone()
     }
 }

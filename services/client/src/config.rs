@@ -1,15 +1,14 @@
 //! The client's configuration: where the public APIs are, and the payment mode.
 
-use std::net::SocketAddr;
-
-use common::config::{ConfigError, Env, listen_addr};
-use common::security::HttpSecurity;
+use common::config::{ConfigError, Env, FromEnv};
+use common::server::HttpConfig;
 
 /// Settings of the client, loaded once at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `HOST`/`PORT` to listen on.
-    pub listen: SocketAddr,
+    /// `HOST`/`PORT` to listen on; `CORS_ALLOWED_ORIGINS`, and HSTS when `COOKIE_SECURE` (the
+    /// pages are what a browser loads first, so HSTS matters most here).
+    pub http: HttpConfig,
     /// `API_URL`: the base URL that routes `/api/*` (the ingress in Kubernetes, nginx in
     /// compose, the all-in-one server itself under `ticketing up`).
     pub api_url: String,
@@ -20,25 +19,20 @@ pub struct Config {
     /// `STRIPE_PUBLISHABLE_KEY`: when set, the payment form uses Stripe's card element;
     /// otherwise it takes a test-gateway token.
     pub stripe_publishable_key: Option<String>,
-    /// `CORS_ALLOWED_ORIGINS`, and HSTS when `COOKIE_SECURE` (the pages are what a browser
-    /// loads first, so HSTS matters most here).
-    pub security: HttpSecurity,
 }
 
-impl Config {
-    /// Reads the configuration, failing fast with the name of a missing or invalid variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let api_url = base_url("API_URL", env.required("API_URL")?)?;
         let auth_api_url = match env.get("AUTH_API_URL") {
             Some(url) => Some(base_url("AUTH_API_URL", url)?),
             None => None,
         };
         Ok(Self {
-            listen: listen_addr(env)?,
+            http: HttpConfig::from_env(env)?,
             api_url,
             auth_api_url,
             stripe_publishable_key: env.get("STRIPE_PUBLISHABLE_KEY"),
-            security: HttpSecurity::from_env(env)?,
         })
     }
 }

@@ -11,13 +11,21 @@ mod state;
 pub use config::Config;
 pub use state::AppState;
 
-use common::server::Service;
+use common::server::{HttpConfig, Launch, Service};
 
-/// Builds the client: its pages, and the HTML 404 for every path no API claims.
-pub fn build(config: &Config) -> anyhow::Result<Service> {
-    let state = AppState::new(config)?;
-    Ok(
-        Service::new("client", routes::router(state.clone()), Vec::new())
-            .with_fallback(routes::fallback(state)),
-    )
+impl Launch for Config {
+    const NAME: &'static str = "client";
+
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    /// The client's pages, and the HTML 404 for every path no API claims.
+    async fn build(&self) -> anyhow::Result<Service> {
+        let state = AppState::new(self)?;
+        Ok(
+            Service::new(Self::NAME, routes::router(state.clone()), Vec::new())
+                .with_fallback(routes::fallback(state)),
+        )
+    }
 }

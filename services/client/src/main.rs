@@ -1,20 +1,6 @@
-//! The client's own binary, as Kubernetes runs it.
-
-use common::config::Env;
-use common::server::Server;
+//! The client service's own binary, as Kubernetes runs it.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init("client");
-    let config = client::Config::from_env(&Env::process())?;
-    let shutdown = common::shutdown::on_signal();
-    let service = client::build(&config)?;
-    let served = Server::bind(config.listen, vec![service], shutdown)
-        .await?
-        .with_security(config.security.clone())
-        .run()
-        .await;
-    // Spans still buffered for export go out before the process ends.
-    common::telemetry::shutdown();
-    served
+    common::server::run::<client::Config>().await
 }

@@ -13,30 +13,26 @@ mod store;
 pub use config::Config;
 
 use axum::Router;
-use common::events::{EventBus, Listener, Outbox};
-use common::health::ReadinessCheck;
-use common::server::Service;
+use common::server::{Backend, HttpConfig, Launch, Service};
 
-/// Connects to MongoDB and NATS and returns the listener, the scheduler and the outbox relay
-/// to run (and health checks; the service has no API routes).
-pub async fn build(config: &Config) -> anyhow::Result<Service> {
-    let db = config.mongo.connect("expiration").await?;
-    let bus = EventBus::connect(&config.nats, "expiration").await?;
-    let outbox = Outbox::new(&db, &[store::EXPIRATIONS]);
-    outbox.ensure_indexes().await?;
-    let schedule = store::Schedule::new(&db, outbox.clone());
-    schedule.ensure_indexes().await?;
-    let checks = vec![
-        ReadinessCheck::mongo("expiration-mongo", db),
-        bus.readiness_check(),
-    ];
-    let listener = Listener::new(
-        bus.clone(),
-        "expiration",
-        listeners::OrderCreatedHandler(schedule.clone()),
-    );
-    Ok(Service::new("expiration", Router::new(), checks)
-        .with_outbox(outbox, bus)
-        .with_task("scheduler", scheduler::task(schedule))
-        .with_listener(listener))
+impl Launch for Config {
+    const NAME: &'static str = "expiration";
+
+    fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    /// Connects to MongoDB and NATS and returns the listener, the scheduler and the outbox
+    /// relay to run (and health checks; the service has no API routes).
+    async fn build(&self) -> anyhow::Result<Service> {
+        let backend =
+            Backend::connect::<Self>(&self.mongo, &self.nats, &[store::EXPIRATIONS]).await?;
+        let schedule = store::Schedule::new(&backend.db, backend.outbox.clone());
+        schedule.ensure_indexes().await?;
+        let listener = backend.listener(listeners::OrderCreatedHandler(schedule.clone()));
+        Ok(backend
+            .service(Router::new())
+            .with_task("scheduler", scheduler::task(schedule))
+            .with_listener(listener))
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::server::BackgroundTask;
+use common::task::BackgroundTask;
 use mongodb::bson::DateTime;
 use tokio_util::sync::CancellationToken;
 

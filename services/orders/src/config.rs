@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use common::config::{ConfigError, Env, ServiceConfig};
+use common::config::{ConfigError, Env, FromEnv};
 use common::events::NatsConfig;
+use common::server::ServiceConfig;
 
 /// Settings of the orders service, loaded once at start-up.
 #[derive(Debug, Clone)]
@@ -16,9 +17,8 @@ pub struct Config {
     pub expiration: Duration,
 }
 
-impl Config {
-    /// Reads the configuration, failing fast with the name of a missing or invalid variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
             nats: NatsConfig::from_env(env)?,

@@ -2,36 +2,26 @@
 
 use axum::extract::FromRef;
 use common::Sessions;
-use common::events::Outbox;
+use common::server::Backend;
 
 use crate::config::Config;
 use crate::store::OrderStore;
 
-/// Cheap to clone: every field is a handle.
-#[derive(Clone)]
+/// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
+/// limiter) from it through `FromRef`.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub(crate) orders: OrderStore,
     pub(crate) sessions: Sessions,
 }
 
 impl AppState {
-    /// Prepares the collections (and their indexes) of `db`.
-    pub async fn new(
-        db: &mongodb::Database,
-        config: &Config,
-        outbox: Outbox,
-    ) -> anyhow::Result<Self> {
-        let orders = OrderStore::new(db, outbox, config.expiration);
-        orders.ensure_indexes().await?;
+    /// Prepares the service's collections (and their indexes).
+    pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<Self> {
+        let outbox = backend.outbox.clone();
         Ok(Self {
-            orders,
+            orders: OrderStore::open(&backend.db, outbox, config.expiration).await?,
             sessions: Sessions::new(&config.service.sessions),
         })
-    }
-}
-
-impl FromRef<AppState> for Sessions {
-    fn from_ref(state: &AppState) -> Self {
-        state.sessions.clone()
     }
 }

@@ -89,7 +89,18 @@ pub(crate) struct OrderStore {
 }
 
 impl OrderStore {
-    pub(crate) fn new(db: &Database, outbox: Outbox, expiration: Duration) -> Self {
+    /// The store over `db`, its indexes made.
+    pub(crate) async fn open(
+        db: &Database,
+        outbox: Outbox,
+        expiration: Duration,
+    ) -> mongodb::error::Result<Self> {
+        let store = Self::new(db, outbox, expiration);
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
+    fn new(db: &Database, outbox: Outbox, expiration: Duration) -> Self {
         Self {
             orders: db.collection(ORDERS),
             tickets: db.collection("tickets"),

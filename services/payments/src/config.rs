@@ -1,7 +1,8 @@
 //! The payments service's configuration: the shared settings, the event bus, and the gateway.
 
-use common::config::{ConfigError, Env, ServiceConfig};
+use common::config::{ConfigError, Env, FromEnv};
 use common::events::NatsConfig;
+use common::server::ServiceConfig;
 
 /// Settings of the payments service, loaded once at start-up.
 #[derive(Clone)]
@@ -31,9 +32,8 @@ impl std::fmt::Debug for Config {
     }
 }
 
-impl Config {
-    /// Reads the configuration, failing fast with the name of a missing or invalid variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
             nats: NatsConfig::from_env(env)?,

@@ -12,9 +12,8 @@ mod store;
 pub use config::Config;
 pub use state::AppState;
 
-use common::events::{EventBus, Listener, OrderCancelled, OrderCreated, Outbox};
-use common::health::ReadinessCheck;
-use common::server::Service;
+use common::events::{OrderCancelled, OrderCreated};
+use common::server::{Backend, HttpConfig, Launch, Service};
 
 /// The service's routes (`/api/payments`) over the given state.
 pub fn app(state: AppState) -> axum::Router {
@@ -22,34 +21,27 @@ pub fn app(state: AppState) -> axum::Router {
 }
 
 /// The OpenAPI 3.1 document of the service's routes, as served at `/api/payments/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::openapi()
-}
+pub use routes::openapi;
 
-/// Connects to MongoDB and NATS, prepares indexes and streams, and returns the routes, the
-/// readiness checks, the outbox relay and the listeners to run.
-pub async fn build(config: &Config) -> anyhow::Result<Service> {
-    let db = config.service.mongo.connect("payments").await?;
-    let bus = EventBus::connect(&config.nats, "payments").await?;
-    let outbox = Outbox::new(&db, &[store::PAYMENTS]);
-    outbox.ensure_indexes().await?;
-    let state = AppState::new(&db, config, outbox.clone()).await?;
-    let checks = vec![
-        ReadinessCheck::mongo("payments-mongo", db),
-        bus.readiness_check(),
-    ];
-    let created = Listener::<OrderCreated, _>::new(
-        bus.clone(),
-        "payments",
-        listeners::OrderReplicaHandler(state.payments.clone()),
-    );
-    let cancelled = Listener::<OrderCancelled, _>::new(
-        bus.clone(),
-        "payments",
-        listeners::OrderReplicaHandler(state.payments.clone()),
-    );
-    Ok(Service::new("payments", app(state), checks)
-        .with_outbox(outbox, bus)
-        .with_listener(created)
-        .with_listener(cancelled))
+impl Launch for Config {
+    const NAME: &'static str = "payments";
+
+    fn http(&self) -> &HttpConfig {
+        &self.service.http
+    }
+
+    /// Connects to MongoDB and NATS and returns the routes, the readiness checks, the outbox
+    /// relay and the listeners of the replica of orders to run.
+    async fn build(&self) -> anyhow::Result<Service> {
+        let backend =
+            Backend::connect::<Self>(&self.service.mongo, &self.nats, &[store::PAYMENTS]).await?;
+        let state = AppState::new(&backend, self).await?;
+        let replica = || listeners::OrderReplicaHandler(state.payments.clone());
+        let created = backend.listener::<OrderCreated, _>(replica());
+        let cancelled = backend.listener::<OrderCancelled, _>(replica());
+        Ok(backend
+            .service(app(state))
+            .with_listener(created)
+            .with_listener(cancelled))
+    }
 }

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use common::Sessions;
-use common::events::Outbox;
+use common::server::Backend;
 
 use crate::config::Config;
 use crate::gateway::{LocalGateway, PaymentGateway, StripeGateway};
 use crate::store::PaymentStore;
 
-/// Cheap to clone: every field is a handle.
-#[derive(Clone)]
+/// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
+/// limiter) from it through `FromRef`.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub(crate) payments: PaymentStore,
     pub(crate) sessions: Sessions,
@@ -19,14 +20,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Prepares the collections of `db` and picks the gateway: Stripe when `STRIPE_KEY` is set.
-    pub async fn new(
-        db: &mongodb::Database,
-        config: &Config,
-        outbox: Outbox,
-    ) -> anyhow::Result<Self> {
-        let payments = PaymentStore::new(db, outbox);
-        payments.ensure_indexes().await?;
+    /// Prepares the service's collections and picks the gateway: Stripe when `STRIPE_KEY` is
+    /// set.
+    pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<Self> {
+        let payments = PaymentStore::open(&backend.db, backend.outbox.clone()).await?;
         let gateway: Arc<dyn PaymentGateway> = match &config.stripe_key {
             Some(key) => Arc::new(StripeGateway::new(&config.stripe_api_base, key)?),
             None => Arc::new(LocalGateway),
@@ -36,11 +33,5 @@ impl AppState {
             sessions: Sessions::new(&config.service.sessions),
             gateway,
         })
-    }
-}
-
-impl FromRef<AppState> for Sessions {
-    fn from_ref(state: &AppState) -> Self {
-        state.sessions.clone()
     }
 }

@@ -59,7 +59,14 @@ pub(crate) struct PaymentStore {
 }
 
 impl PaymentStore {
-    pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
+    /// The store over `db`, its indexes made.
+    pub(crate) async fn open(db: &Database, outbox: Outbox) -> mongodb::error::Result<Self> {
+        let store = Self::new(db, outbox);
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
+    fn new(db: &Database, outbox: Outbox) -> Self {
         Self {
             orders: db.collection("orders"),
             orders_raw: db.collection("orders"),

@@ -1,7 +1,8 @@
 //! The tickets service's configuration: the shared settings and the event bus.
 
-use common::config::{ConfigError, Env, ServiceConfig};
+use common::config::{ConfigError, Env, FromEnv};
 use common::events::NatsConfig;
+use common::server::ServiceConfig;
 
 /// Settings of the tickets service, loaded once at start-up.
 #[derive(Debug, Clone)]
@@ -12,9 +13,8 @@ pub struct Config {
     pub nats: NatsConfig,
 }
 
-impl Config {
-    /// Reads the configuration, failing fast with the name of a missing or invalid variable.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             service: ServiceConfig::from_env(env)?,
             nats: NatsConfig::from_env(env)?,

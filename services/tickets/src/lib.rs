@@ -4,8 +4,8 @@
 
 mod config;
 mod domain;
+mod list_cache;
 mod listeners;
-mod pages;
 mod routes;
 mod state;
 mod store;
@@ -13,9 +13,8 @@ mod store;
 pub use config::Config;
 pub use state::AppState;
 
-use common::events::{EventBus, Listener, Outbox};
-use common::health::ReadinessCheck;
-use common::server::{BackgroundTask, Service};
+use common::server::{Backend, HttpConfig, Launch, Service};
+use common::task::background;
 
 /// The service's routes (`/api/tickets/*`) over the given state.
 pub fn app(state: AppState) -> axum::Router {
@@ -23,39 +22,35 @@ pub fn app(state: AppState) -> axum::Router {
 }
 
 /// The OpenAPI 3.1 document of the service's routes, as served at `/api/tickets/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::openapi()
-}
+pub use routes::openapi;
 
-/// Connects to MongoDB and NATS, prepares indexes and streams, and returns the routes, the
-/// readiness checks, the outbox relay and the listeners to run.
-pub async fn build(config: &Config) -> anyhow::Result<Service> {
-    let db = config.service.mongo.connect("tickets").await?;
-    let bus = EventBus::connect(&config.nats, "tickets").await?;
-    let outbox = Outbox::new(&db, &[store::TICKETS]);
-    outbox.ensure_indexes().await?;
-    let state = AppState::new(&db, &config.service.sessions, outbox.clone()).await?;
-    let checks = vec![
-        ReadinessCheck::mongo("tickets-mongo", db),
-        bus.readiness_check(),
-    ];
-    let reserve = Listener::new(
-        bus.clone(),
-        "tickets",
-        listeners::OrderCreatedHandler(state.tickets.clone()),
-    );
-    let release = Listener::new(
-        bus.clone(),
-        "tickets",
-        listeners::OrderCancelledHandler(state.tickets.clone()),
-    );
-    let store = state.tickets.clone();
-    let follow_changes: BackgroundTask = Box::new(move |shutdown| {
-        Box::pin(async move { store.pages().follow_changes(&store, shutdown).await })
-    });
-    Ok(Service::new("tickets", app(state), checks)
-        .with_task("list-page-changes", follow_changes)
-        .with_outbox(outbox, bus)
-        .with_listener(reserve)
-        .with_listener(release))
+impl Launch for Config {
+    const NAME: &'static str = "tickets";
+
+    fn http(&self) -> &HttpConfig {
+        &self.service.http
+    }
+
+    /// Connects to MongoDB and NATS and returns the routes, the readiness checks, the outbox
+    /// relay, the listeners and the list cache's change follower to run.
+    async fn build(&self) -> anyhow::Result<Service> {
+        let backend =
+            Backend::connect::<Self>(&self.service.mongo, &self.nats, &[store::TICKETS]).await?;
+        let state = AppState::new(&backend, &self.service.sessions).await?;
+        let reserve = backend.listener(listeners::OrderCreatedHandler(state.tickets.clone()));
+        let release = backend.listener(listeners::OrderCancelledHandler(state.tickets.clone()));
+        let (cache, tickets) = (
+            state.tickets.list_cache().clone(),
+            state.tickets.collection(),
+        );
+        let follow_changes =
+            background(
+                move |shutdown| async move { cache.follow_changes(tickets, shutdown).await },
+            );
+        Ok(backend
+            .service(app(state))
+            .with_task("list-cache-changes", follow_changes)
+            .with_listener(reserve)
+            .with_listener(release))
+    }
 }

@@ -2,36 +2,25 @@
 
 use axum::extract::FromRef;
 use common::Sessions;
-use common::events::Outbox;
+use common::server::Backend;
 use common::session::SessionConfig;
 
 use crate::store::TicketStore;
 
-/// Cheap to clone: every field is a handle.
-#[derive(Clone)]
+/// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
+/// limiter) from it through `FromRef`.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub(crate) tickets: TicketStore,
     pub(crate) sessions: Sessions,
 }
 
 impl AppState {
-    /// Prepares the collections (and their indexes) of `db`.
-    pub async fn new(
-        db: &mongodb::Database,
-        sessions: &SessionConfig,
-        outbox: Outbox,
-    ) -> anyhow::Result<Self> {
-        let tickets = TicketStore::new(db, outbox);
-        tickets.ensure_indexes().await?;
+    /// Prepares the service's collections (and their indexes).
+    pub async fn new(backend: &Backend, sessions: &SessionConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            tickets,
+            tickets: TicketStore::open(&backend.db, backend.outbox.clone()).await?,
             sessions: Sessions::new(sessions),
         })
-    }
-}
-
-impl FromRef<AppState> for Sessions {
-    fn from_ref(state: &AppState) -> Self {
-        state.sessions.clone()
     }
 }

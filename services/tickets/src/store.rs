@@ -10,13 +10,11 @@ use common::events::{
 use common::mongo::{KeyLocks, Transaction};
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
-use mongodb::change_stream::ChangeStream;
-use mongodb::change_stream::event::ChangeStreamEvent;
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
-use crate::pages::PageCache;
+use crate::list_cache::ListCache;
 
 /// The collection of tickets; their documents carry their pending events.
 pub(crate) const TICKETS: &str = "tickets";
@@ -48,6 +46,23 @@ impl TicketDoc {
     }
 }
 
+/// One version of an order, as the tickets service keeps it.
+struct OrderSeen<'a> {
+    id: &'a str,
+    version: i64,
+    ticket_id: &'a str,
+    status: &'a str,
+}
+
+/// What an order's version does to its ticket.
+#[derive(Debug, Clone, Copy)]
+enum Holder {
+    /// The order reserves it.
+    Take,
+    /// The order frees it, if it still holds it.
+    GiveBack,
+}
+
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
@@ -72,8 +87,8 @@ impl From<StoreError> for common::ApiError {
     }
 }
 
-/// A page of unreserved tickets, newest first, and whether more follow.
-pub(crate) struct Page {
+/// Unreserved tickets, newest first, and whether more follow.
+pub(crate) struct Listing {
     pub(crate) tickets: Vec<TicketDoc>,
     pub(crate) has_more: bool,
 }
@@ -88,11 +103,18 @@ pub(crate) struct TicketStore {
     outbox: Outbox,
     /// Changes to one ticket from this process take turns instead of conflicting.
     locks: std::sync::Arc<KeyLocks>,
-    /// Pages of the public list; every commit here makes them out of date.
-    pages: std::sync::Arc<PageCache>,
+    /// The public list as served; every commit here makes it out of date.
+    list_cache: std::sync::Arc<ListCache>,
 }
 
 impl TicketStore {
+    /// The store over `db`, its indexes made.
+    pub(crate) async fn open(db: &Database, outbox: Outbox) -> mongodb::error::Result<Self> {
+        let store = Self::new(db, outbox);
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
     pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
         Self {
             client: db.client().clone(),
@@ -100,30 +122,23 @@ impl TicketStore {
             orders_seen: db.collection("orders_seen"),
             outbox,
             locks: std::sync::Arc::new(KeyLocks::new(1024)),
-            pages: std::sync::Arc::default(),
+            list_cache: std::sync::Arc::default(),
         }
     }
 
-    /// The pages of the public list read through this store.
-    pub(crate) fn pages(&self) -> &std::sync::Arc<PageCache> {
-        &self.pages
+    /// The public list as served, which this store's commits invalidate.
+    pub(crate) fn list_cache(&self) -> &std::sync::Arc<ListCache> {
+        &self.list_cache
     }
 
-    /// Every change to the tickets collection from now on, whoever makes it (only the kind
-    /// of change is read: the list pages only need to know that something changed).
-    pub(crate) async fn changes(
-        &self,
-    ) -> mongodb::error::Result<ChangeStream<ChangeStreamEvent<Document>>> {
-        self.tickets
-            .clone_with_type::<Document>()
-            .watch()
-            .pipeline([doc! { "$project": { "operationType": 1 } }])
-            .await
+    /// The tickets collection, for following its changes.
+    pub(crate) fn collection(&self) -> Collection<Document> {
+        self.tickets.clone_with_type()
     }
 
     /// After a write: the change shows in the next list.
     fn committed(&self) {
-        self.pages.invalidate();
+        self.list_cache.invalidate();
     }
 
     pub(crate) async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
@@ -166,7 +181,7 @@ impl TicketStore {
         &self,
         limit: u32,
         after: Option<ObjectId>,
-    ) -> Result<Page, StoreError> {
+    ) -> Result<Listing, StoreError> {
         let mut filter = doc! { "orderId": null };
         if let Some(after) = after {
             filter.insert("_id", doc! { "$lt": after });
@@ -181,7 +196,7 @@ impl TicketStore {
             .await?;
         let has_more = tickets.len() > limit as usize;
         tickets.truncate(limit as usize);
-        Ok(Page { tickets, has_more })
+        Ok(Listing { tickets, has_more })
     }
 
     /// Changes title and price for the owner of an unreserved ticket; version + 1.
@@ -264,50 +279,40 @@ impl TicketStore {
     /// Marks the ticket reserved by the order (order created, version 0).
     #[tracing::instrument(skip_all, fields(order_id = %order.id, ticket_id = %order.ticket.id))]
     pub(crate) async fn reserve(&self, order: &OrderCreated) -> anyhow::Result<Applied> {
-        let ticket_id = ObjectId::parse_str(&order.ticket.id)?;
-        let _turn = self.locks.lock(&ticket_id).await;
-        let mut tx = Transaction::start(&self.client).await?;
-        let applied = loop {
-            let result = async {
-                let session = tx.session();
-                let seen = doc! { "ticketId": &order.ticket.id, "status": order.status.as_str() };
-                let applied = replica::apply(
-                    &self.orders_seen,
-                    order.id.as_str(),
-                    order.version,
-                    seen,
-                    Some(&mut *session),
-                )
-                .await?;
-                if applied != Applied::Applied {
-                    return Ok((applied, None));
-                }
-                let event = self
-                    .set_order(session, ticket_id, Some(order.id.clone()))
-                    .await?;
-                Ok((Applied::Applied, Some(event)))
-            }
-            .await;
-            if let Some(applied) = tx.finish(result).await? {
-                break applied;
-            }
+        let seen = OrderSeen {
+            id: &order.id,
+            version: order.version,
+            ticket_id: &order.ticket.id,
+            status: order.status.as_str(),
         };
-        Ok(self.committed_with(ticket_id, applied))
+        self.apply_order(seen, Holder::Take).await
     }
 
     /// Frees the ticket if this order still holds it (order cancelled).
     #[tracing::instrument(skip_all, fields(order_id = %order.id, ticket_id = %order.ticket.id))]
     pub(crate) async fn release(&self, order: &OrderCancelled) -> anyhow::Result<Applied> {
-        let ticket_id = ObjectId::parse_str(&order.ticket.id)?;
+        let seen = OrderSeen {
+            id: &order.id,
+            version: order.version,
+            ticket_id: &order.ticket.id,
+            status: "cancelled",
+        };
+        self.apply_order(seen, Holder::GiveBack).await
+    }
+
+    /// Applies one version of an order to its ticket, in one transaction with the replica of
+    /// orders (`orders_seen`), so that versions apply in order and each once.
+    async fn apply_order(&self, order: OrderSeen<'_>, holder: Holder) -> anyhow::Result<Applied> {
+        let ticket_id = ObjectId::parse_str(order.ticket_id)?;
         let _turn = self.locks.lock(&ticket_id).await;
         let mut tx = Transaction::start(&self.client).await?;
         let applied = loop {
             let result = async {
                 let session = tx.session();
-                let seen = doc! { "ticketId": &order.ticket.id, "status": "cancelled" };
+                let seen = doc! { "ticketId": order.ticket_id, "status": order.status };
                 let applied = replica::apply(
                     &self.orders_seen,
-                    order.id.as_str(),
+                    order.id,
                     order.version,
                     seen,
                     Some(&mut *session),
@@ -316,15 +321,21 @@ impl TicketStore {
                 if applied != Applied::Applied {
                     return Ok((applied, None));
                 }
-                let holder = self
-                    .tickets
-                    .find_one(doc! { "_id": ticket_id })
-                    .session(&mut *session)
-                    .await?;
-                if holder.and_then(|t| t.order_id).as_deref() != Some(order.id.as_str()) {
-                    return Ok((Applied::Applied, None));
-                }
-                let event = self.set_order(session, ticket_id, None).await?;
+                let order_id = match holder {
+                    Holder::Take => Some(order.id.to_owned()),
+                    Holder::GiveBack => {
+                        let current = self
+                            .tickets
+                            .find_one(doc! { "_id": ticket_id })
+                            .session(&mut *session)
+                            .await?;
+                        if current.and_then(|t| t.order_id).as_deref() != Some(order.id) {
+                            return Ok((Applied::Applied, None));
+                        }
+                        None
+                    }
+                };
+                let event = self.set_order(session, ticket_id, order_id).await?;
                 Ok((Applied::Applied, Some(event)))
             }
             .await;

@@ -1,19 +1,16 @@
 //! Dead letters you can act on: a message its consumer cannot parse is listed with why, and a
 //! replay puts it back on its subject, where the fixed consumer gets it exactly once.
 
-use std::time::Duration;
-
 use common::events::dlq::{DeadLetters, DlqError};
 use common::events::{
     Delivery, Event, Handler, Listener, Outcome, Subject, TicketCreated, TicketData,
 };
 use serde::{Deserialize, Serialize};
-use test_support::{TestContext, eventually};
+use test_support::{TestContext, WAIT, eventually};
 use ticketing::dlq::{self, ReplayArgs};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(10);
 /// Both listeners are the same durable consumer, `dlqtest-ticket-created`: one deployment with
 /// a bug, then the fixed one.
 const SERVICE: &str = "dlqtest";

@@ -418,7 +418,7 @@ async fn nats_restarted_mid_load_loses_nothing_and_publishers_catch_up_from_the_
     updates_reach(&done, UPDATES / 5).await;
     // Writes race the halt.
     gate.open(UPDATES / 5);
-    tokio::task::block_in_place(|| stack.nats.halt()).unwrap();
+    tokio::task::block_in_place(|| stack.nats.server.halt()).unwrap();
     let halted = Instant::now();
     let halted_at = done.load(Ordering::Relaxed);
     // Writes go on without NATS: they commit with their events in the outbox, which backs up
@@ -498,7 +498,7 @@ async fn mongod_stopped_answers_503_not_ready_and_recovers_by_itself_once_back()
     let ticket = format!("/api/tickets/{id}");
     assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
 
-    tokio::task::block_in_place(|| stack.mongo.halt()).unwrap();
+    tokio::task::block_in_place(|| stack.mongo.server.halt()).unwrap();
     let halted = Instant::now();
     let (ready, show, update, create) = tokio::join!(
         timed(app.get("/readyz", None)),

@@ -1,24 +1,10 @@
 //! Flows across services: what one service does becomes visible in another through events.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use test_support::{TestApp, eventually};
+use serde_json::json;
+use test_support::{WAIT, eventually};
 
 use crate::spawn_stack;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-async fn ticket_where(
-    app: &TestApp,
-    id: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    app.get_until(&format!("/api/tickets/{id}"), None, what, check)
-        .await
-}
 
 #[tokio::test]
 async fn an_order_reserves_the_ticket_in_tickets_and_cancelling_frees_it() {
@@ -35,10 +21,11 @@ async fn an_order_reserves_the_ticket_in_tickets_and_cancelling_frees_it() {
     .await;
     assert_eq!(order["ticket"]["price"], 25.0);
 
-    let reserved = ticket_where(&app, &id, "tickets to see the reservation", |t| {
-        t["orderId"] == order["id"]
-    })
-    .await;
+    let reserved = app
+        .ticket_where(&id, "tickets to see the reservation", |t| {
+            t["orderId"] == order["id"]
+        })
+        .await;
     assert_eq!(reserved["version"], 1);
     let edit = app
         .put(
@@ -54,10 +41,11 @@ async fn an_order_reserves_the_ticket_in_tickets_and_cancelling_frees_it() {
         app.delete(&path, Some(&buyer.cookie)).await.status,
         StatusCode::NO_CONTENT
     );
-    let freed = ticket_where(&app, &id, "tickets to see the cancellation", |t| {
-        t.get("orderId").is_none()
-    })
-    .await;
+    let freed = app
+        .ticket_where(&id, "tickets to see the cancellation", |t| {
+            t.get("orderId").is_none()
+        })
+        .await;
     assert_eq!(freed["version"], 2);
     // And orders' replica follows the ticket's own versions.
     eventually("the replica at version 2", WAIT, || async {
@@ -140,7 +128,7 @@ async fn the_whole_saga_buy_pay_and_expire() {
     order_status(orders[0].clone(), "complete").await;
     order_status(orders[1].clone(), "cancelled").await;
     // The expired order's ticket is free again; the paid one stays reserved.
-    ticket_where(&app, &tickets[1], "the expired ticket to be freed", |t| {
+    app.ticket_where(&tickets[1], "the expired ticket to be freed", |t| {
         t.get("orderId").is_none()
     })
     .await;

@@ -1,15 +1,15 @@
 //! `/metrics` of the whole stack on one address, as under `ticketing up`: one document with
 //! every service's series, each event series labelled with its service.
 
-use std::time::Duration;
-
+use common::metrics::names::{
+    EVENTS_ACKED, EVENTS_OUTBOX_PENDING, EVENTS_PUBLISHED, HTTP_REQUESTS, series,
+};
 use reqwest::StatusCode;
 use serde_json::json;
-use test_support::eventually;
+use test_support::metrics::{metrics_where, sample};
+use test_support::{WAIT, eventually};
 
 use crate::spawn_stack;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn one_metrics_document_covers_every_service() {
@@ -23,40 +23,43 @@ async fn one_metrics_document_covers_every_service() {
     })
     .await;
 
+    let http = |route, count| {
+        let labels = [("route", route), ("method", "POST"), ("status", "201")];
+        (series(HTTP_REQUESTS, &labels), count)
+    };
+    let published = |service, subject| {
+        let labels = [("service", service), ("subject", subject)];
+        (series(EVENTS_PUBLISHED, &labels), 1.0)
+    };
+    let acked = |service, consumer, count| {
+        let labels = [("service", service), ("consumer", consumer)];
+        (series(EVENTS_ACKED, &labels), count)
+    };
     let expected = [
-        r#"http_requests_total{route="/api/users/signup",method="POST",status="201"} 2"#,
-        r#"http_requests_total{route="/api/tickets",method="POST",status="201"} 1"#,
-        r#"http_requests_total{route="/api/orders",method="POST",status="201"} 1"#,
-        r#"events_published_total{service="tickets",subject="ticket:created"} 1"#,
-        r#"events_published_total{service="orders",subject="order:created"} 1"#,
+        http("/api/users/signup", 2.0),
+        http("/api/tickets", 1.0),
+        http("/api/orders", 1.0),
+        published("tickets", "ticket:created"),
+        published("orders", "order:created"),
         // ticket:created, then ticket:updated (reserved by tickets), on one consumer.
-        r#"events_acked_total{service="orders",consumer="orders-ticket-created-and-ticket-updated"} 2"#,
-        r#"events_acked_total{service="tickets",consumer="tickets-order-created"} 1"#,
-        r#"events_acked_total{service="payments",consumer="payments-order-created"} 1"#,
-        r#"events_acked_total{service="expiration",consumer="expiration-order-created"} 1"#,
+        acked("orders", "orders-ticket-created-and-ticket-updated", 2.0),
+        acked("tickets", "tickets-order-created", 1.0),
+        acked("payments", "payments-order-created", 1.0),
+        acked("expiration", "expiration-order-created", 1.0),
     ];
-    let body = eventually(&format!("{expected:#?} in /metrics"), WAIT, || async {
-        let response = app
-            .http()
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap();
-        let body = response.text().await.unwrap();
-        let lines: Vec<&str> = body.lines().collect();
-        expected
-            .iter()
-            .all(|series| lines.contains(series))
-            .then_some(body)
-    })
-    .await;
+    let expected: Vec<(&str, f64)> = expected
+        .iter()
+        .map(|(series, value)| (series.as_str(), *value))
+        .collect();
+    let body = metrics_where(&app, &expected).await;
     for service in ["tickets", "orders", "payments", "expiration"] {
-        let backlog = format!(r#"events_outbox_pending{{service="{service}"}} "#);
-        assert!(body.contains(&backlog), "{backlog} in {body}");
+        let backlog = series(EVENTS_OUTBOX_PENDING, &[("service", service)]);
+        assert!(sample(&body, &backlog).is_some(), "{backlog} in {body}");
     }
     // One header per metric, whatever the number of services.
     assert_eq!(
-        body.matches("# TYPE events_acked_total counter").count(),
+        body.matches(&format!("# TYPE {EVENTS_ACKED} counter"))
+            .count(),
         1,
         "{body}"
     );

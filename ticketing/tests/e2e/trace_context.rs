@@ -1,14 +1,11 @@
 //! W3C trace context: one trace covers a request and the events it causes in other services.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::{TestApp, eventually};
+use test_support::{TestApp, WAIT, eventually};
 
 use crate::spawn_stack;
 
-const WAIT: Duration = Duration::from_secs(10);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 #[tokio::test]

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::catalog::{Event, Subject};
+use super::counters::EventCounters;
 use crate::config::{ConfigError, Env};
 use crate::health::ReadinessCheck;
-use crate::metrics::EventMetrics;
 
 /// How long JetStream remembers message ids to drop re-publishes of the same event.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -59,7 +59,7 @@ pub struct EventBus {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     namespace: String,
-    metrics: EventMetrics,
+    counters: EventCounters,
     /// Counts the connections made to the server, the first and every reconnection.
     connections: Arc<watch::Sender<u64>>,
 }
@@ -102,7 +102,7 @@ impl EventBus {
             jetstream: jetstream::new(client.clone()),
             client,
             namespace: config.namespace.clone(),
-            metrics: EventMetrics::default(),
+            counters: EventCounters::default(),
             connections,
         };
         bus.ensure_streams().await?;
@@ -166,8 +166,8 @@ impl EventBus {
     }
 
     /// The counters of what this bus published and its listeners consumed, for `/metrics`.
-    pub(crate) fn metrics(&self) -> &EventMetrics {
-        &self.metrics
+    pub fn counters(&self) -> &EventCounters {
+        &self.counters
     }
 
     /// The JetStream context, for consumers and inspection.

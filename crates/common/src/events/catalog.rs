@@ -130,47 +130,42 @@ pub struct TicketUpdated(pub TicketData);
 #[serde(transparent)]
 pub struct TicketChanged(pub TicketData);
 
-impl Event for TicketChanged {
-    const SUBJECT: Subject = Subject::TicketUpdated;
-    fn subjects() -> Vec<Subject> {
-        vec![Subject::TicketCreated, Subject::TicketUpdated]
-    }
-    fn record_id(&self) -> &str {
-        &self.0.id
-    }
-    fn event_id(&self) -> String {
-        format!("ticket:{}:{}", self.0.id, self.0.version)
-    }
-    fn version(&self) -> Option<i64> {
-        Some(self.0.version)
-    }
+/// `impl Event` for the payload of one version of a record: it belongs to that record, and its
+/// id is `<kind>:<record id>:<version>`, the same for every re-publish of that version.
+macro_rules! versioned_event {
+    ($payload:ty, $subject:ident, $kind:literal, |$e:ident| ($id:expr, $version:expr)
+        $(, subjects: [$($subjects:ident),+])?) => {
+        impl Event for $payload {
+            const SUBJECT: Subject = Subject::$subject;
+            $(fn subjects() -> Vec<Subject> {
+                vec![$(Subject::$subjects),+]
+            })?
+            fn record_id(&self) -> &str {
+                let $e = self;
+                $id
+            }
+            fn event_id(&self) -> String {
+                let $e = self;
+                format!("{}:{}:{}", $kind, $id, $version)
+            }
+            fn version(&self) -> Option<i64> {
+                let $e = self;
+                Some($version)
+            }
+        }
+    };
 }
 
-impl Event for TicketCreated {
-    const SUBJECT: Subject = Subject::TicketCreated;
-    fn record_id(&self) -> &str {
-        &self.0.id
-    }
-    fn event_id(&self) -> String {
-        format!("ticket:{}:{}", self.0.id, self.0.version)
-    }
-    fn version(&self) -> Option<i64> {
-        Some(self.0.version)
-    }
-}
-
-impl Event for TicketUpdated {
-    const SUBJECT: Subject = Subject::TicketUpdated;
-    fn record_id(&self) -> &str {
-        &self.0.id
-    }
-    fn event_id(&self) -> String {
-        format!("ticket:{}:{}", self.0.id, self.0.version)
-    }
-    fn version(&self) -> Option<i64> {
-        Some(self.0.version)
-    }
-}
+versioned_event!(TicketCreated, TicketCreated, "ticket", |e| (
+    &e.0.id,
+    e.0.version
+));
+versioned_event!(TicketUpdated, TicketUpdated, "ticket", |e| (
+    &e.0.id,
+    e.0.version
+));
+versioned_event!(TicketChanged, TicketUpdated, "ticket", |e| (&e.0.id, e.0.version),
+    subjects: [TicketCreated, TicketUpdated]);
 
 /// Order status, with the original app's spellings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -233,19 +228,6 @@ pub struct OrderCreated {
     pub ticket: OrderCreatedTicket,
 }
 
-impl Event for OrderCreated {
-    const SUBJECT: Subject = Subject::OrderCreated;
-    fn record_id(&self) -> &str {
-        &self.id
-    }
-    fn event_id(&self) -> String {
-        format!("order:{}:{}", self.id, self.version)
-    }
-    fn version(&self) -> Option<i64> {
-        Some(self.version)
-    }
-}
-
 /// The ticket part of `order:cancelled`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketRef {
@@ -264,18 +246,10 @@ pub struct OrderCancelled {
     pub ticket: TicketRef,
 }
 
-impl Event for OrderCancelled {
-    const SUBJECT: Subject = Subject::OrderCancelled;
-    fn record_id(&self) -> &str {
-        &self.id
-    }
-    fn event_id(&self) -> String {
-        format!("order:{}:{}", self.id, self.version)
-    }
-    fn version(&self) -> Option<i64> {
-        Some(self.version)
-    }
-}
+versioned_event!(OrderCreated, OrderCreated, "order", |e| (&e.id, e.version));
+versioned_event!(OrderCancelled, OrderCancelled, "order", |e| (
+    &e.id, e.version
+));
 
 /// `expiration:complete`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +345,35 @@ mod tests {
             serde_json::to_value(&ticket).unwrap(),
             json!({"id":"t","version":0,"title":"a","price":1.0,"userId":"u"})
         );
+    }
+
+    #[test]
+    fn versioned_events_are_identified_by_record_and_version() {
+        let data = TicketData {
+            id: "t".into(),
+            version: 3,
+            title: "concert".into(),
+            price: 15.0,
+            user_id: "u".into(),
+            order_id: None,
+        };
+        let changed = TicketChanged(data.clone());
+        assert_eq!(changed.event_id(), "ticket:t:3");
+        assert_eq!(changed.record_id(), "t");
+        assert_eq!(changed.version(), Some(3));
+        assert_eq!(
+            TicketChanged::subjects(),
+            [Subject::TicketCreated, Subject::TicketUpdated]
+        );
+        assert_eq!(TicketCreated(data).event_id(), "ticket:t:3");
+        assert_eq!(OrderCreated::subjects(), [Subject::OrderCreated]);
+        let cancelled = OrderCancelled {
+            id: "o".into(),
+            version: 1,
+            ticket: TicketRef { id: "t".into() },
+        };
+        assert_eq!(cancelled.event_id(), "order:o:1");
+        assert_eq!(cancelled.record_id(), "o");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod catalog;
+pub mod counters;
 pub mod dlq;
 pub mod listener;
 pub mod outbox;
@@ -11,6 +12,7 @@ pub mod replica;
 
 pub use bus::{EventBus, NatsConfig};
 pub use catalog::*;
+pub use counters::{ConsumerCounters, ConsumerCounts, EventCounters, SubjectCounts};
 pub use dlq::{DeadLetter, DeadLetters};
 pub use listener::{Delivery, Handler, Listener, Outcome};
 pub use outbox::{Outbox, PendingEvent};

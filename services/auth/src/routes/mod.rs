@@ -35,6 +35,6 @@ pub(crate) fn router() -> Router<AppState> {
 )]
 struct ApiDoc;
 
-pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }

@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::error::ErrorBody;
-use common::rate_limit::WithinRateLimit;
+use common::openapi::{TooLarge, Unavailable};
+use common::rate_limit::{RateLimited, WithinRateLimit};
 use common::{ApiError, MaybeCurrentUser, Result, Sessions, ValidatedJson};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -121,14 +122,9 @@ impl From<&UserDoc> for UserJson {
         (status = 400, description = "Validation failed (`email` or `password`, named in \
             `field`), or `Email in use`", body = ErrorBody,
             example = json!({"errors": [{"message": "Email in use"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
-            example = json!({"errors": [{"message": "Request body too large"}]})),
-        (status = 429, description = "`Too many requests, try again later`: over the sign-up \
-            and sign-in rate limit of this client address", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until a new attempt is allowed")),
-            example = json!({"errors": [{"message": "Too many requests, try again later"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 413, response = inline(TooLarge)),
+        (status = 429, response = inline(RateLimited)),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 #[tracing::instrument(skip_all, fields(email = %body.email))]
@@ -158,14 +154,9 @@ async fn sign_up(
             `field`), or `Invalid credentials` (the same for an unknown email and a wrong \
             password)", body = ErrorBody,
             example = json!({"errors": [{"message": "Invalid credentials"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
-            example = json!({"errors": [{"message": "Request body too large"}]})),
-        (status = 429, description = "`Too many requests, try again later`: over the sign-up \
-            and sign-in rate limit of this client address", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until a new attempt is allowed")),
-            example = json!({"errors": [{"message": "Too many requests, try again later"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 413, response = inline(TooLarge)),
+        (status = 429, response = inline(RateLimited)),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 #[tracing::instrument(skip_all, fields(email = %body.email))]

@@ -4,14 +4,13 @@ use common::config::Env;
 use test_support::{TestApp, TestContext};
 
 pub(crate) async fn spawn_app() -> TestApp {
-    spawn_with(|env| env).await
+    test_support::spawn_app::<auth::Config>().await
 }
 
 /// Spawns with an adjusted environment (e.g. `COOKIE_SECURE` left at its default).
 pub(crate) async fn spawn_with(adjust: impl FnOnce(Env) -> Env) -> TestApp {
     let context = TestContext::new();
-    let config = auth::Config::from_env(&adjust(context.env("auth"))).expect("auth config");
-    let service = auth::build(&config).await.expect("build auth");
+    let service = context.build_with::<auth::Config>(adjust).await;
     TestApp::serve(context, vec![service]).await
 }
 

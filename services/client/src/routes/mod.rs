@@ -41,7 +41,7 @@ pub(crate) fn fallback(state: AppState) -> Router {
 async fn not_found(request: Request) -> Response {
     let path = request.uri().path();
     if path == "/api" || path.starts_with("/api/") {
-        return common::json::not_found().await;
+        return common::error::not_found().await;
     }
     PageError::NotFound.into_response()
 }

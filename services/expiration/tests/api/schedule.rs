@@ -5,17 +5,11 @@ use std::time::{Duration, SystemTime};
 use common::events::{OrderCreated, OrderCreatedTicket, OrderStatus};
 use mongodb::bson::{DateTime, oid::ObjectId};
 use serde_json::Value;
-use test_support::{TestApp, TestContext, eventually};
-
-const WAIT: Duration = Duration::from_secs(10);
+use test_support::{TestApp, TestContext, WAIT, eventually};
 
 async fn spawn(context: &TestContext) -> TestApp {
-    let config = expiration::Config::from_env(&context.env("expiration")).unwrap();
-    TestApp::serve(
-        context.clone(),
-        vec![expiration::build(&config).await.unwrap()],
-    )
-    .await
+    let service = context.build::<expiration::Config>().await;
+    TestApp::serve(context.clone(), vec![service]).await
 }
 
 fn order_expiring_at(at: SystemTime) -> OrderCreated {

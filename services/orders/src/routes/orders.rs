@@ -5,9 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use common::RecordId;
 use common::error::ErrorBody;
 use common::events::OrderStatus;
-use common::mongo::RecordId;
+use common::openapi::{SignedOut, TooLarge, Unavailable};
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -120,14 +121,11 @@ impl From<OrderView> for OrderJson {
         (status = 400, description = "`TicketId must be provided` (field `ticketId`), or \
             `Ticket is already reserved`", body = ErrorBody,
             example = json!({"errors": [{"message": "Ticket is already reserved"}]})),
-        (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
-            example = json!({"errors": [{"message": "Not authorized"}]})),
+        (status = 401, response = inline(SignedOut)),
         (status = 404, description = "`Not found`: no such ticket", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
-            example = json!({"errors": [{"message": "Request body too large"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 413, response = inline(TooLarge)),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn create_order(
@@ -149,10 +147,8 @@ async fn create_order(
     security(("session" = [])),
     responses(
         (status = 200, description = "The caller's orders", body = Vec<OrderJson>),
-        (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
-            example = json!({"errors": [{"message": "Not authorized"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 401, response = inline(SignedOut)),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn list_orders(
@@ -176,8 +172,7 @@ async fn list_orders(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such order (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn show_order(
@@ -205,8 +200,7 @@ async fn show_order(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such order (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn cancel_order(
@@ -229,8 +223,7 @@ async fn cancel_order(
         (status = 200, description = "The orders service's replica of the ticket", body = TicketJson),
         (status = 404, description = "`Not found`: not (yet) replicated, or a malformed id",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn show_replicated_ticket(

@@ -1,26 +1,20 @@
 //! `spawn_app()`: the orders service on a free port, and a stand-in for the tickets service
 //! that publishes ticket events on the test's bus.
 
-use std::time::Duration;
-
 use common::events::{EventBus, TicketCreated, TicketData, TicketUpdated};
 use common::server::Service;
 use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::{TestApp, TestContext, TestUser, eventually};
+use test_support::{TestApp, TestContext, TestUser, WAIT, eventually};
 
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
-
+/// The orders service as its binary builds it, in `context`.
 pub(crate) async fn build(context: &TestContext) -> Service {
-    let config = orders::Config::from_env(&context.env("orders")).unwrap();
-    orders::build(&config).await.unwrap()
+    context.build::<orders::Config>().await
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
-    let context = TestContext::new();
-    let service = build(&context).await;
-    TestApp::serve(context, vec![service]).await
+    test_support::spawn_app::<orders::Config>().await
 }
 
 pub(crate) fn ticket(id: &str, version: i64, price: f64) -> TicketData {

@@ -5,7 +5,8 @@ use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
 use test_support::{TestApp, eventually, fake_user};
 
-use crate::helpers::{WAIT, order, replicated_ticket, spawn_app};
+use crate::helpers::{order, replicated_ticket, spawn_app};
+use test_support::WAIT;
 
 async fn status_is(app: &TestApp, cookie: &str, order_id: &str, status: &str) -> serde_json::Value {
     let what = format!("order {order_id} to be {status}");

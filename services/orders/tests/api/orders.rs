@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use test_support::{TestApp, TestContext, eventually, fake_user};
 
-use crate::helpers::{WAIT, order, publish_update, replica_at, replicated_ticket, spawn_app};
+use crate::helpers::{order, publish_update, replica_at, replicated_ticket, spawn_app};
+use test_support::WAIT;
 
 #[tokio::test]
 async fn ordering_requires_a_session_and_a_valid_ticket_id() {
@@ -252,10 +253,10 @@ async fn an_order_shows_the_latest_replicated_price() {
 #[tokio::test]
 async fn the_hold_window_is_configurable() {
     let context = TestContext::new();
-    let config =
-        orders::Config::from_env(&context.env("orders").with("ORDER_EXPIRATION_SECONDS", "60"))
-            .unwrap();
-    let app = TestApp::serve(context.clone(), vec![orders::build(&config).await.unwrap()]).await;
+    let service = context
+        .build_with::<orders::Config>(|env| env.with("ORDER_EXPIRATION_SECONDS", "60"))
+        .await;
+    let app = TestApp::serve(context.clone(), vec![service]).await;
     let bus = context.bus().await;
     let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
     let created = order(&app, &fake_user(), &ticket_id).await;

@@ -6,9 +6,8 @@ use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
 use test_support::{TestApp, TestContext, eventually};
 
-use crate::helpers::{
-    WAIT, build, publish_update, replica_at, replicated_ticket, spawn_app, ticket,
-};
+use crate::helpers::{build, publish_update, replica_at, replicated_ticket, spawn_app, ticket};
+use test_support::WAIT;
 
 #[tokio::test]
 async fn ticket_events_build_the_replica() {

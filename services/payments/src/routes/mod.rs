@@ -29,6 +29,6 @@ pub(crate) fn router() -> Router<AppState> {
 )]
 struct ApiDoc;
 
-pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }

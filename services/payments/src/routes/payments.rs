@@ -6,6 +6,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use common::error::ErrorBody;
 use common::events::OrderStatus;
+use common::openapi::TooLarge;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
@@ -82,8 +83,7 @@ fn charge_token_key(token: &str) -> String {
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such order", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
-            example = json!({"errors": [{"message": "Request body too large"}]})),
+        (status = 413, response = inline(TooLarge)),
         (status = 503, description = "The database or the payment gateway is unreachable; \
             retry later", body = ErrorBody,
             example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),

@@ -7,14 +7,10 @@ use futures::future::join_all;
 use mongodb::bson::{DateTime, oid::ObjectId};
 use reqwest::StatusCode;
 use serde_json::json;
-use test_support::{TestApp, TestContext, TestUser, eventually, fake_user};
-
-const WAIT: Duration = Duration::from_secs(10);
+use test_support::{TestApp, TestUser, WAIT, eventually, fake_user};
 
 pub(crate) async fn spawn_app() -> TestApp {
-    let context = TestContext::new();
-    let config = payments::Config::from_env(&context.env("payments")).unwrap();
-    TestApp::serve(context, vec![payments::build(&config).await.unwrap()]).await
+    test_support::spawn_app::<payments::Config>().await
 }
 
 /// Publishes `order:created` for `buyer` and waits until payments knows the order.

@@ -8,15 +8,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
-use common::mongo::RecordId;
-use common::{ApiError, CurrentUser, Result, ValidatedJson};
+use common::openapi::{SignedOut, TooLarge, Unavailable};
+use common::{ApiError, CurrentUser, RecordId, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::domain;
-use crate::pages::Page;
+use crate::list_cache::CachedSlice;
 use crate::state::AppState;
 use crate::store::TicketDoc;
 
@@ -92,12 +92,9 @@ impl From<TicketDoc> for TicketJson {
         (status = 400, description = "Validation failed (`title` or `price`, named in `field`), \
             or the body is not a JSON object", body = ErrorBody,
             example = json!({"errors": [{"message": "Title is required", "field": "title"}]})),
-        (status = 401, description = "`Not authorized`: not signed in", body = ErrorBody,
-            example = json!({"errors": [{"message": "Not authorized"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
-            example = json!({"errors": [{"message": "Request body too large"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 401, response = inline(SignedOut)),
+        (status = 413, response = inline(TooLarge)),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn create_ticket(
@@ -131,8 +128,7 @@ async fn create_ticket(
         (status = 400, description = "`limit` is not an integer from 1 to 500, or `after` is \
             not a valid cursor (named in `field`)", body = ErrorBody,
             example = json!({"errors": [{"message": "limit must be an integer from 1 to 500", "field": "limit"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn list_tickets(
@@ -161,14 +157,14 @@ async fn list_tickets(
         ),
     };
     let store = &state.tickets;
-    let page = store
-        .pages()
+    let slice = store
+        .list_cache()
         .get_or_read((limit, after), async {
-            let page = store.list_available(limit, after).await?;
-            let link = page
+            let listing = store.list_available(limit, after).await?;
+            let link = listing
                 .tickets
                 .last()
-                .filter(|_| page.has_more)
+                .filter(|_| listing.has_more)
                 .and_then(|last| {
                     let link = format!(
                         "</api/tickets?limit={limit}&after={}>; rel=\"next\"",
@@ -176,10 +172,11 @@ async fn list_tickets(
                     );
                     HeaderValue::from_str(&link).ok()
                 });
-            let tickets: Vec<TicketJson> = page.tickets.into_iter().map(TicketJson::from).collect();
+            let tickets: Vec<TicketJson> =
+                listing.tickets.into_iter().map(TicketJson::from).collect();
             let body = serde_json::to_vec(&tickets)
-                .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("serialize page")))?;
-            Ok::<_, ApiError>(Page {
+                .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("serialize list")))?;
+            Ok::<_, ApiError>(CachedSlice {
                 body: body.into(),
                 link,
             })
@@ -190,10 +187,10 @@ async fn list_tickets(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(link) = page.link {
+    if let Some(link) = slice.link {
         headers.insert(header::LINK, link);
     }
-    Ok((headers, page.body))
+    Ok((headers, slice.body))
 }
 
 /// One ticket, reserved or not.
@@ -206,8 +203,7 @@ async fn list_tickets(
         (status = 200, description = "The ticket", body = TicketJson),
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn show_ticket(
@@ -235,10 +231,8 @@ async fn show_ticket(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, description = "The body is over 64 KiB", body = ErrorBody,
-            example = json!({"errors": [{"message": "Request body too large"}]})),
-        (status = 503, description = "The database is unreachable; retry later", body = ErrorBody,
-            example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),
+        (status = 413, response = inline(TooLarge)),
+        (status = 503, response = inline(Unavailable)),
     )
 )]
 async fn update_ticket(

@@ -16,7 +16,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use test_support::{TestContext, fake_user};
 
-use crate::helpers::{WAIT, events_where, spawn_app};
+use crate::helpers::spawn_app;
+use test_support::WAIT;
 
 /// A collection of this test on a client that counts the insert commands sent to it.
 async fn counted_collection(
@@ -188,10 +189,12 @@ async fn tickets_created_at_once_are_each_stored_as_asked_and_published_once() {
             .filter(|(subject, _)| subject == "ticket:created")
             .count()
     };
-    let events = events_where(&app, "every creation published", |events| {
-        created(events) >= CREATES
-    })
-    .await;
+    let events = app
+        .context
+        .events_where("every creation published", |events| {
+            created(events) >= CREATES
+        })
+        .await;
     for (_, id) in &ids {
         let published = events
             .iter()

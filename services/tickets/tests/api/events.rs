@@ -11,7 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{TestApp, TestContext, eventually, fake_user};
 
-use crate::helpers::{WAIT, build, create_ticket, events_where, spawn_app};
+use crate::helpers::{build, spawn_app};
+use test_support::WAIT;
 
 fn order_created(order_id: &str, ticket_id: &str) -> OrderCreated {
     OrderCreated {
@@ -37,21 +38,11 @@ fn order_cancelled(order_id: &str, ticket_id: &str) -> OrderCancelled {
     }
 }
 
-async fn ticket_where(
-    app: &TestApp,
-    id: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    app.get_until(&format!("/api/tickets/{id}"), None, what, check)
-        .await
-}
-
 #[tokio::test]
 async fn creates_and_updates_publish_versioned_events() {
     let app = spawn_app().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap();
     app.put(
         &format!("/api/tickets/{id}"),
@@ -59,7 +50,10 @@ async fn creates_and_updates_publish_versioned_events() {
         json!({"title": "concert", "price": 10}),
     )
     .await;
-    let events = events_where(&app, "two ticket events", |e| e.len() >= 2).await;
+    let events = app
+        .context
+        .events_where("two ticket events", |e| e.len() >= 2)
+        .await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].0, "ticket:created");
     assert_eq!(
@@ -76,15 +70,16 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
     let app = spawn_app().await;
     let bus = app.context.bus().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap().to_owned();
     let order_id = ObjectId::new().to_hex();
 
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
-    let reserved = ticket_where(&app, &id, "the ticket to be reserved", |t| {
-        t["orderId"] == order_id.as_str()
-    })
-    .await;
+    let reserved = app
+        .ticket_where(&id, "the ticket to be reserved", |t| {
+            t["orderId"] == order_id.as_str()
+        })
+        .await;
     assert_eq!(reserved["version"], 1);
 
     let listed = app.get("/api/tickets", None).await.body;
@@ -113,16 +108,19 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
     assert_eq!(stranger.error_messages(), ["Not authorized"]);
 
     bus.publish(&order_cancelled(&order_id, &id)).await.unwrap();
-    let freed = ticket_where(&app, &id, "the ticket to be freed", |t| {
-        t.get("orderId").is_none()
-    })
-    .await;
+    let freed = app
+        .ticket_where(&id, "the ticket to be freed", |t| {
+            t.get("orderId").is_none()
+        })
+        .await;
     assert_eq!(freed["version"], 2);
 
-    let events = events_where(&app, "ticket updates for both", |e| {
-        e.iter().filter(|(s, _)| s == "ticket:updated").count() >= 2
-    })
-    .await;
+    let events = app
+        .context
+        .events_where("ticket updates for both", |e| {
+            e.iter().filter(|(s, _)| s == "ticket:updated").count() >= 2
+        })
+        .await;
     let updates: Vec<_> = events
         .iter()
         .filter(|(s, _)| s == "ticket:updated")
@@ -139,7 +137,7 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
     let app = spawn_app().await;
     let bus = app.context.bus().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap().to_owned();
     let order_id = ObjectId::new().to_hex();
 
@@ -156,15 +154,19 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
     .await
     .unwrap();
 
-    let freed = ticket_where(&app, &id, "reserve then free, in version order", |t| {
-        t["version"] == 2
-    })
-    .await;
+    let freed = app
+        .ticket_where(&id, "reserve then free, in version order", |t| {
+            t["version"] == 2
+        })
+        .await;
     assert!(freed.get("orderId").is_none(), "{freed}");
     // Nothing more arrives: the duplicate was acknowledged and ignored.
     let ticket_events =
         |e: &[(String, Value)]| e.iter().filter(|(s, _)| s.starts_with("ticket:")).count();
-    let events = events_where(&app, "three ticket events", |e| ticket_events(e) >= 3).await;
+    let events = app
+        .context
+        .events_where("three ticket events", |e| ticket_events(e) >= 3)
+        .await;
     assert_eq!(ticket_events(&events), 3, "{events:?}");
     // The duplicate was acknowledged, not left to be retried into the dead letters.
     app.context
@@ -181,7 +183,7 @@ async fn a_malformed_order_event_is_dead_lettered_and_the_stream_keeps_flowing()
     let app = spawn_app().await;
     let bus = app.context.bus().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap().to_owned();
 
     bus.publish_bytes(
@@ -194,7 +196,7 @@ async fn a_malformed_order_event_is_dead_lettered_and_the_stream_keeps_flowing()
     let order_id = ObjectId::new().to_hex();
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
 
-    ticket_where(&app, &id, "the valid order after the poison one", |t| {
+    app.ticket_where(&id, "the valid order after the poison one", |t| {
         t["orderId"] == order_id.as_str()
     })
     .await;
@@ -219,7 +221,7 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
         .retain(|(name, _)| !name.contains("outbox-relay"));
     let app = TestApp::serve(context.clone(), vec![crashed]).await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     drop(app);
 
     let db = context.database("tickets").await;
@@ -244,7 +246,10 @@ async fn an_event_committed_before_a_crash_is_published_after_restart() {
 
     // The restarted service finds the pending event and publishes it.
     let restarted = TestApp::serve(context.clone(), vec![build(&context).await]).await;
-    let events = events_where(&restarted, "the pending event", |e| !e.is_empty()).await;
+    let events = restarted
+        .context
+        .events_where("the pending event", |e| !e.is_empty())
+        .await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].0, "ticket:created");
     assert_eq!(events[0].1["id"], ticket["id"]);

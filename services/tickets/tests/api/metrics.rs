@@ -3,48 +3,19 @@
 
 use bytes::Bytes;
 use common::events::{OrderCreated, OrderCreatedTicket, OrderStatus, Subject};
+use common::metrics::names::*;
 use reqwest::StatusCode;
-use test_support::{TestApp, eventually, fake_user};
+use test_support::fake_user;
+use test_support::metrics::metrics_where;
 
-use crate::helpers::{WAIT, create_ticket, spawn_app};
-
-/// The text `/metrics` serves.
-async fn scrape(app: &TestApp) -> String {
-    let response = app
-        .http()
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap()
-}
-
-/// The value of the sample whose name and labels are exactly `series`.
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.parse().unwrap())
-}
-
-/// Polls `/metrics` until every series has its value (events arrive asynchronously).
-async fn metrics_where(app: &TestApp, expected: &[(&str, f64)]) -> String {
-    eventually(&format!("{expected:#?} in /metrics"), WAIT, || async {
-        let body = scrape(app).await;
-        let all = expected
-            .iter()
-            .all(|&(series, value)| sample(&body, series) == Some(value));
-        all.then_some(body)
-    })
-    .await
-}
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_events_by_subject_and_consumer() {
     let app = spawn_app().await;
     let bus = app.context.bus().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     let id = ticket["id"].as_str().unwrap();
     for _ in 0..2 {
         let shown = app.get(&format!("/api/tickets/{id}"), None).await;
@@ -82,41 +53,43 @@ async fn metrics_count_requests_by_route_and_events_by_subject_and_consumer() {
     let release = r#"{service="tickets",consumer="tickets-order-cancelled"}"#;
     let created = r#"{service="tickets",subject="ticket:created"}"#;
     let updated = r#"{service="tickets",subject="ticket:updated"}"#;
+    let http = |name: &str, route, method, status| {
+        series(
+            name,
+            &[("route", route), ("method", method), ("status", status)],
+        )
+    };
     let body = metrics_where(
         &app,
         &[
+            (&http(HTTP_REQUESTS, "/api/tickets", "POST", "201"), 1.0),
+            (&http(HTTP_REQUESTS, "/api/tickets/{id}", "GET", "200"), 2.0),
+            (&http(HTTP_REQUESTS, "/api/tickets/{id}", "GET", "404"), 1.0),
+            (&http(HTTP_REQUESTS, "unmatched", "GET", "404"), 1.0),
             (
-                r#"http_requests_total{route="/api/tickets",method="POST",status="201"}"#,
+                &http(
+                    &format!("{HTTP_REQUEST_DURATION}_count"),
+                    "/api/tickets",
+                    "POST",
+                    "201",
+                ),
                 1.0,
             ),
+            (&format!("{EVENTS_PUBLISHED}{created}"), 1.0),
+            (&format!("{EVENTS_PUBLISHED}{updated}"), 1.0),
+            (&format!("{EVENTS_PUBLISH_FAILURES}{created}"), 0.0),
+            (&format!("{EVENTS_CONSUMED}{reserve}"), 2.0),
+            (&format!("{EVENTS_ACKED}{reserve}"), 1.0),
+            (&format!("{EVENTS_RETRIED}{reserve}"), 0.0),
+            (&format!("{EVENTS_DEAD_LETTERED}{reserve}"), 1.0),
+            (&format!("{EVENTS_CONSUMED}{release}"), 0.0),
             (
-                r#"http_requests_total{route="/api/tickets/{id}",method="GET",status="200"}"#,
-                2.0,
+                &format!(r#"{EVENTS_OUTBOX_PENDING}{{service="tickets"}}"#),
+                0.0,
             ),
-            (
-                r#"http_requests_total{route="/api/tickets/{id}",method="GET",status="404"}"#,
-                1.0,
-            ),
-            (
-                r#"http_requests_total{route="unmatched",method="GET",status="404"}"#,
-                1.0,
-            ),
-            (
-                r#"http_request_duration_seconds_count{route="/api/tickets",method="POST",status="201"}"#,
-                1.0,
-            ),
-            (&format!("events_published_total{created}"), 1.0),
-            (&format!("events_published_total{updated}"), 1.0),
-            (&format!("events_publish_failures_total{created}"), 0.0),
-            (&format!("events_consumed_total{reserve}"), 2.0),
-            (&format!("events_acked_total{reserve}"), 1.0),
-            (&format!("events_retried_total{reserve}"), 0.0),
-            (&format!("events_dead_lettered_total{reserve}"), 1.0),
-            (&format!("events_consumed_total{release}"), 0.0),
-            (r#"events_outbox_pending{service="tickets"}"#, 0.0),
-            (&format!("events_consumer_pending{reserve}"), 0.0),
-            (&format!("events_consumer_ack_pending{reserve}"), 0.0),
-            (&format!("events_consumer_pending{release}"), 0.0),
+            (&format!("{EVENTS_CONSUMER_PENDING}{reserve}"), 0.0),
+            (&format!("{EVENTS_CONSUMER_ACK_PENDING}{reserve}"), 0.0),
+            (&format!("{EVENTS_CONSUMER_PENDING}{release}"), 0.0),
         ],
     )
     .await;
@@ -133,7 +106,7 @@ async fn metrics_are_not_served_through_a_proxy() {
     let app = spawn_app().await;
     let response = app
         .http()
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}{}", app.address, common::metrics::PATH))
         .header("x-forwarded-for", "203.0.113.9")
         .send()
         .await
@@ -149,14 +122,17 @@ async fn a_burst_of_writes_publishes_each_event_once() {
     const WRITES: usize = 150;
     let app = spawn_app().await;
     let user = fake_user();
-    let writes = (0..WRITES).map(|n| create_ticket(&app, &user, "burst", n as f64 + 1.0));
+    let writes = (0..WRITES).map(|n| app.create_ticket(&user, "burst", n as f64 + 1.0));
     futures::future::join_all(writes).await;
     let created = r#"{service="tickets",subject="ticket:created"}"#;
     metrics_where(
         &app,
         &[
-            (r#"events_outbox_pending{service="tickets"}"#, 0.0),
-            (&format!("events_published_total{created}"), WRITES as f64),
+            (
+                &format!(r#"{EVENTS_OUTBOX_PENDING}{{service="tickets"}}"#),
+                0.0,
+            ),
+            (&format!("{EVENTS_PUBLISHED}{created}"), WRITES as f64),
         ],
     )
     .await;

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use test_support::{fake_user, openapi};
 
-use crate::helpers::{create_ticket, spawn_app};
+use crate::helpers::spawn_app;
 
 const DOCUMENT: &str = "/api/tickets/openapi.json";
 
@@ -33,7 +33,7 @@ async fn the_document_is_served_and_describes_every_route() {
 #[tokio::test]
 async fn the_document_route_leaves_ticket_ids_alone() {
     let app = spawn_app().await;
-    let ticket = create_ticket(&app, &fake_user(), "concert", 10.0).await;
+    let ticket = app.create_ticket(&fake_user(), "concert", 10.0).await;
     let id = ticket["id"].as_str().unwrap();
     let shown = app.get(&format!("/api/tickets/{id}"), None).await;
     assert_eq!((shown.status, &shown.body), (StatusCode::OK, &ticket));

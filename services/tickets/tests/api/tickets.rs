@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use test_support::{TestApp, TestContext, fake_user};
 
-use crate::helpers::{build, create_ticket, spawn_app};
+use crate::helpers::{build, spawn_app};
 
 #[tokio::test]
 async fn creating_a_ticket_requires_a_session() {
@@ -25,7 +25,7 @@ async fn creating_a_ticket_requires_a_session() {
 async fn a_created_ticket_is_returned_with_version_0() {
     let app = spawn_app().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, " concert ", 20.5).await;
+    let ticket = app.create_ticket(&user, " concert ", 20.5).await;
     assert_eq!(ticket["title"], "concert");
     assert_eq!(ticket["price"], 20.5);
     assert_eq!(ticket["userId"], user.id.as_str());
@@ -84,7 +84,7 @@ async fn an_unknown_or_malformed_id_is_404() {
 async fn the_owner_updates_a_ticket_and_its_version_grows() {
     let app = spawn_app().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
     for (n, price) in [(1, 10), (2, 15)] {
         let response = app
@@ -106,7 +106,7 @@ async fn update_checks_session_then_body_then_existence_then_owner() {
     let app = spawn_app().await;
     let owner = fake_user();
     let other = fake_user();
-    let ticket = create_ticket(&app, &owner, "concert", 5.0).await;
+    let ticket = app.create_ticket(&owner, "concert", 5.0).await;
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
     let valid = json!({"title": "x", "price": 1});
 
@@ -147,7 +147,7 @@ async fn update_checks_session_then_body_then_existence_then_owner() {
 async fn concurrent_updates_of_one_ticket_are_all_applied_in_turn() {
     let app = spawn_app().await;
     let user = fake_user();
-    let ticket = create_ticket(&app, &user, "concert", 5.0).await;
+    let ticket = app.create_ticket(&user, "concert", 5.0).await;
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
     let updates =
         (1..=10).map(|n| app.put(&path, Some(&user.cookie), json!({"title": "t", "price": n})));
@@ -174,7 +174,7 @@ async fn the_list_shows_unreserved_tickets_newest_first_with_paging() {
     let user = fake_user();
     let mut ids = Vec::new();
     for n in 0..5 {
-        ids.push(create_ticket(&app, &user, &format!("t{n}"), 1.0).await["id"].clone());
+        ids.push(app.create_ticket(&user, &format!("t{n}"), 1.0).await["id"].clone());
     }
     let all = app.get("/api/tickets", None).await;
     assert_eq!(all.status, StatusCode::OK);
@@ -248,14 +248,16 @@ async fn the_list_shows_changes_from_this_replica_at_once_and_from_others_soon()
         // Read twice, so that the page is kept, then change it through the same replica.
         this.get("/api/tickets", None).await;
         assert_eq!(titles(&this.get("/api/tickets", None).await.body).len(), n);
-        create_ticket(&this, &user, &format!("mine {n}"), 1.0).await;
+        this.create_ticket(&user, &format!("mine {n}"), 1.0).await;
         assert_eq!(
             titles(&this.get("/api/tickets", None).await.body)[0],
             format!("mine {n}")
         );
     }
 
-    create_ticket(&other, &user, "through the other replica", 1.0).await;
+    other
+        .create_ticket(&user, "through the other replica", 1.0)
+        .await;
     this.get_until("/api/tickets", None, "the other replica's ticket", |r| {
         titles(r).first().map(String::as_str) == Some("through the other replica")
     })

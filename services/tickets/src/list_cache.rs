@@ -1,17 +1,18 @@
-//! Pages of the public ticket list, kept in memory, serialized, until a ticket changes.
+//! The list cache: slices of the public ticket list (a size and a cursor), kept in memory,
+//! serialized, until a ticket changes.
 //!
 //! Why: the list is the hottest read and changes far less often than it is read; reading 100
 //! documents from MongoDB and serializing them costs far more than sending stored bytes.
-//! Every change to the `tickets` collection starts a new generation, and a page is served
+//! Every change to the `tickets` collection starts a new generation, and a slice is served
 //! only in the generation it was read in:
 //! - this process's own changes move on the generation right after their commit, before the
 //!   response, so a list served by the replica that made a change always shows it;
 //! - other replicas' changes (and anything else writing to the collection) arrive on a MongoDB
 //!   change stream, usually within milliseconds: a client whose next list lands on another
-//!   replica may see the page from before its change for that long;
+//!   replica may see the slice from before its change for that long;
 //! - while that change stream is not open (starting, MongoDB unreachable, or no answer from
 //!   it for [`STALL`]), nothing is served from memory, so a missed change can never leave a
-//!   stale page behind.
+//!   stale slice behind.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -20,84 +21,84 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
-use mongodb::bson::Document;
+use common::backoff::Backoff;
+use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Document, doc};
 use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::ChangeStreamEvent;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::TicketStore;
-
-/// Pages kept at most; a crawler walking every cursor cannot grow the cache past this.
-const MAX_PAGES: usize = 64;
+/// Slices kept at most; a crawler walking every cursor cannot grow the cache past this.
+const MAX_SLICES: usize = 64;
 /// The change stream answers at least every second (its getMore's await time) even when
 /// nothing changes; this long without an answer means it is stuck, and is treated as closed.
 const STALL: Duration = Duration::from_secs(10);
 /// A change stream open at least this long had recovered; the reopening delay starts over.
 const HEALTHY: Duration = Duration::from_secs(5);
 
-/// Which page: its size and the cursor it continues after.
-pub(crate) type PageKey = (u32, Option<ObjectId>);
+/// Which slice of the list: its size and the cursor it continues after.
+pub(crate) type SliceKey = (u32, Option<ObjectId>);
 
-/// A page as sent: its JSON body and its `Link` to the next page.
+/// A slice of the list as sent: its JSON body and its `Link` to the next one.
 #[derive(Debug, Clone)]
-pub(crate) struct Page {
+pub(crate) struct CachedSlice {
     pub(crate) body: Bytes,
     pub(crate) link: Option<HeaderValue>,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct PageCache {
+pub(crate) struct ListCache {
     /// The generation (upper bits) and whether changes are followed (lowest bit), in one
     /// word so that a reader sees both from the same moment.
     state: AtomicU64,
-    pages: RwLock<HashMap<PageKey, (u64, Page)>>,
+    slices: RwLock<HashMap<SliceKey, (u64, CachedSlice)>>,
 }
 
 const WATCHING: u64 = 1;
 const GENERATION: u64 = 2;
 
-impl PageCache {
-    /// The page for `key`: from memory when read in the current generation, else from `read`
+impl ListCache {
+    /// The slice for `key`: from memory when read in the current generation, else from `read`
     /// (and kept, when nothing changed while it was read).
-    pub(crate) async fn get_or_read<E, F>(&self, key: PageKey, read: F) -> Result<Page, E>
+    pub(crate) async fn get_or_read<E, F>(&self, key: SliceKey, read: F) -> Result<CachedSlice, E>
     where
-        F: Future<Output = Result<Page, E>>,
+        F: Future<Output = Result<CachedSlice, E>>,
     {
-        // Read before the database, so that a change committed meanwhile marks this page old.
+        // Read before the database, so that a change committed meanwhile marks this slice old.
         let state = self.state.load(Ordering::Acquire);
         let watching = state & WATCHING != 0;
         if watching
-            && let Some((at, page)) = self.pages.read().ok().and_then(|p| p.get(&key).cloned())
+            && let Some((at, slice)) = self.slices.read().ok().and_then(|s| s.get(&key).cloned())
             && at == state
         {
-            return Ok(page);
+            return Ok(slice);
         }
-        let page = read.await?;
-        if watching && let Ok(mut pages) = self.pages.write() {
-            // Checked under the lock that `follow` clears the pages under.
+        let slice = read.await?;
+        if watching && let Ok(mut slices) = self.slices.write() {
+            // Checked under the lock that `follow` clears the slices under.
             if self.state.load(Ordering::Acquire) == state {
-                if pages.len() >= MAX_PAGES && !pages.contains_key(&key) {
-                    pages.retain(|_, (at, _)| *at == state);
-                    if pages.len() >= MAX_PAGES {
-                        pages.clear();
+                if slices.len() >= MAX_SLICES && !slices.contains_key(&key) {
+                    slices.retain(|_, (at, _)| *at == state);
+                    if slices.len() >= MAX_SLICES {
+                        slices.clear();
                     }
                 }
-                pages.insert(key, (state, page.clone()));
+                slices.insert(key, (state, slice.clone()));
             }
         }
-        Ok(page)
+        Ok(slice)
     }
 
-    /// Every page read so far is out of date: a ticket changed.
+    /// Every slice read so far is out of date: a ticket changed.
     pub(crate) fn invalidate(&self) {
         self.state.fetch_add(GENERATION, Ordering::AcqRel);
     }
 
     /// Starts or stops serving from memory; either way a new generation.
     fn follow(&self, watching: bool) {
-        let mut pages = self
-            .pages
+        let mut slices = self
+            .slices
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = self
@@ -105,19 +106,19 @@ impl PageCache {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
                 Some(((state & !WATCHING) + GENERATION) | u64::from(watching))
             });
-        pages.clear();
+        slices.clear();
     }
 
-    /// Follows the change stream of the tickets collection until `shutdown`, reopening it
-    /// after errors; pages are served from memory only while it is open and answering.
+    /// Follows the change stream of `tickets` until `shutdown`, reopening it after errors;
+    /// slices are served from memory only while it is open and answering.
     pub(crate) async fn follow_changes(
         &self,
-        store: &TicketStore,
+        tickets: Collection<Document>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         loop {
-            match store.changes().await {
+            match open_changes(&tickets).await {
                 Ok(mut changes) => {
                     self.follow(true);
                     let opened = Instant::now();
@@ -127,18 +128,17 @@ impl PageCache {
                         return Ok(());
                     }
                     if opened.elapsed() >= HEALTHY {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "cannot open the ticket change stream");
+                    tracing::warn!(error = %error, retry_in_ms = backoff.peek().as_millis() as u64, "cannot open the ticket change stream");
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(backoff.next_wait()) => {}
                 () = shutdown.cancelled() => return Ok(()),
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -185,7 +185,18 @@ enum Answer {
     Closed,
 }
 
-/// A change stream, as far as the page cache cares.
+/// Every change to `tickets` from now on, whoever makes it (only the kind of change is read:
+/// the cache only needs to know that something changed).
+async fn open_changes(
+    tickets: &Collection<Document>,
+) -> mongodb::error::Result<ChangeStream<ChangeStreamEvent<Document>>> {
+    tickets
+        .watch()
+        .pipeline([doc! { "$project": { "operationType": 1 } }])
+        .await
+}
+
+/// A change stream, as far as the list cache cares.
 trait Changes {
     async fn answer(&mut self) -> mongodb::error::Result<Answer>;
 }
@@ -207,23 +218,23 @@ mod tests {
 
     use super::*;
 
-    fn page(body: &'static str) -> Page {
-        Page {
+    fn slice(body: &'static str) -> CachedSlice {
+        CachedSlice {
             body: Bytes::from_static(body.as_bytes()),
             link: None,
         }
     }
 
-    async fn get(cache: &PageCache, key: PageKey, body: &'static str) -> Page {
+    async fn get(cache: &ListCache, key: SliceKey, body: &'static str) -> CachedSlice {
         cache
-            .get_or_read(key, async { Ok::<_, ()>(page(body)) })
+            .get_or_read(key, async { Ok::<_, ()>(slice(body)) })
             .await
             .unwrap()
     }
 
     #[tokio::test]
-    async fn pages_are_kept_only_while_changes_are_followed_and_none_happened() {
-        let cache = PageCache::default();
+    async fn slices_are_kept_only_while_changes_are_followed_and_none_happened() {
+        let cache = ListCache::default();
         let key = (100, None);
         // Not following changes: always read.
         assert_eq!(get(&cache, key, "a").await.body, "a");
@@ -247,13 +258,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_page_read_while_a_change_happened_is_not_kept() {
-        let cache = PageCache::default();
+    async fn a_slice_read_while_a_change_happened_is_not_kept() {
+        let cache = ListCache::default();
         cache.follow(true);
         let read = cache
             .get_or_read((100, None), async {
                 cache.invalidate();
-                Ok::<_, ()>(page("old"))
+                Ok::<_, ()>(slice("old"))
             })
             .await
             .unwrap();
@@ -265,13 +276,13 @@ mod tests {
     async fn another_writers_change_arrives_on_the_change_stream() {
         let context = test_support::TestContext::new();
         let db = context.database("tickets").await;
-        let store = TicketStore::new(&db, common::events::Outbox::new(&db, &[]));
+        let cache = std::sync::Arc::new(ListCache::default());
         let shutdown = CancellationToken::new();
         let follower = {
-            let (store, shutdown) = (store.clone(), shutdown.clone());
-            tokio::spawn(async move { store.pages().follow_changes(&store, shutdown).await })
+            let (cache, shutdown) = (cache.clone(), shutdown.clone());
+            let tickets = db.collection::<Document>("tickets");
+            tokio::spawn(async move { cache.follow_changes(tickets, shutdown).await })
         };
-        let cache = store.pages();
         test_support::eventually("the change stream is open", WAIT, || async {
             (cache.state.load(Ordering::Acquire) & WATCHING != 0).then_some(())
         })
@@ -309,7 +320,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_change_stream_silent_for_the_stall_time_is_given_up_and_a_quiet_one_is_not() {
-        let cache = PageCache::default();
+        let cache = ListCache::default();
         let shutdown = CancellationToken::new();
         let started = tokio::time::Instant::now();
         // Twenty quiet seconds, answered every second, are not a stall; the silence after is.
@@ -334,11 +345,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_stays_bounded() {
-        let cache = PageCache::default();
+        let cache = ListCache::default();
         cache.follow(true);
-        for limit in 1..=(MAX_PAGES as u32 * 3) {
+        for limit in 1..=(MAX_SLICES as u32 * 3) {
             get(&cache, (limit, None), "x").await;
         }
-        assert!(cache.pages.read().unwrap().len() <= MAX_PAGES);
+        assert!(cache.slices.read().unwrap().len() <= MAX_SLICES);
     }
 }

@@ -3,7 +3,6 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
@@ -158,16 +157,6 @@ fn camel_case(name: &str) -> String {
         }
     }
     out
-}
-
-/// Maps the framework's own rejections (unknown route, wrong method) into the error shape.
-pub async fn not_found() -> Response {
-    ApiError::NotFound.into_response()
-}
-
-/// 405 in the error shape, for a known path with a method it does not serve.
-pub async fn method_not_allowed() -> Response {
-    crate::error::error_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
 }
 
 #[cfg(test)]

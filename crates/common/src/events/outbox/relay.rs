@@ -1,0 +1,317 @@
+//! The relay: publishes pending events to JetStream in order and removes them from their
+//! documents — this process's own from memory once their write returned, everyone else's (a
+//! crash's, another replica's) by a scan of the outbox's collections.
+//!
+//! The scan cannot be the fast path: removing an event deletes its key from the
+//! `pending_events` index, and WiredTiger keeps deleted keys in memory until the next
+//! checkpoint, so a scan from the start of the index steps over every one of them. It runs each
+//! [`POLL_INTERVAL`], and after any failure so that a backlog drains oldest first.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+use mongodb::bson::{Bson, doc, oid::ObjectId};
+use mongodb::options::{Acknowledgment, WriteConcern};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    BATCH, Holder, Outbox, PENDING_EVENT_IDS, PENDING_EVENTS, Pending, forget_old, holding_events,
+};
+use crate::backoff::Backoff;
+use crate::events::bus::EventBus;
+use crate::events::catalog::Subject;
+use crate::task::BackgroundTask;
+
+/// Pending events are looked for at least this often, to pick up what a crashed process or
+/// another replica left behind; a write wakes the relay at once.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+impl Outbox {
+    /// Publishes what is pending, oldest first, and removes it from its documents; returns how
+    /// many. This is the scan: it finds events whoever wrote them.
+    pub async fn relay_once(&self, bus: &EventBus) -> anyhow::Result<usize> {
+        Ok(self.scan(bus).await?.0)
+    }
+
+    /// [`relay_once`](Self::relay_once), and whether more may be pending: a batch was full and
+    /// something in it could be sent (a batch of events only a newer version knows must not
+    /// have the relay scan again at once, forever).
+    async fn scan(&self, bus: &EventBus) -> anyhow::Result<(usize, bool)> {
+        let mut batch = Vec::new();
+        let mut full = false;
+        for (index, collection) in self.collections.iter().enumerate() {
+            let holders: Vec<Holder> = collection
+                .find(holding_events())
+                .projection(doc! { PENDING_EVENTS: 1 })
+                .sort(doc! { PENDING_EVENT_IDS: 1 })
+                .limit(BATCH as i64)
+                .await?
+                .try_collect()
+                .await?;
+            full |= holders.len() >= BATCH;
+            for holder in holders {
+                batch.extend(holder.pending_events.into_iter().map(|event| Pending {
+                    collection: index,
+                    document: holder.id.clone(),
+                    event,
+                }));
+            }
+        }
+        batch.sort_by_key(|pending| pending.event.id);
+        if batch.len() > BATCH {
+            batch.truncate(BATCH);
+            full = true;
+        }
+        let sent = self.send(bus, batch).await?;
+        Ok((sent, full && sent > 0))
+    }
+
+    /// Publishes the events this process wrote, in the order they were handed over, from
+    /// memory; returns how many. Events written elsewhere are left to
+    /// [`relay_once`](Self::relay_once).
+    pub async fn relay_written(&self, bus: &EventBus) -> anyhow::Result<usize> {
+        let batch: Vec<Pending> = {
+            let mut written = self.written_events();
+            forget_old(&mut written, Instant::now());
+            written
+                .iter()
+                .take(BATCH)
+                .map(|(pending, _)| pending.clone())
+                .collect()
+        };
+        self.send(bus, batch).await
+    }
+
+    /// Publishes `batch` in its order and removes what was acknowledged from its documents;
+    /// returns how many, or the failure of an acknowledgement once what came before it is
+    /// removed.
+    async fn send(&self, bus: &EventBus, batch: Vec<Pending>) -> anyhow::Result<usize> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        // Send the whole batch, then wait for the acks: one round trip per batch, not per event.
+        let mut acks = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let event = &pending.event;
+            let Some(subject) = Subject::from_token(&event.subject) else {
+                // Written by a newer version of this service; leave it for that version.
+                tracing::error!(subject = %event.subject, id = %event.id, "unknown subject in outbox");
+                continue;
+            };
+            let ack = bus
+                .publish_raw(
+                    subject,
+                    &event.event_id,
+                    event.traceparent.as_deref(),
+                    Bytes::from(event.payload.clone()),
+                )
+                .await
+                .inspect_err(|_| bus.counters().publish_failed(subject))?;
+            tracing::info!(%subject, event_id = %event.event_id, "published");
+            acks.push((pending, subject, ack));
+        }
+        let mut sent = Vec::with_capacity(acks.len());
+        let mut failed = None;
+        for (pending, subject, ack) in acks {
+            match ack.await {
+                Ok(()) => {
+                    bus.counters().published(subject);
+                    sent.push(pending);
+                }
+                Err(error) => {
+                    bus.counters().publish_failed(subject);
+                    // Later events may already be out; they carry versions, so consumers
+                    // order them. The failed one stays pending for the scan.
+                    failed = Some(error.context("publish not acknowledged"));
+                    break;
+                }
+            }
+        }
+        let count = sent.len();
+        if sent.is_empty() {
+            return failed.map_or(Ok(0), Err);
+        }
+        let done: HashSet<ObjectId> = sent.iter().map(|pending| pending.event.id).collect();
+        self.written_events()
+            .retain(|(pending, _)| !done.contains(&pending.event.id));
+        self.remove(sent).await?;
+        failed.map_or(Ok(count), Err)
+    }
+
+    /// Removes sent events from their documents, one command per collection.
+    async fn remove(&self, sent: Vec<Pending>) -> mongodb::error::Result<()> {
+        let mut by_collection: HashMap<usize, (Vec<Bson>, Vec<ObjectId>)> = HashMap::new();
+        for pending in sent {
+            let (documents, events) = by_collection.entry(pending.collection).or_default();
+            documents.push(pending.document);
+            events.push(pending.event.id);
+        }
+        for (index, (documents, events)) in by_collection {
+            let Some(collection) = self.collections.get(index) else {
+                continue;
+            };
+            // Acknowledged by the primary without waiting for the journal: a removal lost in a
+            // crash only means the event is published again, which JetStream drops as a
+            // duplicate (and consumers are idempotent anyway). Waiting for the journal held
+            // every event written meanwhile back by a journal flush.
+            collection
+                .update_many(
+                    doc! { "_id": { "$in": documents } },
+                    doc! { "$pull": { PENDING_EVENTS: { "id": { "$in": events } } } },
+                )
+                .write_concern(
+                    WriteConcern::builder()
+                        .w(Acknowledgment::Nodes(1))
+                        .journal(false)
+                        .build(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The relay as a background task: sends this process's events as soon as their write
+    /// wakes it, scans for every pending event each poll interval and after any failure, and
+    /// backs off while NATS or MongoDB is unavailable.
+    pub fn relay(self, bus: EventBus) -> BackgroundTask {
+        Box::new(move |shutdown: CancellationToken| {
+            Box::pin(async move {
+                let mut backoff = Backoff::default();
+                let mut schedule = Schedule::new(tokio::time::Instant::now());
+                loop {
+                    // `notify_one` keeps a permit when nobody waits, so a write during the drain
+                    // wakes the next wait instead of being missed.
+                    let woken = self.wake.notified();
+                    let mut reconnected = bus.reconnections();
+                    let pass = schedule.next(tokio::time::Instant::now());
+                    let result = match pass {
+                        Pass::Scan => self.scan(&bus).await,
+                        Pass::Written => self.relay_written(&bus).await.map(|n| (n, false)),
+                    };
+                    let more = result.as_ref().ok().map(|&(_, more)| more);
+                    schedule.done(pass, more, tokio::time::Instant::now());
+                    match result {
+                        Ok((sent, _)) => {
+                            backoff.reset();
+                            if sent > 0 {
+                                continue;
+                            }
+                            tokio::select! {
+                                () = woken => {}
+                                () = tokio::time::sleep_until(schedule.scan_at()) => {}
+                                () = shutdown.cancelled() => return Ok(()),
+                            }
+                        }
+                        Err(error) => {
+                            let wait = backoff.next_wait();
+                            tracing::warn!(error = ?error, retry_in_ms = wait.as_millis() as u64, "outbox relay failed");
+                            tokio::select! {
+                                () = tokio::time::sleep(wait) => {}
+                                // NATS is back (perhaps the failure itself): send at once.
+                                _ = reconnected.changed() => backoff.reset(),
+                                () = shutdown.cancelled() => return Ok(()),
+                            }
+                        }
+                    }
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                }
+            })
+        })
+    }
+}
+
+/// The relay's two kinds of pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Every pending event, oldest first.
+    Scan,
+    /// This process's written events, from memory.
+    Written,
+}
+
+/// When the relay scans: first, every poll interval, at once again after a full batch, and
+/// after any failure (so that a backlog goes out oldest first); from memory otherwise.
+#[derive(Debug)]
+struct Schedule {
+    scan_at: tokio::time::Instant,
+}
+
+impl Schedule {
+    fn new(now: tokio::time::Instant) -> Self {
+        Self { scan_at: now }
+    }
+
+    fn next(&self, now: tokio::time::Instant) -> Pass {
+        if now >= self.scan_at {
+            Pass::Scan
+        } else {
+            Pass::Written
+        }
+    }
+
+    /// After `pass`: `more` is `None` when it failed, else whether a scan left more behind.
+    fn done(&mut self, pass: Pass, more: Option<bool>, now: tokio::time::Instant) {
+        match (pass, more) {
+            (_, None) | (Pass::Scan, Some(true)) => self.scan_at = now,
+            (Pass::Scan, Some(false)) => self.scan_at = now + POLL_INTERVAL,
+            (Pass::Written, Some(_)) => {}
+        }
+    }
+
+    /// When the next scan is due.
+    fn scan_at(&self) -> tokio::time::Instant {
+        self.scan_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_scans_first_then_each_poll_interval_and_sends_from_memory_in_between() {
+        let start = tokio::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut schedule = Schedule::new(start);
+        assert_eq!(
+            schedule.next(start),
+            Pass::Scan,
+            "what a crash left goes first"
+        );
+        schedule.done(Pass::Scan, Some(false), at(1));
+        for ms in [1, 100, 250] {
+            assert_eq!(schedule.next(at(ms)), Pass::Written, "at {ms} ms");
+            schedule.done(Pass::Written, Some(false), at(ms));
+        }
+        assert_eq!(schedule.next(at(251)), Pass::Scan);
+        assert_eq!(schedule.scan_at(), at(251));
+    }
+
+    #[test]
+    fn a_full_scan_or_any_failure_makes_the_next_pass_a_scan() {
+        let start = tokio::time::Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut schedule = Schedule::new(start);
+        schedule.done(Pass::Scan, Some(true), at(5));
+        assert_eq!(
+            schedule.next(at(5)),
+            Pass::Scan,
+            "a full batch: more is pending"
+        );
+
+        schedule.done(Pass::Scan, Some(false), at(10));
+        schedule.done(Pass::Written, None, at(20));
+        assert_eq!(
+            schedule.next(at(20)),
+            Pass::Scan,
+            "after a failed pass from memory"
+        );
+
+        schedule.done(Pass::Scan, None, at(30));
+        assert_eq!(schedule.next(at(30)), Pass::Scan, "after a failed scan");
+    }
+}

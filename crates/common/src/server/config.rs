@@ -1,0 +1,51 @@
+//! What every service's configuration shares: where its server listens and with which browser
+//! protections (`HttpConfig`), and, for the API services, their database and session keys
+//! (`ServiceConfig`). Each module reads its own part.
+
+use std::net::SocketAddr;
+
+use crate::config::{ConfigError, Env, listen_addr};
+use crate::mongo::MongoConfig;
+use crate::security::HttpSecurity;
+use crate::session::SessionConfig;
+
+/// Where a service's server listens, and the browser protections it serves with.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `HOST`/`PORT`.
+    pub listen: SocketAddr,
+    /// `CORS_ALLOWED_ORIGINS`, and HSTS when `COOKIE_SECURE`.
+    pub security: HttpSecurity,
+}
+
+impl HttpConfig {
+    /// Reads `HOST`, `PORT`, `CORS_ALLOWED_ORIGINS` and `COOKIE_SECURE`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            listen: listen_addr(env)?,
+            security: HttpSecurity::from_env(env)?,
+        })
+    }
+}
+
+/// The settings every API service shares.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Where it listens and its browser protections.
+    pub http: HttpConfig,
+    /// `MONGO_URL`/`MONGO_DB`.
+    pub mongo: MongoConfig,
+    /// `JWT_KEY`, `SESSION_TTL_SECONDS`, `COOKIE_SECURE`.
+    pub sessions: SessionConfig,
+}
+
+impl ServiceConfig {
+    /// Reads the shared settings, failing on the first missing or invalid variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            http: HttpConfig::from_env(env)?,
+            mongo: MongoConfig::from_env(env)?,
+            sessions: SessionConfig::from_env(env)?,
+        })
+    }
+}
