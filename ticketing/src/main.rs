@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{bench, catchup, concurrency, dlq, lag, postman, saga, tail, up};
+use perf::{bench, catchup, lag, saga};
+use ticketing::{concurrency, dlq, postman, tail, up};
 
 #[derive(Parser)]
 #[command(
