@@ -6,3 +6,4 @@ pub mod catchup;
 pub mod client;
 pub mod lag;
 pub mod saga;
+mod throwaway;
