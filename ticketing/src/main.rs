@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use perf::{bench, catchup, lag, saga};
-use ticketing::{concurrency, dlq, postman, tail, up};
+use ticketing::{concurrency, dlq, openapi, postman, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,9 @@ enum Command {
     /// Writes the Postman collection and environments generated from the services' OpenAPI
     /// documents (what `cargo xtask postman` runs), or checks that they are up to date.
     Postman(postman::Args),
+    /// Prints the public services' OpenAPI documents as one JSON object, under the names
+    /// auth, tickets, orders and payments (what `cargo xtask postman` reads).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -123,5 +126,6 @@ async fn main() -> anyhow::Result<ExitCode> {
         } => tail::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Dlq { command } => dlq::run(&command).await,
         Command::Postman(args) => postman::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Openapi => openapi::run().map(|()| ExitCode::SUCCESS),
     }
 }
