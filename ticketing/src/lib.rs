@@ -4,6 +4,5 @@
 pub mod concurrency;
 pub mod dlq;
 pub mod openapi;
-pub mod postman;
 pub mod tail;
 pub mod up;
