@@ -293,8 +293,8 @@ impl Worker for VerifyWorker {
     }
 }
 
-/// `argon2-verify`: auth's password check (argon2id, 19 MiB, t=2, p=1) through auth's own
-/// hasher (blocking threads, two per core at once, pooled memory) — the ceiling of sign-in.
+/// `argon2-verify`: auth's password check through auth's own hasher, so that its parameters,
+/// concurrency and pooled memory are the ones measured — the ceiling of sign-in.
 pub(crate) async fn argon2_verify(
     clients: usize,
     timing: Timing,
