@@ -169,7 +169,7 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<Report> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let base = args.base_url.trim_end_matches('/').to_owned();
-    let cookie = crate::client::signup(&http, &base, "concurrency").await?;
+    let cookie = perf::client::signup(&http, &base, "concurrency").await?;
     let client = Client { http, base, cookie };
 
     let mut report = Report {

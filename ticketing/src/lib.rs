@@ -1,12 +1,8 @@
 //! The `ticketing` launcher and operator commands, as a library so tests drive them in-process.
+//! The performance lab behind `bench`, `lag`, `catchup` and `saga-bench` is the `perf` crate.
 
-pub mod bench;
-pub mod catchup;
-mod client;
 pub mod concurrency;
 pub mod dlq;
-pub mod lag;
-pub mod postman;
-pub mod saga;
+pub mod openapi;
 pub mod tail;
 pub mod up;

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ticketing::{bench, catchup, concurrency, dlq, lag, postman, saga, tail, up};
+use perf::{bench, catchup, lag, saga};
+use ticketing::{concurrency, dlq, openapi, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -47,9 +48,9 @@ enum Command {
         #[command(subcommand)]
         command: dlq::Command,
     },
-    /// Writes the Postman collection and environments generated from the services' OpenAPI
-    /// documents (what `cargo xtask postman` runs), or checks that they are up to date.
-    Postman(postman::Args),
+    /// Prints the public services' OpenAPI documents as one JSON object, under the names
+    /// auth, tickets, orders and payments (what `cargo xtask postman` reads).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +122,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             command: EventsCommand::Tail(args),
         } => tail::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Dlq { command } => dlq::run(&command).await,
-        Command::Postman(args) => postman::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Openapi => openapi::run().map(|()| ExitCode::SUCCESS),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::env;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -32,11 +32,33 @@ pub(crate) fn cargo(root: &Path) -> Command {
 
 /// Runs `cmd` to completion with inherited stdio, failing unless it exits successfully.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
-    let line = display(cmd);
-    eprintln!("$ {line}");
+    let line = announce(cmd);
     let status = cmd
         .status()
         .with_context(|| format!("failed to run `{line}`"))?;
+    succeeded(&line, status)
+}
+
+/// Runs `cmd` to completion and returns what it wrote on stdout (stderr stays the terminal's),
+/// failing unless it exits successfully.
+pub(crate) fn output(cmd: &mut Command) -> Result<Vec<u8>> {
+    let line = announce(cmd);
+    let output = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("failed to run `{line}`"))?;
+    succeeded(&line, output.status)?;
+    Ok(output.stdout)
+}
+
+/// Shows the command line about to run, and returns it.
+fn announce(cmd: &Command) -> String {
+    let line = display(cmd);
+    eprintln!("$ {line}");
+    line
+}
+
+fn succeeded(line: &str, status: ExitStatus) -> Result<()> {
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }

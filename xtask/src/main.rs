@@ -27,7 +27,7 @@ enum Command {
     /// Run every check CI runs: fmt, clippy, tests.
     Test(test::TestArgs),
     /// Regenerate postman/ (collection and environments) from the services' OpenAPI documents.
-    Postman,
+    Postman(postman::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         Command::Provision => provision().map(|()| ExitCode::SUCCESS),
         Command::Up(args) => up::run(&args),
         Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Postman => postman::run().map(|()| ExitCode::SUCCESS),
+        Command::Postman(args) => postman::run(&args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("xtask: error: {err:#}");

@@ -5,12 +5,14 @@
 
 mod config;
 mod domain;
+#[cfg_attr(not(feature = "bench"), allow(unreachable_pub))]
 mod password;
 mod routes;
 mod state;
 mod store;
 
 pub use config::Config;
+#[cfg(feature = "bench")]
 pub use password::PasswordHasher;
 pub use state::AppState;
 

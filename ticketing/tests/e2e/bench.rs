@@ -2,7 +2,7 @@
 //! two clients: each produced requests, none failed, and the JSON results read back. No
 //! throughput is asserted: this checks the bench, not the machine.
 
-use ticketing::bench::{self, Scenario, report::Results};
+use perf::bench::{self, Scenario, report::Results};
 
 use crate::spawn_stack;
 

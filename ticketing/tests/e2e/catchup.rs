@@ -8,7 +8,7 @@ use test_support::servers;
 #[tokio::test]
 async fn the_orders_replica_catches_up_on_a_backlog_without_redeliveries() {
     let servers = servers();
-    let report = ticketing::catchup::run(&ticketing::catchup::Args {
+    let report = perf::catchup::run(&perf::catchup::Args {
         mongo_url: servers.mongo_url.clone(),
         nats_url: servers.nats_url.clone(),
         events: 3_000,

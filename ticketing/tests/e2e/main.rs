@@ -12,6 +12,7 @@ mod faults;
 mod flows;
 mod fuzz;
 mod metrics;
+mod openapi;
 mod overload;
 mod pages;
 mod trace_context;

@@ -1,6 +1,6 @@
 //! The load generator's HTTP/1.1 client: one keep-alive connection per simulated client, built
-//! on hyper's connection API without a pool, so that the generator's own CPU per request — which
-//! competes with the server on a small machine — stays a few microseconds.
+//! on hyper's connection API without a pool, so that the generator's own CPU per request, which
+//! competes with the server on a small machine, stays small.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use auth::PasswordHasher;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,6 +23,7 @@ use serde_json::json;
 use super::http::{Conn, Target};
 use super::load::{Measured, Recorder, Timing, Worker, closed_loop};
 use super::scenarios::{HttpWorker, Plan};
+use crate::throwaway::{self, DatabaseAndStream};
 
 /// Name of the bare-handler limit.
 pub(crate) const BARE_HANDLER: &str = "bare-handler";
@@ -36,28 +37,15 @@ pub(crate) const JETSTREAM_PUBLISH: &str = "jetstream-publish";
 pub(crate) const INSERT_PUBLISH: &str = "mongo-insert+publish";
 /// Name of the argon2id limit.
 pub(crate) const ARGON2_VERIFY: &str = "argon2-verify";
+/// Name of the replication floor (`crate::lag::floor`): the least a replicated write's lag can
+/// be on these servers.
+pub(crate) const REPLICATION_FLOOR: &str = "replication-floor";
 
 /// Documents the find limit reads from, by id in turn.
 const FIND_DOCUMENTS: usize = 1000;
 
-/// A throwaway name for this process's database and stream.
-fn throwaway() -> String {
-    format!("bench_limits_{}", std::process::id())
-}
-
 fn short(error: impl std::fmt::Display) -> String {
     error.to_string().chars().take(80).collect()
-}
-
-/// A document shaped like a stored ticket.
-fn ticket_document(n: u64) -> Document {
-    doc! {
-        "title": "bench limit",
-        "price": 10.0,
-        "userId": "65f0c0ffee0000000000beef",
-        "version": 0_i64,
-        "n": n as i64,
-    }
 }
 
 struct InsertWorker {
@@ -69,7 +57,7 @@ impl InsertWorker {
     async fn insert(&mut self) -> Result<(), String> {
         self.n += 1;
         self.collection
-            .insert_one(ticket_document(self.n))
+            .insert_one(throwaway::ticket_document(self.n))
             .await
             .map(drop)
             .map_err(|e| format!("mongodb: {}", short(e)))
@@ -114,12 +102,11 @@ pub(crate) async fn mongo(
     timing: Timing,
     bars: impl Fn(&str) -> ProgressBar,
 ) -> anyhow::Result<(Measured, Measured)> {
-    let client = connect_mongo(url).await?;
-    let database = client.database(&throwaway());
+    let database = throwaway::database(url, "").await?;
     let result = async {
         let collection = database.collection::<Document>("tickets");
         collection
-            .insert_one(ticket_document(0))
+            .insert_one(throwaway::ticket_document(0))
             .await
             .with_context(|| format!("insert into {url}"))?;
         let workers = (0..clients)
@@ -133,7 +120,7 @@ pub(crate) async fn mongo(
         let found = database.collection::<Document>("find");
         let documents: Vec<Document> = (0..FIND_DOCUMENTS as u64)
             .map(|n| {
-                let mut d = ticket_document(n);
+                let mut d = throwaway::ticket_document(n);
                 d.insert("_id", ObjectId::new());
                 d
             })
@@ -155,15 +142,8 @@ pub(crate) async fn mongo(
         anyhow::Ok((insert, find))
     }
     .await;
-    drop_throwaway(&database).await?;
+    throwaway::drop_database(&database).await?;
     result
-}
-
-/// Drops a throwaway database and shuts its client down.
-async fn drop_throwaway(database: &mongodb::Database) -> anyhow::Result<()> {
-    let dropped = database.drop().await;
-    crate::client::shut_down(database.client()).await;
-    dropped.context("drop the throwaway database")
 }
 
 struct PublishWorker {
@@ -230,7 +210,7 @@ pub(crate) async fn jetstream_publish(
     timing: Timing,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
-    let (context, name) = throwaway_stream(url).await?;
+    let (context, name) = throwaway::stream(url).await?;
     let payload = event_payload();
     let workers = (0..clients)
         .map(|i| PublishWorker {
@@ -258,11 +238,9 @@ pub(crate) async fn insert_publish(
     timing: Timing,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
-    let client = connect_mongo(mongo_url).await?;
-    let database = client.database(&format!("{}_publish", throwaway()));
-    let (context, name) = throwaway_stream(nats_url).await?;
+    let throwaway = DatabaseAndStream::create(mongo_url, nats_url, "publish").await?;
     let payload = event_payload();
-    let collection = database.collection::<Document>("tickets");
+    let collection = throwaway.database.collection::<Document>("tickets");
     let workers = (0..clients)
         .map(|i| InsertPublishWorker {
             insert: InsertWorker {
@@ -270,8 +248,8 @@ pub(crate) async fn insert_publish(
                 n: (i as u64) << 40,
             },
             publish: PublishWorker {
-                jetstream: context.clone(),
-                subject: format!("{name}.events.ticket.created"),
+                jetstream: throwaway.jetstream.clone(),
+                subject: format!("{}.events.ticket.created", throwaway.stream),
                 prefix: format!("{i}"),
                 n: 0,
                 payload: payload.clone(),
@@ -279,54 +257,8 @@ pub(crate) async fn insert_publish(
         })
         .collect();
     let measured = closed_loop(workers, timing, bar).await;
-    remove(&database, &context, &name).await?;
+    throwaway.remove().await?;
     Ok(measured)
-}
-
-/// Removes a throwaway database and stream, both even when one fails.
-async fn remove(
-    database: &mongodb::Database,
-    context: &jetstream::Context,
-    stream: &str,
-) -> anyhow::Result<()> {
-    let deleted = context.delete_stream(stream).await;
-    drop_throwaway(database).await?;
-    deleted.with_context(|| format!("delete stream {stream}"))?;
-    Ok(())
-}
-
-/// A client with the services' own pool size ([`common::mongo::POOL_SIZE`], unless the URL
-/// sets `maxPoolSize`, as for the services), so that the limit is not the driver's default
-/// pool of 10.
-async fn connect_mongo(url: &str) -> anyhow::Result<mongodb::Client> {
-    let mut options = mongodb::options::ClientOptions::parse(url)
-        .await
-        .context("parse MONGO_URL")?;
-    options
-        .max_pool_size
-        .get_or_insert(common::mongo::POOL_SIZE);
-    mongodb::Client::with_options(options).context("connect to MONGO_URL")
-}
-
-/// A throwaway stream configured like the event stream (file storage, a duplicate window,
-/// message ids) on the NATS at `url`, and its name.
-async fn throwaway_stream(url: &str) -> anyhow::Result<(jetstream::Context, String)> {
-    let client = async_nats::connect(url)
-        .await
-        .with_context(|| format!("connect to nats at {url}"))?;
-    let context = jetstream::new(client);
-    let name = throwaway();
-    context
-        .create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{name}.>")],
-            storage: stream::StorageType::File,
-            duplicate_window: common::events::bus::DUPLICATE_WINDOW,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("create stream {name}"))?;
-    Ok((context, name))
 }
 
 /// About the size of a ticket event.
@@ -361,8 +293,8 @@ impl Worker for VerifyWorker {
     }
 }
 
-/// `argon2-verify`: auth's password check (argon2id, 19 MiB, t=2, p=1) through auth's own
-/// hasher (blocking threads, two per core at once, pooled memory) — the ceiling of sign-in.
+/// `argon2-verify`: auth's password check through auth's own hasher, so that its parameters,
+/// concurrency and pooled memory are the ones measured — the ceiling of sign-in.
 pub(crate) async fn argon2_verify(
     clients: usize,
     timing: Timing,
@@ -423,148 +355,4 @@ pub(crate) async fn bare_handler(
     // Workers' connections are dropped with them, so graceful shutdown ends promptly.
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(measured)
-}
-
-/// Name of the replication floor: the least a replicated write's lag can be on these servers.
-pub(crate) const REPLICATION_FLOOR: &str = "replication-floor";
-
-/// At most this many events are written to the floor's replica at once, as the listener's
-/// lanes do.
-const FLOOR_LANES: usize = 32;
-
-/// `replication-floor`, open loop at `rate` writes a second for `duration`, in a throwaway
-/// database and stream: each write is a ticket-sized `insert_one` and, once it is stored, the
-/// publish of its event (ack awaited); a pull consumer stores each event in a replica
-/// collection and acks it; the lag runs from the first insert's return until the replica's
-/// change stream shows the second. The same durable writes, publish, consume and change stream
-/// as the lag scenario, without HTTP, sessions, the outbox's removal or the version
-/// check: what the servers alone cost at that rate on this machine.
-pub(crate) async fn replication_floor(
-    mongo_url: &str,
-    nats_url: &str,
-    rate: u32,
-    duration: Duration,
-    sent: &ProgressBar,
-) -> anyhow::Result<crate::lag::LagReport> {
-    let client = connect_mongo(mongo_url).await?;
-    let database = client.database(&format!("{}_floor", throwaway()));
-    let (context, name) = throwaway_stream(nats_url).await?;
-    let result = floor(&database, &context, &name, rate, duration, sent).await;
-    remove(&database, &context, &name).await?;
-    result
-}
-
-async fn floor(
-    database: &mongodb::Database,
-    context: &jetstream::Context,
-    stream: &str,
-    rate: u32,
-    duration: Duration,
-    sent: &ProgressBar,
-) -> anyhow::Result<crate::lag::LagReport> {
-    use futures::StreamExt as _;
-    use jetstream::consumer::{AckPolicy, pull};
-
-    let source = database.collection::<Document>("source");
-    let replica = database.collection::<Document>("replica");
-    let mut changes = replica.watch().await.context("watch the floor's replica")?;
-    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
-    let watcher = tokio::spawn(async move {
-        while let Some(Ok(change)) = changes.next().await {
-            let at = Instant::now();
-            let key = change
-                .document_key
-                .as_ref()
-                .and_then(|k| k.get_i64("_id").ok());
-            if let Some(n) = key
-                && seen_tx.send((n, at)).is_err()
-            {
-                break;
-            }
-        }
-    });
-
-    let consumer = context
-        .get_stream(stream)
-        .await
-        .with_context(|| format!("get stream {stream}"))?
-        .create_consumer(pull::Config {
-            ack_policy: AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await
-        .context("create the floor's consumer")?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("pull the floor's events")?;
-    let applier = tokio::spawn({
-        let replica = replica.clone();
-        async move {
-            // Aborting the applier drops this set, which aborts the applies in it.
-            let mut lanes = tokio::task::JoinSet::new();
-            while let Some(Ok(message)) = messages.next().await {
-                while lanes.try_join_next().is_some() {}
-                if lanes.len() >= FLOOR_LANES {
-                    lanes.join_next().await;
-                }
-                let replica = replica.clone();
-                lanes.spawn(async move {
-                    let n = std::str::from_utf8(&message.payload)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok());
-                    if let Some(n) = n
-                        && replica.insert_one(doc! { "_id": n }).await.is_ok()
-                    {
-                        let _ = message.ack().await;
-                    }
-                });
-            }
-        }
-    });
-
-    let (total, mut ticker) = crate::lag::open_loop(rate, duration);
-    let subject = format!("{stream}.events.ticket.updated");
-    let mut writes = tokio::task::JoinSet::new();
-    for n in 0..total {
-        ticker.tick().await;
-        sent.inc(1);
-        let (source, context, subject) = (source.clone(), context.clone(), subject.clone());
-        writes.spawn(async move {
-            source.insert_one(ticket_document(n as u64)).await.ok()?;
-            let written = Instant::now();
-            let ack = context.publish(subject, n.to_string().into()).await.ok()?;
-            ack.await.ok()?;
-            Some((n as i64, written))
-        });
-    }
-    let mut written = std::collections::HashMap::with_capacity(total);
-    while let Some(joined) = writes.join_next().await {
-        if let Ok(Some((n, at))) = joined {
-            written.insert(n, at);
-        }
-    }
-    let mut report = crate::lag::LagReport {
-        writes: total,
-        failed_writes: total - written.len(),
-        ..Default::default()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while report.lags.len() < written.len() {
-        match tokio::time::timeout_at(deadline, seen_rx.recv()).await {
-            Ok(Some((n, at))) => {
-                if let Some(start) = written.get(&n) {
-                    report.lags.push(at.saturating_duration_since(*start));
-                }
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    applier.abort();
-    watcher.abort();
-    let _ = applier.await;
-    let _ = watcher.await;
-    report.failures = total - report.lags.len();
-    report.lags.sort_unstable();
-    Ok(report)
 }

@@ -43,68 +43,12 @@ use self::http::{Conn, Target};
 use self::load::{Measured, Timing, closed_loop};
 use self::report::{Params, Results, Row, Versus};
 use self::scenarios::Fixture;
+pub use self::scenarios::Scenario;
 use self::settle::Backlog;
-
-/// A scenario of `ticketing bench`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scenario {
-    /// `GET /api/users/currentuser` signed in.
-    #[value(name = "currentuser")]
-    CurrentUser,
-    /// `POST /api/users/signin`.
-    Signin,
-    /// `POST /api/tickets`.
-    CreateTicket,
-    /// `PUT /api/tickets/:id` on the caller's tickets.
-    UpdateTicket,
-    /// `GET /api/tickets?limit=100`.
-    ListTickets,
-    /// `POST /api/orders` then `DELETE /api/orders/:id`.
-    CreateCancelOrder,
-    /// Ticket update → visible in orders' replica, at `--lag-rate`.
-    Lag,
-}
-
-impl Scenario {
-    /// Every scenario, in the order they run.
-    pub const ALL: [Self; 7] = [
-        Self::CurrentUser,
-        Self::Signin,
-        Self::CreateTicket,
-        Self::UpdateTicket,
-        Self::ListTickets,
-        Self::CreateCancelOrder,
-        Self::Lag,
-    ];
-
-    /// The name on the command line and in the results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::CurrentUser => "currentuser",
-            Self::Signin => "signin",
-            Self::CreateTicket => "create-ticket",
-            Self::UpdateTicket => "update-ticket",
-            Self::ListTickets => "list-tickets",
-            Self::CreateCancelOrder => "create-cancel-order",
-            Self::Lag => "lag",
-        }
-    }
-
-    /// The limits that bound it (see the module's table).
-    fn bounds(self) -> &'static [&'static str] {
-        match self {
-            Self::CurrentUser => &[limits::BARE_HANDLER],
-            Self::Signin => &[limits::ARGON2_VERIFY],
-            Self::CreateTicket | Self::UpdateTicket | Self::CreateCancelOrder => &[
-                limits::INSERT_PUBLISH,
-                limits::MONGO_INSERT,
-                limits::JETSTREAM_PUBLISH,
-            ],
-            Self::ListTickets => &[limits::MONGO_FIND],
-            Self::Lag => &[limits::REPLICATION_FLOOR],
-        }
-    }
-}
+use crate::lag::floor;
+use crate::lag::report::LagReport;
+use crate::lag::schedule::OpenLoop;
+use crate::lag::session::Session;
 
 /// Arguments of `ticketing bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -189,6 +133,14 @@ impl Args {
     fn timing(&self) -> Timing {
         Timing {
             warmup: Duration::from_secs_f64(self.warmup),
+            duration: Duration::from_secs_f64(self.duration),
+        }
+    }
+
+    /// The lag's writes (and the replication floor's): `--lag-rate` for `--duration`.
+    fn lag_schedule(&self) -> OpenLoop {
+        OpenLoop {
+            rate: self.lag_rate,
             duration: Duration::from_secs_f64(self.duration),
         }
     }
@@ -332,12 +284,27 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
     Ok((results, path))
 }
 
+/// The limits that bound `scenario` (see the module's table).
+fn bounds(scenario: Scenario) -> &'static [&'static str] {
+    match scenario {
+        Scenario::CurrentUser => &[limits::BARE_HANDLER],
+        Scenario::Signin => &[limits::ARGON2_VERIFY],
+        Scenario::CreateTicket | Scenario::UpdateTicket | Scenario::CreateCancelOrder => &[
+            limits::INSERT_PUBLISH,
+            limits::MONGO_INSERT,
+            limits::JETSTREAM_PUBLISH,
+        ],
+        Scenario::ListTickets => &[limits::MONGO_FIND],
+        Scenario::Lag => &[limits::REPLICATION_FLOOR],
+    }
+}
+
 /// The lowest of the scenario's limits, and its rate as a fraction of it; for the lag, a
 /// latency at a fixed rate, its p99 as a multiple of the floor's.
 fn versus(row: &Row, scenario: Scenario, limits: &[Row]) -> Option<Versus> {
     let limit = limits
         .iter()
-        .filter(|limit| scenario.bounds().contains(&limit.name.as_str()))
+        .filter(|limit| bounds(scenario).contains(&limit.name.as_str()))
         .min_by(|a, b| a.rps.total_cmp(&b.rps))?;
     if scenario == Scenario::Lag {
         let floor = limit.latency_ms.p99;
@@ -420,7 +387,7 @@ fn writes_bar(name: &str, args: &Args, progress: bool) -> ProgressBar {
     if !progress {
         return ProgressBar::hidden();
     }
-    let writes = (f64::from(args.lag_rate) * args.duration).round() as u64;
+    let writes = args.lag_schedule().writes() as u64;
     let bar = ProgressBar::new(writes).with_prefix(name.to_owned());
     if let Ok(style) =
         ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} writes  {per_sec}")
@@ -431,7 +398,7 @@ fn writes_bar(name: &str, args: &Args, progress: bool) -> ProgressBar {
 }
 
 /// A lag report as a measured window: every write a request, every lag its latency.
-fn lag_measured(report: &crate::lag::LagReport, seconds: f64, failed_write: &str) -> Measured {
+fn lag_measured(report: &LagReport, seconds: f64, failed_write: &str) -> Measured {
     let mut measured = Measured::empty(seconds);
     measured.requests = report.writes as u64;
     for lag in &report.lags {
@@ -456,9 +423,7 @@ async fn replication_floor(
     progress: bool,
 ) -> anyhow::Result<Row> {
     let bar = writes_bar(limits::REPLICATION_FLOOR, args, progress);
-    let duration = Duration::from_secs_f64(args.duration);
-    let report =
-        limits::replication_floor(mongo_url, nats_url, args.lag_rate, duration, &bar).await?;
+    let report = floor::replication_floor(mongo_url, nats_url, args.lag_schedule(), &bar).await?;
     bar.finish();
     let measured = lag_measured(&report, args.duration, "insert or publish failed");
     let mut row = Row::new(limits::REPLICATION_FLOOR, &measured);
@@ -472,7 +437,7 @@ async fn replication_floor(
 
 /// The lag scenario through `ticketing lag`'s measurement: open loop at `--lag-rate`.
 async fn lag(args: &Args, progress: bool) -> anyhow::Result<Row> {
-    let mut session = crate::lag::Session::signup(&args.url, "bench-lag").await?;
+    let mut session = Session::signup(&args.url, "bench-lag").await?;
     // With the stack's MongoDB known, versions are seen landing on the replica's change
     // stream; otherwise the orders API is polled, which adds load of its own.
     if let Some(mongo_url) = &args.mongo_url {
@@ -480,9 +445,8 @@ async fn lag(args: &Args, progress: bool) -> anyhow::Result<Row> {
     }
     let session = std::sync::Arc::new(session);
     let ids = session.seed(50).await?;
-    let duration = Duration::from_secs_f64(args.duration);
     let bar = writes_bar(Scenario::Lag.name(), args, progress);
-    let report = session.measure(&ids, args.lag_rate, duration, &bar).await;
+    let report = session.measure(&ids, args.lag_schedule(), &bar).await;
     bar.finish();
     session.check_watch()?;
     // Every writer has finished with the session by now.

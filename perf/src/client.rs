@@ -1,5 +1,5 @@
-//! What the operator commands share as clients: signing up a throwaway user, shutting a
-//! MongoDB client down.
+//! What the lab's commands and the launcher's `concurrency-test` share as clients: signing up
+//! a throwaway user, shutting a MongoDB client down.
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
@@ -7,16 +7,12 @@ use serde_json::json;
 /// Shuts a MongoDB client down when a command is done with it. Dropped instead, the driver
 /// ends the client's sessions on a task of its own, which panics when the command exits right
 /// after and the runtime stops under it.
-pub(crate) async fn shut_down(client: &mongodb::Client) {
+pub async fn shut_down(client: &mongodb::Client) {
     client.clone().shutdown().immediate(true).await;
 }
 
 /// Signs up a fresh user at `base` and returns its `session=…` cookie.
-pub(crate) async fn signup(
-    http: &reqwest::Client,
-    base: &str,
-    purpose: &str,
-) -> anyhow::Result<String> {
+pub async fn signup(http: &reqwest::Client, base: &str, purpose: &str) -> anyhow::Result<String> {
     let email = format!(
         "{purpose}-{}@test.dev",
         mongodb::bson::oid::ObjectId::new().to_hex()

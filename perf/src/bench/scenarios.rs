@@ -1,5 +1,5 @@
-//! The scenarios' fixtures, set up through the public API — fresh users, seeded tickets, pools
-//! of tickets whose replica reached orders — and the requests each simulated client sends.
+//! The scenarios, their fixtures, set up through the public API — fresh users, seeded tickets,
+//! pools of tickets whose replica reached orders — and the requests each simulated client sends.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,6 @@ use mongodb::bson::oid::ObjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Scenario;
 use super::http::{Conn, Reply, Target, next_link};
 use super::load::{Recorder, Worker};
 
@@ -25,6 +24,52 @@ const POOL_PER_CLIENT: usize = 2;
 /// How long a seeded ticket may take to reach the orders replica.
 const REPLICA_WAIT: Duration = Duration::from_secs(30);
 const TICKET: &str = r#"{"title":"bench","price":10}"#;
+
+/// A scenario of `ticketing bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// `GET /api/users/currentuser` signed in.
+    #[value(name = "currentuser")]
+    CurrentUser,
+    /// `POST /api/users/signin`.
+    Signin,
+    /// `POST /api/tickets`.
+    CreateTicket,
+    /// `PUT /api/tickets/:id` on the caller's tickets.
+    UpdateTicket,
+    /// `GET /api/tickets?limit=100`.
+    ListTickets,
+    /// `POST /api/orders` then `DELETE /api/orders/:id`.
+    CreateCancelOrder,
+    /// Ticket update → visible in orders' replica, at `--lag-rate`.
+    Lag,
+}
+
+impl Scenario {
+    /// Every scenario, in the order they run.
+    pub const ALL: [Self; 7] = [
+        Self::CurrentUser,
+        Self::Signin,
+        Self::CreateTicket,
+        Self::UpdateTicket,
+        Self::ListTickets,
+        Self::CreateCancelOrder,
+        Self::Lag,
+    ];
+
+    /// The name on the command line and in the results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CurrentUser => "currentuser",
+            Self::Signin => "signin",
+            Self::CreateTicket => "create-ticket",
+            Self::UpdateTicket => "update-ticket",
+            Self::ListTickets => "list-tickets",
+            Self::CreateCancelOrder => "create-cancel-order",
+            Self::Lag => "lag",
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct Created {
