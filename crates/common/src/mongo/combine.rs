@@ -21,9 +21,8 @@ use tokio::sync::{Semaphore, oneshot};
 use tracing::Instrument as _;
 
 /// Insert commands one collection has out at once; what arrives meanwhile waits for the next.
-/// Measured with 64 clients creating tickets (`ticketing bench`, a fresh database, orders'
-/// replica on 2 lanes): 1 → 0.8k creates/s (each batch waits out a journal flush alone),
-/// 2 → 4.4–6.0k, 4 → 5.6–7.5k, 8 → 6.1–8.0k; one command per document → 4.0–4.3k.
+/// One alone would make each batch wait out a journal flush by itself; a few overlap those
+/// waits, and more add little but commands queued in MongoDB (`docs/performance.md`).
 pub const IN_FLIGHT: usize = 4;
 /// Most documents of one command: far below the server's 100,000 writes per batch, and, for
 /// documents under 48 KB (tickets and orders, with their events, are under 2 KB), below its

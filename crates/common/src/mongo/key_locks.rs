@@ -2,7 +2,7 @@
 
 /// Striped in-process locks by record key: changes to one record made by this process run one
 /// after the other instead of colliding in MongoDB, where the loser's transaction is aborted
-/// with a write conflict and retried. Under load those retries used to be most of the work.
+/// with a write conflict and retried; under load, those retries would be most of the work.
 /// Other replicas still collide now and then; the transaction retry covers them.
 #[derive(Debug)]
 pub struct KeyLocks {

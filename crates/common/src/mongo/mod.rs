@@ -1,4 +1,5 @@
-//! MongoDB connection settings and the error classifications every store needs.
+//! Connecting a service to its MongoDB database; what every store needs besides lives in the
+//! submodules: error meanings, retried transactions, per-record locks, combined inserts.
 
 use std::time::Duration;
 

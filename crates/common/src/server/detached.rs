@@ -6,13 +6,12 @@ use futures::future::BoxFuture;
 /// place while the connection waits for it, and handed to a task of its own only if dropped
 /// unfinished. A request waiting for its turn (`MAX_IN_FLIGHT`) still leaves at once.
 ///
-/// Why: the MongoDB driver (3.9) hands a freed connection to the next waiter only, and when that
+/// Why: the MongoDB driver hands a freed connection to the next waiter only, and when that
 /// waiter was abandoned (its future dropped) the connection goes back unused until the pool's
-/// next event; a burst of abandoned requests thus left tickets' pool serving about two
-/// waiters a second, and the service unresponsive for minutes (`ticketing lag` at 200/s).
-/// Finished work is also simpler to reason about than a transaction cut off between two steps.
-/// Spawning every request instead cost about a tenth of currentuser's throughput: a task, a
-/// wake-up of the other worker, and a hop back for the response.
+/// next event, so a burst of abandoned requests can starve the pool for minutes. Finished work
+/// is also simpler to reason about than a transaction cut off between two steps. Polling in
+/// place spares the common case a task, a wake-up of the other worker and a hop back
+/// (`docs/performance.md`).
 pub(super) async fn detached(
     request: axum::extract::Request,
     next: axum::middleware::Next,

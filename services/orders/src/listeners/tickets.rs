@@ -9,9 +9,8 @@ use crate::store::OrderStore;
 pub(crate) struct TicketReplicaHandler(pub(crate) OrderStore);
 
 impl Handler<TicketChanged> for TicketReplicaHandler {
-    /// Few lanes, large batches. Tickets created by 64 clients at once (`ticketing bench`,
-    /// inserts combined): with 32 lanes 3.7–4.0k creates/s and 290–300 µs of mongod CPU per
-    /// creation, with 4 lanes 5.4–6.9k and 150–200 µs, with 2 lanes 5.5–6.0k.
+    /// Few lanes, large batches: the replica writes what waited in a lane as one command, and
+    /// mongod's cost is per command (`docs/performance.md`).
     const LANES: usize = 4;
 
     async fn handle(&self, event: TicketChanged, _delivery: &Delivery) -> anyhow::Result<Outcome> {
