@@ -271,9 +271,9 @@ def load_sources(problems: Problems) -> tuple[dict[str, Service], int]:
     for path in ("/healthz", "/readyz"):
         if f'"{path}"' not in health:
             problems.add("crates/common/src/health.rs", f"no {path} route found")
-    metrics = ROOT / "crates" / "common" / "src" / "metrics.rs"
+    metrics = ROOT / "crates" / "common" / "src" / "metrics" / "mod.rs"
     if not (metrics.is_file() and f'PATH: &str = "{METRICS_PATH}"' in metrics.read_text()):
-        problems.add("crates/common/src/metrics.rs", f"no {METRICS_PATH} route found")
+        problems.add("crates/common/src/metrics/mod.rs", f"no {METRICS_PATH} route found")
     return services, int(port.group(1)) if port else 3000
 
 
@@ -318,10 +318,9 @@ def validate_schemas(resources, problems: Problems) -> int:
 
 def check_kustomization(problems: Problems, yaml) -> None:
     path = K8S_DIR / "kustomization.yaml"
-    if not path.is_file():
-        problems.add(path, "missing")
+    if (doc := load_yaml(path, problems, yaml)) is None:
         return
-    listed = set(yaml.safe_load(path.read_text()).get("resources") or [])
+    listed = set(doc.get("resources") or [])
     present = {p.name for p in K8S_DIR.glob("*.y*ml")} - {"kustomization.yaml"}
     for name in sorted(present - listed):
         problems.add(path, f"{name} is not listed in resources")
@@ -749,12 +748,18 @@ def check_ingress(cluster: Cluster, services: dict[str, Service], problems: Prob
 # ---------------------------------------------------------------------------------------------
 # skaffold, docker compose, Dockerfile.
 
-def check_skaffold(services: dict[str, Service], problems: Problems, yaml) -> set[str]:
-    path = ROOT / "skaffold.yaml"
+def load_yaml(path: Path, problems: Problems, yaml) -> dict | None:
+    """The YAML document at `path`, or None (a problem) when the file is missing."""
     if not path.is_file():
         problems.add(path, "missing")
+        return None
+    return yaml.safe_load(path.read_text())
+
+
+def check_skaffold(services: dict[str, Service], problems: Problems, yaml) -> set[str]:
+    path = ROOT / "skaffold.yaml"
+    if (doc := load_yaml(path, problems, yaml)) is None:
         return set()
-    doc = yaml.safe_load(path.read_text())
     build = doc.get("build") or {}
     if (build.get("local") or {}).get("push") is not False:
         problems.add(path, "build.local.push must be false (images stay in the local cluster)")
@@ -789,10 +794,8 @@ def compose_env(service: dict) -> dict[str, str | None]:
 
 def check_compose(services: dict[str, Service], problems: Problems, yaml) -> set[str]:
     path = ROOT / "docker-compose.yml"
-    if not path.is_file():
-        problems.add(path, "missing")
+    if (doc := load_yaml(path, problems, yaml)) is None:
         return set()
-    doc = yaml.safe_load(path.read_text())
     entries = doc.get("services") or {}
     apps: dict[str, str] = {}  # compose service name → services/<svc>
     api_urls: list[tuple[str, str]] = []  # (where, API_URL), checked against nginx below

@@ -92,24 +92,18 @@ pub(crate) struct User {
     pub(crate) email: String,
 }
 
-/// A ticket as the tickets API returns it.
+/// A ticket as the tickets API returns it, or as an order embeds it (without its seller and
+/// reservation, which only the tickets API knows).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Ticket {
     pub(crate) id: String,
     pub(crate) title: String,
     pub(crate) price: f64,
-    pub(crate) user_id: String,
+    #[serde(default)]
+    pub(crate) user_id: Option<String>,
     #[serde(default)]
     pub(crate) order_id: Option<String>,
-}
-
-/// The ticket embedded in an order.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct OrderTicket {
-    pub(crate) id: String,
-    pub(crate) title: String,
-    pub(crate) price: f64,
 }
 
 /// An order as the orders API returns it.
@@ -119,7 +113,7 @@ pub(crate) struct Order {
     pub(crate) id: String,
     pub(crate) status: String,
     pub(crate) expires_at: String,
-    pub(crate) ticket: OrderTicket,
+    pub(crate) ticket: Ticket,
 }
 
 /// One page of tickets for sale and the cursor of the next, if any.
@@ -184,14 +178,8 @@ impl Api {
         email: &str,
         password: &str,
     ) -> Result<Reply<User>, CallError> {
-        let body = json!(Credentials { email, password });
-        self.send(
-            caller,
-            reqwest::Method::POST,
-            "/api/users/signup",
-            Some(body),
-        )
-        .await
+        self.credentials(caller, "/api/users/signup", email, password)
+            .await
     }
 
     pub(crate) async fn signin(
@@ -200,14 +188,21 @@ impl Api {
         email: &str,
         password: &str,
     ) -> Result<Reply<User>, CallError> {
+        self.credentials(caller, "/api/users/signin", email, password)
+            .await
+    }
+
+    /// Posts an email and password to sign up or in; the reply carries the session cookie.
+    async fn credentials(
+        &self,
+        caller: &Caller,
+        path: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Reply<User>, CallError> {
         let body = json!(Credentials { email, password });
-        self.send(
-            caller,
-            reqwest::Method::POST,
-            "/api/users/signin",
-            Some(body),
-        )
-        .await
+        self.send(caller, reqwest::Method::POST, path, Some(body))
+            .await
     }
 
     pub(crate) async fn signout(&self, caller: &Caller) -> Result<Reply<()>, CallError> {

@@ -102,7 +102,7 @@ pub(crate) struct TicketView {
 impl TicketView {
     pub(crate) fn new(ticket: Ticket, viewer: Option<&User>) -> Self {
         Self {
-            own: viewer.is_some_and(|user| user.id == ticket.user_id),
+            own: viewer.is_some_and(|user| ticket.user_id.as_ref() == Some(&user.id)),
             reserved: ticket.order_id.is_some(),
             price: money(ticket.price),
             id: ticket.id,

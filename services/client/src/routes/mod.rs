@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::api::{Caller, User};
+use crate::api::{CallError, Caller, User};
 use crate::assets;
 use crate::pages::PageError;
 use crate::state::AppState;
@@ -70,6 +70,19 @@ async fn viewer(state: &AppState, caller: &Caller) -> Option<User> {
             None
         }
     }
+}
+
+/// The visitor and the record a page at `here` shows, fetched side by side; a record the API
+/// refuses or cannot give is the page's error (sign in, not found, unavailable).
+async fn viewer_and<T>(
+    state: &AppState,
+    caller: &Caller,
+    here: &str,
+    record: impl Future<Output = Result<T, CallError>>,
+) -> Result<(Option<User>, T), PageError> {
+    let (viewer, record) = tokio::join!(viewer(state, caller), record);
+    let record = record.map_err(|error| PageError::from_call(error, caller, here))?;
+    Ok((viewer, record))
 }
 
 /// A local path to return to after signing in; anything else (other hosts, `//evil`) is `/`.

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{PageId, viewer};
+use super::{PageId, viewer, viewer_and};
 use crate::api::{CallError, Caller};
 use crate::pages::{FormErrors, Layout, OrderPage, OrderView, OrdersPage, PageError, render};
 use crate::state::AppState;
@@ -49,8 +49,7 @@ async fn order_page(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let here = format!("/orders/{id}");
-    let (viewer, order) = tokio::join!(viewer(state, caller), state.api.order(caller, id));
-    let order = order.map_err(|error| PageError::from_call(error, caller, &here))?;
+    let (viewer, order) = viewer_and(state, caller, &here, state.api.order(caller, id)).await?;
     let order = OrderView::new(order, time::OffsetDateTime::now_utc());
     Ok(render(
         status,

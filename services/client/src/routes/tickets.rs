@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{PageId, viewer};
+use super::{PageId, viewer, viewer_and};
 use crate::api::{CallError, Caller};
 use crate::pages::{
     FormErrors, IndexPage, Layout, NewTicketPage, PageError, TicketPage, TicketView, render,
@@ -120,8 +120,7 @@ async fn ticket_page(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let here = format!("/tickets/{id}");
-    let (viewer, ticket) = tokio::join!(viewer(state, caller), state.api.ticket(caller, id));
-    let ticket = ticket.map_err(|error| PageError::from_call(error, caller, &here))?;
+    let (viewer, ticket) = viewer_and(state, caller, &here, state.api.ticket(caller, id)).await?;
     let title = ticket.title.clone();
     let ticket = TicketView::new(ticket, viewer.as_ref());
     Ok(render(
