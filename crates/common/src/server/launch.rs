@@ -27,7 +27,14 @@ pub trait Launch: FromEnv + Send + Sync {
 
 /// The `main` of a service's own binary: tracing, configuration from the process environment,
 /// the service built and served until SIGTERM or Ctrl-C, then buffered spans flushed.
+///
+/// `<binary> healthcheck` instead asks the running server's `/readyz` on this container's own
+/// `PORT` and exits 0 when it is ready: the images have no shell or curl for a health check.
 pub async fn run<C: Launch>() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some(HEALTHCHECK) {
+        let listen = crate::config::listen_addr(&Env::process())?;
+        return healthcheck(listen.port());
+    }
     crate::telemetry::init(C::NAME);
     let served = async {
         let config = C::from_env(&Env::process())?;
@@ -44,6 +51,28 @@ pub async fn run<C: Launch>() -> anyhow::Result<()> {
     // Spans still buffered for export go out before the process ends.
     crate::telemetry::shutdown();
     served
+}
+
+/// The argument that makes a service's binary check its running server instead of serving.
+pub const HEALTHCHECK: &str = "healthcheck";
+
+/// Asks `http://127.0.0.1:<port>/readyz` once, within 3 s; `Ok` only for 200.
+fn healthcheck(port: u16) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let timeout = std::time::Duration::from_secs(3);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0_u8; 12];
+    stream.read_exact(&mut head)?;
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "not ready: {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(())
 }
 
 /// What a service that owns data and publishes events runs on: its database, the event bus,
@@ -93,5 +122,38 @@ impl Backend {
             self.bus.readiness_check(),
         ];
         Service::new(self.name, router, checks).with_outbox(self.outbox, self.bus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    use super::*;
+
+    /// A server whose `/readyz` answers `status`, on a free port.
+    async fn readyz(status: StatusCode) -> u16 {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = Router::new().route("/readyz", get(move || async move { status }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        port
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_healthcheck_passes_only_on_a_ready_server() {
+        let ready = readyz(StatusCode::OK).await;
+        let busy = readyz(StatusCode::SERVICE_UNAVAILABLE).await;
+        let closed = {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let check = |port| tokio::task::spawn_blocking(move || healthcheck(port));
+        assert!(check(ready).await.unwrap().is_ok());
+        assert!(check(busy).await.unwrap().is_err());
+        assert!(check(closed).await.unwrap().is_err());
     }
 }

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{HttpConfig, ServiceConfig};
-pub use launch::{Backend, Launch, run};
+pub use launch::{Backend, HEALTHCHECK, Launch, run};
 pub use layers::with_common_layers;
 pub use service::Service;
 
