@@ -135,19 +135,19 @@ struct Credentials<'a> {
     password: &'a str,
 }
 
-/// The public APIs, reached at one base URL.
+/// The public APIs, reached at one base URL, or some of them at their own.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
-    /// `/api/users/*` when it does not go through `base`.
-    auth_base: String,
+    /// (path prefix, base URL) of the APIs that do not go through `base`.
+    elsewhere: Vec<(&'static str, String)>,
 }
 
 impl Api {
-    /// A client of the APIs at `base` (no trailing slash), with `/api/users/*` at `auth_base`
-    /// when given.
-    pub(crate) fn new(base: &str, auth_base: Option<&str>) -> anyhow::Result<Self> {
+    /// A client of the APIs at `base` (no trailing slash), the paths under each prefix of
+    /// `elsewhere` at that prefix's base URL instead.
+    pub(crate) fn new(base: &str, elsewhere: Vec<(&'static str, String)>) -> anyhow::Result<Self> {
         common::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(API_TIMEOUT)
@@ -156,7 +156,7 @@ impl Api {
         Ok(Self {
             http,
             base: base.to_owned(),
-            auth_base: auth_base.unwrap_or(base).to_owned(),
+            elsewhere,
         })
     }
 
@@ -324,11 +324,11 @@ impl Api {
         path: &str,
     ) -> reqwest::RequestBuilder {
         // The visitor's Host goes along too: behind an ingress its host rule picks the routes.
-        let base = if path.starts_with("/api/users/") {
-            &self.auth_base
-        } else {
-            &self.base
-        };
+        let base = self
+            .elsewhere
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map_or(&self.base, |(_, base)| base);
         self.http
             .request(method, format!("{base}{path}"))
             .headers(caller.headers.clone())
@@ -437,5 +437,28 @@ mod tests {
         for bad in ["", "../users", "a/b", "a?b", "%2e%2e"] {
             assert!(segment(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn each_api_goes_to_its_own_base_when_one_is_given() {
+        let elsewhere = vec![
+            ("/api/users/", "http://auth:3000".to_owned()),
+            ("/api/orders", "http://orders:3000".to_owned()),
+        ];
+        let api = Api::new("http://ingress", elsewhere).unwrap();
+        let caller = Caller::default();
+        let url = |path| {
+            api.request(&caller, reqwest::Method::GET, path)
+                .build()
+                .unwrap()
+                .url()
+                .to_string()
+        };
+        assert_eq!(
+            url("/api/users/currentuser"),
+            "http://auth:3000/api/users/currentuser"
+        );
+        assert_eq!(url("/api/orders/abc"), "http://orders:3000/api/orders/abc");
+        assert_eq!(url("/api/tickets"), "http://ingress/api/tickets");
     }
 }

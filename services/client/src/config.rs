@@ -12,10 +12,12 @@ pub struct Config {
     /// `API_URL`: the base URL that routes `/api/*` (the ingress in Kubernetes, nginx in
     /// compose, the all-in-one server itself under `ticketing up`).
     pub api_url: String,
-    /// `AUTH_API_URL`: where `/api/users/*` goes instead, when set. In Kubernetes it is auth's
-    /// own Service: the ingress would replace the visitor's `X-Forwarded-For` with this
-    /// client's address, and every browser sign-in would share one rate-limit bucket.
-    pub auth_api_url: Option<String>,
+    /// Where one API's routes go instead of `API_URL`, when set: `AUTH_API_URL`
+    /// (`/api/users/`), `TICKETS_API_URL`, `ORDERS_API_URL`, `PAYMENTS_API_URL`. In Kubernetes
+    /// each is the service's own cluster address, so the client never goes back out through
+    /// the ingress controller (which would also replace the visitor's `X-Forwarded-For` with
+    /// this client's address).
+    pub api_urls: Vec<(&'static str, String)>,
     /// `STRIPE_PUBLISHABLE_KEY`: when set, the payment form uses Stripe's card element;
     /// otherwise it takes a test-gateway token.
     pub stripe_publishable_key: Option<String>,
@@ -24,18 +26,28 @@ pub struct Config {
 impl FromEnv for Config {
     fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let api_url = base_url("API_URL", env.required("API_URL")?)?;
-        let auth_api_url = match env.get("AUTH_API_URL") {
-            Some(url) => Some(base_url("AUTH_API_URL", url)?),
-            None => None,
-        };
+        let mut api_urls = Vec::new();
+        for (name, prefix) in API_URLS {
+            if let Some(url) = env.get(name) {
+                api_urls.push((prefix, base_url(name, url)?));
+            }
+        }
         Ok(Self {
             http: HttpConfig::from_env(env)?,
             api_url,
-            auth_api_url,
+            api_urls,
             stripe_publishable_key: env.get("STRIPE_PUBLISHABLE_KEY"),
         })
     }
 }
+
+/// The variables that send one API's routes elsewhere than `API_URL`, and those routes' prefix.
+const API_URLS: [(&str, &str); 4] = [
+    ("AUTH_API_URL", "/api/users/"),
+    ("TICKETS_API_URL", "/api/tickets"),
+    ("ORDERS_API_URL", "/api/orders"),
+    ("PAYMENTS_API_URL", "/api/payments"),
+];
 
 /// An `http(s)://` base URL without its trailing slash.
 fn base_url(name: &str, url: String) -> Result<String, ConfigError> {

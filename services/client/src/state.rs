@@ -14,7 +14,7 @@ impl AppState {
     /// State for the given configuration.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
-            api: Api::new(&config.api_url, config.auth_api_url.as_deref())?,
+            api: Api::new(&config.api_url, config.api_urls.clone())?,
             stripe_key: config.stripe_publishable_key.clone(),
         })
     }
