@@ -357,10 +357,14 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The HTTP client of the test helpers: no redirects followed, every request bounded by
 /// [`REQUEST_TIMEOUT`].
 pub fn client() -> reqwest::Client {
+    client_builder().build().unwrap_or_default()
+}
+
+/// The settings of [`client`], for a test that needs one more (an unpooled client, say) and
+/// keeps the rest: no redirects followed, every request bounded by [`REQUEST_TIMEOUT`].
+pub fn client_builder() -> reqwest::ClientBuilder {
     common::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap_or_default()
 }
