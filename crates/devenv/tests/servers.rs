@@ -26,6 +26,31 @@ fn free_port_other_than(taken: u16) -> Result<u16> {
     }
 }
 
+/// The first line the NATS server on `port` sends: its `INFO` greeting.
+fn nats_greeting(port: u16) -> Result<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).context("connect to nats")?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut greeting = String::new();
+    BufReader::new(stream).read_line(&mut greeting)?;
+    Ok(greeting)
+}
+
+/// Fails unless `dir`, a stopped server's temporary `what`, is gone.
+fn ensure_removed(dir: &Path, what: &str) -> Result<()> {
+    ensure!(!dir.exists(), "temp {what} {} left behind", dir.display());
+    Ok(())
+}
+
+/// Fails unless the halted server `name` is gone: its process `pid`, and any answer on `port`.
+fn ensure_halted(name: &str, pid: u32, port: u16) -> Result<()> {
+    ensure!(!process_exists(pid), "{name} {pid} still running");
+    ensure!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still answers"
+    );
+    Ok(())
+}
+
 async fn is_writable_primary(client: &Client) -> Result<bool> {
     let reply = client
         .database("admin")
@@ -66,12 +91,7 @@ async fn mongo_is_a_primary_that_runs_transactions_and_stops() -> Result<()> {
 
     mongo.stop()?;
     ensure!(!process_exists(pid), "mongod {pid} still running");
-    ensure!(
-        !data_dir.exists(),
-        "temp data dir {} left behind",
-        data_dir.display()
-    );
-    Ok(())
+    ensure_removed(&data_dir, "data dir")
 }
 
 #[test]
@@ -82,10 +102,7 @@ fn nats_greets_with_jetstream_and_stops_on_drop() -> Result<()> {
     let store_dir = nats.store_dir.clone();
     ensure!(nats.url == format!("nats://127.0.0.1:{}", nats.port));
 
-    let stream = TcpStream::connect(("127.0.0.1", nats.port)).context("connect to nats")?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut greeting = String::new();
-    BufReader::new(stream).read_line(&mut greeting)?;
+    let greeting = nats_greeting(nats.port)?;
     ensure!(
         greeting.starts_with("INFO "),
         "unexpected greeting {greeting}"
@@ -97,12 +114,7 @@ fn nats_greets_with_jetstream_and_stops_on_drop() -> Result<()> {
 
     drop(nats);
     ensure!(!process_exists(pid), "nats-server {pid} still running");
-    ensure!(
-        !store_dir.exists(),
-        "temp store {} left behind",
-        store_dir.display()
-    );
-    Ok(())
+    ensure_removed(&store_dir, "store")
 }
 
 // A kept data dir remembers the replica set's member host; restarting on another port must
@@ -161,11 +173,7 @@ async fn mongo_halts_and_restarts_on_the_same_port_as_primary_with_its_data() ->
     client.shutdown().await;
 
     mongo.server.halt()?;
-    ensure!(!process_exists(pid), "mongod {pid} still running");
-    ensure!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers"
-    );
+    ensure_halted("mongod", pid, port)?;
     ensure!(mongo.data_dir.exists(), "halt removed the data dir");
 
     mongo.restart()?;
@@ -185,12 +193,7 @@ async fn mongo_halts_and_restarts_on_the_same_port_as_primary_with_its_data() ->
 
     let data_dir = mongo.data_dir.clone();
     mongo.stop()?;
-    ensure!(
-        !data_dir.exists(),
-        "temp data dir {} left behind",
-        data_dir.display()
-    );
-    Ok(())
+    ensure_removed(&data_dir, "data dir")
 }
 
 #[test]
@@ -200,19 +203,12 @@ fn nats_halts_and_restarts_on_the_same_port_with_its_store() -> Result<()> {
     let (port, pid) = (nats.port, nats.server.pid());
 
     nats.server.halt()?;
-    ensure!(!process_exists(pid), "nats-server {pid} still running");
-    ensure!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "port {port} still answers"
-    );
+    ensure_halted("nats-server", pid, port)?;
     ensure!(nats.store_dir.exists(), "halt removed the store");
 
     nats.restart()?;
     ensure!(nats.port == port && nats.server.pid() != pid);
-    let stream = TcpStream::connect(("127.0.0.1", port)).context("connect to nats")?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut greeting = String::new();
-    BufReader::new(stream).read_line(&mut greeting)?;
+    let greeting = nats_greeting(port)?;
     ensure!(
         greeting.contains(r#""jetstream":true"#),
         "no JetStream after the restart: {greeting}"
@@ -220,12 +216,7 @@ fn nats_halts_and_restarts_on_the_same_port_with_its_store() -> Result<()> {
 
     let store_dir = nats.store_dir.clone();
     drop(nats);
-    ensure!(
-        !store_dir.exists(),
-        "temp store {} left behind",
-        store_dir.display()
-    );
-    Ok(())
+    ensure_removed(&store_dir, "store")
 }
 
 #[test]

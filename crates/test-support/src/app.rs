@@ -98,6 +98,34 @@ impl TestResponse {
         self
     }
 
+    /// Asserts the response is `status` with one error, `message`, and returns it for further
+    /// checks.
+    ///
+    /// # Panics
+    /// When it is not.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, message: &str) -> &Self {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.error_messages(), [message]);
+        self
+    }
+
+    /// Asserts the response refuses `input` (what was sent, for the failure's message) with
+    /// 400, its first error naming `field`, and returns it for further checks.
+    ///
+    /// # Panics
+    /// When it does not.
+    #[track_caller]
+    pub fn assert_bad_field(&self, field: &str, input: &Value) -> &Self {
+        assert_eq!(self.status, StatusCode::BAD_REQUEST, "{input}");
+        assert_eq!(
+            self.body["errors"][0]["field"], field,
+            "{input}: {}",
+            self.body
+        );
+        self
+    }
+
     /// What keeps the body from being in the error shape, or `None` when it is: a non-empty
     /// `errors` array whose entries each have a string `message`, an optional string `field`,
     /// and nothing else. For checks that report instead of panicking (the fuzz tests).
@@ -252,6 +280,27 @@ impl TestApp {
         self.request(Method::DELETE, path, cookie, None).await
     }
 
+    /// Sends `body` to `path` with `method` and no session, asserts the answer is 401, and
+    /// returns it for further checks.
+    ///
+    /// # Panics
+    /// When it is not 401.
+    pub async fn assert_needs_session(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> TestResponse {
+        let response = self.request(method.clone(), path, None, Some(body)).await;
+        assert_eq!(
+            response.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a session: {}",
+            response.body
+        );
+        response
+    }
+
     /// Creates a ticket as `user` and returns it.
     ///
     /// # Panics
@@ -350,6 +399,20 @@ impl TestApp {
     }
 }
 
+/// Asserts that exactly one of `responses` (attempts racing for one thing) is 201 Created, and
+/// returns the others, the attempts that lost, for checks of how they were refused.
+///
+/// # Panics
+/// When none or more than one is.
+#[track_caller]
+pub fn assert_one_created(responses: &[TestResponse]) -> Vec<&TestResponse> {
+    let (created, refused): (Vec<_>, Vec<_>) = responses
+        .iter()
+        .partition(|r| r.status == StatusCode::CREATED);
+    assert_eq!(created.len(), 1);
+    refused
+}
+
 /// Longest a test request may take: far beyond any answer a working service gives, so a hung
 /// request fails its test (naming the request) instead of hanging the run.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -357,10 +420,14 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The HTTP client of the test helpers: no redirects followed, every request bounded by
 /// [`REQUEST_TIMEOUT`].
 pub fn client() -> reqwest::Client {
+    client_builder().build().unwrap_or_default()
+}
+
+/// The settings of [`client`], for a test that needs one more (an unpooled client, say) and
+/// keeps the rest: no redirects followed, every request bounded by [`REQUEST_TIMEOUT`].
+pub fn client_builder() -> reqwest::ClientBuilder {
     common::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap_or_default()
 }

@@ -18,7 +18,9 @@ use std::time::Duration;
 use common::Sessions;
 use common::session::SessionConfig;
 
-pub use app::{REQUEST_TIMEOUT, TestApp, TestResponse, TestUser, client};
+pub use app::{
+    REQUEST_TIMEOUT, TestApp, TestResponse, TestUser, assert_one_created, client, client_builder,
+};
 pub use context::{TestContext, spawn_app};
 pub use events::StoredEvent;
 pub use servers::{Servers, servers, unique_name};

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use utoipa::openapi::OpenApi;
 
 use crate::TestApp;
 
@@ -178,34 +179,72 @@ pub async fn assert_served(app: &TestApp, url: &str) -> Value {
     response.body
 }
 
-/// The whole check of one service's document: [served](assert_served) at `url` and equal to
-/// `document` (the service's `openapi()`), with exactly the `operations` expected
-/// (`"GET /api/tickets/{id}"`, …), and documenting every path that `routes` (the service's
-/// routes files, read with [`routed_paths`]) give axum, except `url` itself and `undocumented`
-/// ones (pages such as Swagger UI's).
+/// What one service's document must be, checked whole by [`ServiceDocument::assert_served_by`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDocument {
+    /// Where the service serves it, e.g. `/api/tickets/openapi.json`.
+    pub url: &'static str,
+    /// Exactly the operations it lists, as `"GET /api/tickets/{id}"`.
+    pub operations: &'static [&'static str],
+    /// The folder of the service's routes files (`src/routes` of its crate): the paths every
+    /// `.rs` file in it gives axum, read with [`routed_paths`], are the paths to document.
+    pub routes_dir: &'static str,
+    /// Routed paths that are not operations (pages such as Swagger UI's).
+    pub undocumented: &'static [&'static str],
+}
+
+impl ServiceDocument {
+    /// Asserts the document is [served](assert_served) by `app` at its URL, equal to
+    /// `document` (the service's `openapi()`), with exactly the operations expected, and
+    /// documenting every path the routes files give axum except its own URL and the
+    /// undocumented ones. Returns it for checks of its own.
+    ///
+    /// # Panics
+    /// On the first disagreement.
+    pub async fn assert_served_by(&self, app: &TestApp, document: &OpenApi) -> Value {
+        let url = self.url;
+        let doc = assert_served(app, url).await;
+        let expected = serde_json::to_value(document).unwrap_or_default();
+        assert!(doc == expected, "{url} is not the service's openapi()");
+        let expected: BTreeSet<String> = self.operations.iter().map(|&o| o.to_owned()).collect();
+        assert_eq!(operations(&doc), expected, "the operations of {url}");
+        let mut routed = routed_paths_in(self.routes_dir);
+        routed.remove(url);
+        for path in self.undocumented {
+            routed.remove(*path);
+        }
+        assert_eq!(routed, documented_paths(&doc), "every route is in {url}");
+        doc
+    }
+}
+
+/// The paths the `.rs` files of `folder` give axum, read with [`routed_paths`].
 ///
 /// # Panics
-/// On the first disagreement.
-pub async fn assert_service_document(
-    app: &TestApp,
-    url: &str,
-    document: &utoipa::openapi::OpenApi,
-    operations: &[&str],
-    routes: &[&str],
-    undocumented: &[&str],
-) -> Value {
-    let doc = assert_served(app, url).await;
-    let expected = serde_json::to_value(document).unwrap_or_default();
-    assert!(doc == expected, "{url} is not the service's openapi()");
-    let expected: BTreeSet<String> = operations.iter().map(|&o| o.to_owned()).collect();
-    assert_eq!(self::operations(&doc), expected, "the operations of {url}");
-    let mut routed: BTreeSet<String> = routes.iter().flat_map(|s| routed_paths(s)).collect();
-    routed.remove(url);
-    for path in undocumented {
-        routed.remove(*path);
+/// When the folder cannot be read or holds no `.rs` file.
+fn routed_paths_in(folder: &str) -> BTreeSet<String> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(error) => panic!("routes folder {folder}: {error}"),
+    };
+    let mut files = 0;
+    let mut routed = BTreeSet::new();
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(error) => panic!("routes folder {folder}: {error}"),
+        };
+        if path.extension().is_none_or(|extension| extension != "rs") {
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(source) => routed.extend(routed_paths(&source)),
+            Err(error) => panic!("{}: {error}", path.display()),
+        }
+        files += 1;
     }
-    assert_eq!(routed, documented_paths(&doc), "every route is in {url}");
-    doc
+    assert!(files > 0, "no routes file in {folder}");
+    routed
 }
 
 /// Asserts that the router serves exactly the documented methods on every documented path:

@@ -110,15 +110,8 @@ impl PrivateStack {
 async fn create_tickets(app: &TestApp, seller: &TestUser) -> Vec<String> {
     let mut ids = Vec::with_capacity(TICKETS);
     for i in 0..TICKETS {
-        let response = app
-            .post(
-                "/api/tickets",
-                Some(&seller.cookie),
-                json!({"title": format!("ticket {i}"), "price": 1.0}),
-            )
-            .await;
-        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
-        ids.push(response.body["id"].as_str().unwrap().to_owned());
+        let ticket = app.create_ticket(seller, &format!("ticket {i}"), 1.0).await;
+        ids.push(ticket["id"].as_str().unwrap().to_owned());
     }
     ids
 }
@@ -486,15 +479,8 @@ async fn mongod_stopped_answers_503_not_ready_and_recovers_by_itself_once_back()
         .await;
     let seller = fake_user();
     let cookie = Some(seller.cookie.as_str());
-    let created = app
-        .post(
-            "/api/tickets",
-            cookie,
-            json!({"title": "gig", "price": 5.0}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED);
-    let id = created.body["id"].as_str().unwrap().to_owned();
+    let created = app.create_ticket(&seller, "gig", 5.0).await;
+    let id = created["id"].as_str().unwrap().to_owned();
     let ticket = format!("/api/tickets/{id}");
     assert_eq!(app.get("/readyz", None).await.status, StatusCode::OK);
 

@@ -62,8 +62,7 @@ async fn an_order_reserves_the_ticket_in_tickets_and_cancelling_frees_it() {
 async fn unknown_api_paths_are_404_in_the_error_shape_and_health_covers_every_dependency() {
     let app = spawn_stack().await;
     let response = app.get("/api/nothing/here", None).await;
-    assert_eq!(response.status, StatusCode::NOT_FOUND);
-    assert_eq!(response.error_messages(), ["Not found"]);
+    response.assert_error(StatusCode::NOT_FOUND, "Not found");
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
     for check in ["auth-mongo", "tickets-mongo", "orders-mongo", "nats"] {
@@ -78,14 +77,7 @@ async fn the_whole_saga_buy_pay_and_expire() {
     let buyer = app.signup("buyer@test.dev", "password").await;
     let mut tickets = Vec::new();
     for title in ["paid", "expired"] {
-        let ticket = app
-            .post(
-                "/api/tickets",
-                Some(&seller.cookie),
-                json!({"title": title, "price": 25}),
-            )
-            .await
-            .body;
+        let ticket = app.create_ticket(&seller, title, 25.0).await;
         tickets.push(ticket["id"].as_str().unwrap().to_owned());
     }
     let mut orders = Vec::new();

@@ -45,19 +45,7 @@ pub(crate) async fn spawn_stack_with(extra: &[(&str, &str)]) -> TestApp {
 pub(crate) async fn seller_buyer_and_ticket(app: &TestApp) -> (TestUser, TestUser, String) {
     let seller = app.signup("seller@test.dev", "password").await;
     let buyer = app.signup("buyer@test.dev", "password").await;
-    let ticket = app
-        .post(
-            "/api/tickets",
-            Some(&seller.cookie),
-            serde_json::json!({"title": "concert", "price": 25}),
-        )
-        .await;
-    assert_eq!(
-        ticket.status,
-        reqwest::StatusCode::CREATED,
-        "{}",
-        ticket.body
-    );
-    let id = ticket.body["id"].as_str().unwrap().to_owned();
+    let ticket = app.create_ticket(&seller, "concert", 25.0).await;
+    let id = ticket["id"].as_str().unwrap().to_owned();
     (seller, buyer, id)
 }

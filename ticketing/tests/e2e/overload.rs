@@ -15,15 +15,8 @@ async fn tickets_recovers_from_a_burst_of_requests_that_clients_abandon() {
     let seller = app.signup("seller@test.dev", "password").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let ticket = app
-            .post(
-                "/api/tickets",
-                Some(&seller.cookie),
-                json!({"title": format!("t{i}"), "price": 10}),
-            )
-            .await;
-        assert_eq!(ticket.status, StatusCode::CREATED);
-        ids.push(ticket.body["id"].as_str().unwrap().to_owned());
+        let ticket = app.create_ticket(&seller, &format!("t{i}"), 10.0).await;
+        ids.push(ticket["id"].as_str().unwrap().to_owned());
     }
 
     // 600 concurrent updates of 5 tickets and 1,500 reads, each given up by its client after

@@ -4,6 +4,7 @@
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use serde_json::json;
+use test_support::TestApp;
 
 async fn page(
     request: reqwest::RequestBuilder,
@@ -12,6 +13,24 @@ async fn page(
     let status = response.status();
     let headers = response.headers().clone();
     (status, headers, response.text().await.unwrap())
+}
+
+/// Signs in as someone@test.dev through the client's form, asking to be sent to `next`.
+async fn sign_in_through_the_form(
+    app: &TestApp,
+    next: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let form = [
+        ("email", "someone@test.dev"),
+        ("password", "password"),
+        ("next", next),
+    ];
+    page(
+        app.http()
+            .post(format!("{}/auth/signin", app.address))
+            .form(&form),
+    )
+    .await
 }
 
 fn location(headers: &reqwest::header::HeaderMap) -> &str {
@@ -55,17 +74,7 @@ async fn pages_that_need_a_session_send_visitors_to_sign_in_and_back() {
         assert_eq!(location(&headers), format!("/auth/signin?next={back}"));
     }
     app.signup("someone@test.dev", "password").await;
-    let form = [
-        ("email", "someone@test.dev"),
-        ("password", "password"),
-        ("next", "/orders"),
-    ];
-    let (status, headers, _) = page(
-        app.http()
-            .post(format!("{}/auth/signin", app.address))
-            .form(&form),
-    )
-    .await;
+    let (status, headers, _) = sign_in_through_the_form(&app, "/orders").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location(&headers), "/orders");
     assert!(
@@ -81,17 +90,7 @@ async fn pages_that_need_a_session_send_visitors_to_sign_in_and_back() {
         "//evil.example/",
         "/\\evil.example",
     ] {
-        let form = [
-            ("email", "someone@test.dev"),
-            ("password", "password"),
-            ("next", foreign),
-        ];
-        let (status, headers, _) = page(
-            app.http()
-                .post(format!("{}/auth/signin", app.address))
-                .form(&form),
-        )
-        .await;
+        let (status, headers, _) = sign_in_through_the_form(&app, foreign).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert_eq!(location(&headers), "/", "{foreign}");
     }
@@ -101,14 +100,8 @@ async fn pages_that_need_a_session_send_visitors_to_sign_in_and_back() {
 async fn titles_are_escaped_and_forms_refuse_garbage_with_a_page() {
     let app = crate::spawn_stack().await;
     let seller = app.signup("seller@test.dev", "password").await;
-    let created = app
-        .post(
-            "/api/tickets",
-            Some(&seller.cookie),
-            json!({"title": "<script>alert(1)</script> & co", "price": 10}),
-        )
+    app.create_ticket(&seller, "<script>alert(1)</script> & co", 10.0)
         .await;
-    assert_eq!(created.status, StatusCode::CREATED);
     let (status, _, body) = page(app.http().get(format!("{}/", app.address))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(

@@ -86,8 +86,7 @@ async fn invalid_utf8_is_a_400() {
 async fn unknown_api_paths_are_404_and_wrong_methods_405_in_the_error_shape() {
     let app = spawn_app().await;
     let response = app.get("/api/users/nope", None).await;
-    assert_eq!(response.status, StatusCode::NOT_FOUND);
-    assert_eq!(response.error_messages(), ["Not found"]);
+    response.assert_error(StatusCode::NOT_FOUND, "Not found");
 
     let response = app.get("/api/users/signup", None).await;
     assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);

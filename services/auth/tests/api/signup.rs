@@ -4,6 +4,7 @@ use futures::future::join_all;
 use mongodb::bson::{Document, doc};
 use reqwest::StatusCode;
 use serde_json::json;
+use test_support::assert_one_created;
 
 use crate::helpers::{body, spawn_app};
 
@@ -134,13 +135,9 @@ async fn missing_fields_and_wrong_types_name_the_field() {
     ];
     for (input, field) in cases {
         let response = app.post("/api/users/signup", None, input.clone()).await;
-        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{input}");
-        response.assert_error_shape();
-        assert_eq!(
-            response.body["errors"][0]["field"], field,
-            "{input}: {}",
-            response.body
-        );
+        response
+            .assert_bad_field(field, &input)
+            .assert_error_shape();
     }
 }
 
@@ -155,8 +152,7 @@ async fn a_second_signup_with_the_same_email_in_any_case_is_refused() {
             body(" DUP@test.com", "other-password"),
         )
         .await;
-    assert_eq!(response.status, StatusCode::BAD_REQUEST);
-    assert_eq!(response.error_messages(), ["Email in use"]);
+    response.assert_error(StatusCode::BAD_REQUEST, "Email in use");
     assert!(response.session_cookie().is_none());
 }
 
@@ -166,14 +162,8 @@ async fn twenty_concurrent_signups_of_one_email_give_exactly_one_201() {
     let attempts =
         (0..20).map(|_| app.post("/api/users/signup", None, body("race@test.com", "password")));
     let responses = join_all(attempts).await;
-    let created = responses
-        .iter()
-        .filter(|r| r.status == StatusCode::CREATED)
-        .count();
-    assert_eq!(created, 1);
-    for response in responses.iter().filter(|r| r.status != StatusCode::CREATED) {
-        assert_eq!(response.status, StatusCode::BAD_REQUEST);
-        assert_eq!(response.error_messages(), ["Email in use"]);
+    for response in assert_one_created(&responses) {
+        response.assert_error(StatusCode::BAD_REQUEST, "Email in use");
     }
     let users = app
         .context

@@ -1,12 +1,23 @@
 //! The end of an order's life: expiration cancels it unless it was paid.
 
-use common::events::{ExpirationComplete, PaymentCreated};
+use common::events::{EventBus, ExpirationComplete, PaymentCreated};
 use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
-use test_support::{TestApp, eventually, fake_user};
+use test_support::{TestApp, TestUser, WAIT, eventually, fake_user};
 
 use crate::helpers::{order, replicated_ticket, spawn_app};
-use test_support::WAIT;
+
+/// The service with one order, by a fake buyer, of a replicated ticket at 5, and the bus of
+/// its namespace. Returns the order's id.
+async fn spawn_with_order() -> (TestApp, EventBus, TestUser, String) {
+    let app = spawn_app().await;
+    let bus = app.context.bus().await;
+    let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
+    let buyer = fake_user();
+    let created = order(&app, &buyer, &ticket_id).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    (app, bus, buyer, id)
+}
 
 async fn status_is(app: &TestApp, cookie: &str, order_id: &str, status: &str) -> serde_json::Value {
     let what = format!("order {order_id} to be {status}");
@@ -21,12 +32,7 @@ async fn status_is(app: &TestApp, cookie: &str, order_id: &str, status: &str) ->
 
 #[tokio::test]
 async fn expiration_cancels_an_unpaid_order_and_publishes_it() {
-    let app = spawn_app().await;
-    let bus = app.context.bus().await;
-    let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
-    let buyer = fake_user();
-    let created = order(&app, &buyer, &ticket_id).await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (app, bus, buyer, id) = spawn_with_order().await;
     bus.publish(&ExpirationComplete {
         order_id: id.clone(),
     })
@@ -45,12 +51,7 @@ async fn expiration_cancels_an_unpaid_order_and_publishes_it() {
 
 #[tokio::test]
 async fn a_paid_order_is_complete_and_never_cancelled() {
-    let app = spawn_app().await;
-    let bus = app.context.bus().await;
-    let ticket_id = replicated_ticket(&app, &bus, 5.0).await;
-    let buyer = fake_user();
-    let created = order(&app, &buyer, &ticket_id).await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (app, bus, buyer, id) = spawn_with_order().await;
     let payment = PaymentCreated {
         id: ObjectId::new().to_hex(),
         order_id: id.clone(),
@@ -69,8 +70,7 @@ async fn a_paid_order_is_complete_and_never_cancelled() {
     let refused = app
         .delete(&format!("/api/orders/{id}"), Some(&buyer.cookie))
         .await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert_eq!(refused.error_messages(), ["Cannot cancel a paid order"]);
+    refused.assert_error(StatusCode::BAD_REQUEST, "Cannot cancel a paid order");
     // The expiration is consumed (acked) without effect: wait until the consumer has no
     // pending message, then check.
     app.context

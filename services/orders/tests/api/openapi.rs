@@ -3,33 +3,28 @@
 
 use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
-use test_support::{fake_user, openapi};
+use test_support::fake_user;
+use test_support::openapi::ServiceDocument;
 
 use crate::helpers::spawn_app;
 
-const DOCUMENT: &str = "/api/orders/openapi.json";
+const DOCUMENT: ServiceDocument = ServiceDocument {
+    url: "/api/orders/openapi.json",
+    operations: &[
+        "GET /api/orders",
+        "POST /api/orders",
+        "GET /api/orders/{id}",
+        "DELETE /api/orders/{id}",
+        "GET /api/orders/tickets/{id}",
+    ],
+    routes_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/src/routes"),
+    undocumented: &[],
+};
 
 #[tokio::test]
 async fn the_document_is_served_and_describes_every_route() {
     let app = spawn_app().await;
-    openapi::assert_service_document(
-        &app,
-        DOCUMENT,
-        &orders::openapi(),
-        &[
-            "GET /api/orders",
-            "POST /api/orders",
-            "GET /api/orders/{id}",
-            "DELETE /api/orders/{id}",
-            "GET /api/orders/tickets/{id}",
-        ],
-        &[
-            include_str!("../../src/routes/orders.rs"),
-            include_str!("../../src/routes/mod.rs"),
-        ],
-        &[],
-    )
-    .await;
+    DOCUMENT.assert_served_by(&app, &orders::openapi()).await;
 }
 
 #[tokio::test]
@@ -40,9 +35,8 @@ async fn the_document_route_leaves_order_ids_alone() {
     let missing = app
         .get(&format!("/api/orders/{id}"), Some(&user.cookie))
         .await;
-    assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert_eq!(missing.error_messages(), ["Not found"]);
-    let doc = app.get(DOCUMENT, Some(&user.cookie)).await;
+    missing.assert_error(StatusCode::NOT_FOUND, "Not found");
+    let doc = app.get(DOCUMENT.url, Some(&user.cookie)).await;
     assert_eq!(doc.status, StatusCode::OK);
     assert_eq!(doc.body["info"]["title"], "ticketing: orders");
 }

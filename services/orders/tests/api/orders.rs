@@ -3,24 +3,18 @@
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
-use test_support::{TestApp, TestContext, eventually, fake_user};
+use test_support::{TestApp, TestContext, WAIT, assert_one_created, eventually, fake_user};
 
 use crate::helpers::{order, publish_update, replica_at, replicated_ticket, spawn_app};
-use test_support::WAIT;
 
 #[tokio::test]
 async fn ordering_requires_a_session_and_a_valid_ticket_id() {
     let app = spawn_app().await;
-    let response = app
-        .post(
-            "/api/orders",
-            None,
-            json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"}),
-        )
+    let body = json!({"ticketId": "5f1e0f3a9d3b2c0017a1b2c3"});
+    app.assert_needs_session(Method::POST, "/api/orders", body)
         .await;
-    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
     let user = fake_user();
     for body in [
         json!({}),
@@ -31,12 +25,7 @@ async fn ordering_requires_a_session_and_a_valid_ticket_id() {
         let response = app
             .post("/api/orders", Some(&user.cookie), body.clone())
             .await;
-        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(
-            response.body["errors"][0]["field"], "ticketId",
-            "{body}: {}",
-            response.body
-        );
+        response.assert_bad_field("ticketId", &body);
     }
 }
 
@@ -106,8 +95,7 @@ async fn a_reserved_ticket_cannot_be_ordered_again_until_cancelled() {
             json!({"ticketId": ticket_id}),
         )
         .await;
-    assert_eq!(again.status, StatusCode::BAD_REQUEST);
-    assert_eq!(again.error_messages(), ["Ticket is already reserved"]);
+    again.assert_error(StatusCode::BAD_REQUEST, "Ticket is already reserved");
     let owner_cancel = app
         .delete(
             &format!("/api/orders/{}", first["id"].as_str().unwrap()),
@@ -135,12 +123,7 @@ async fn buyers_racing_for_one_ticket_get_exactly_one_order() {
         )
     });
     let responses = join_all(attempts).await;
-    let created = responses
-        .iter()
-        .filter(|r| r.status == StatusCode::CREATED)
-        .count();
-    assert_eq!(created, 1);
-    for refused in responses.iter().filter(|r| r.status != StatusCode::CREATED) {
+    for refused in assert_one_created(&responses) {
         assert_eq!(
             refused.error_messages(),
             ["Ticket is already reserved"],
@@ -285,8 +268,7 @@ async fn a_stranger_can_neither_see_nor_cancel_an_order_nor_learn_its_state() {
         app.delete(&path, Some(&stranger.cookie)).await,
         app.get(&path, Some(&stranger.cookie)).await,
     ] {
-        assert_eq!(response.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(response.error_messages(), ["Not authorized"]);
+        response.assert_error(StatusCode::UNAUTHORIZED, "Not authorized");
     }
     let unchanged = app.get(&path, Some(&owner.cookie)).await.body;
     assert_eq!(unchanged["status"], "created");

@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime};
 use common::events::{OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, TicketRef};
 use futures::future::join_all;
 use mongodb::bson::{DateTime, oid::ObjectId};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
-use test_support::{TestApp, TestUser, WAIT, eventually, fake_user};
+use test_support::{TestApp, TestUser, WAIT, assert_one_created, eventually, fake_user};
 
 pub(crate) async fn spawn_app() -> TestApp {
     test_support::spawn_app::<payments::Config>().await
@@ -61,14 +61,9 @@ async fn pay(
 #[tokio::test]
 async fn paying_requires_a_session_and_a_valid_body() {
     let app = spawn_app().await;
-    let response = app
-        .post(
-            "/api/payments",
-            None,
-            json!({"token": "tok_visa", "orderId": ObjectId::new().to_hex()}),
-        )
+    let body = json!({"token": "tok_visa", "orderId": ObjectId::new().to_hex()});
+    app.assert_needs_session(Method::POST, "/api/payments", body)
         .await;
-    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
     let user = fake_user();
     for (body, field) in [
         (json!({"orderId": ObjectId::new().to_hex()}), "token"),
@@ -82,12 +77,7 @@ async fn paying_requires_a_session_and_a_valid_body() {
         let response = app
             .post("/api/payments", Some(&user.cookie), body.clone())
             .await;
-        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(
-            response.body["errors"][0]["field"], field,
-            "{body}: {}",
-            response.body
-        );
+        response.assert_bad_field(field, &body);
     }
 }
 
@@ -113,8 +103,7 @@ async fn a_valid_card_pays_once_and_publishes_payment_created() {
     assert_eq!(paid.body.as_object().unwrap().len(), 1);
 
     let again = pay(&app, &buyer, &order_id, "tok_visa").await;
-    assert_eq!(again.status, StatusCode::BAD_REQUEST);
-    assert_eq!(again.error_messages(), ["Order already paid"]);
+    again.assert_error(StatusCode::BAD_REQUEST, "Order already paid");
 
     let event = eventually("payment:created", WAIT, || async {
         app.context
@@ -135,8 +124,7 @@ async fn a_declined_card_is_400_with_the_reason_and_another_card_may_follow() {
     let buyer = fake_user();
     let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
     let declined = pay(&app, &buyer, &order_id, "tok_chargeDeclined").await;
-    assert_eq!(declined.status, StatusCode::BAD_REQUEST);
-    assert_eq!(declined.error_messages(), ["Your card was declined."]);
+    declined.assert_error(StatusCode::BAD_REQUEST, "Your card was declined.");
     assert_eq!(declined.body["errors"][0]["field"], "token");
     let paid = pay(&app, &buyer, &order_id, "tok_visa").await;
     assert_eq!(paid.status, StatusCode::CREATED);
@@ -169,8 +157,7 @@ async fn a_cancelled_or_expired_order_cannot_be_paid() {
     // Past expiresAt: refused even though no cancellation arrived.
     let expired = replicated_order(&app, &buyer, Duration::ZERO).await;
     let response = pay(&app, &buyer, &expired, "tok_visa").await;
-    assert_eq!(response.status, StatusCode::BAD_REQUEST);
-    assert_eq!(response.error_messages(), ["Order has expired"]);
+    response.assert_error(StatusCode::BAD_REQUEST, "Order has expired");
 }
 
 #[tokio::test]
@@ -180,16 +167,8 @@ async fn concurrent_attempts_for_one_order_give_exactly_one_payment() {
     let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
     let attempts = (0..10).map(|_| pay(&app, &buyer, &order_id, "tok_visa"));
     let responses = join_all(attempts).await;
-    let created = responses
-        .iter()
-        .filter(|r| r.status == StatusCode::CREATED)
-        .count();
-    assert_eq!(created, 1);
-    assert!(
-        responses
-            .iter()
-            .all(|r| r.status == StatusCode::CREATED || r.status == StatusCode::BAD_REQUEST)
-    );
+    let refused = assert_one_created(&responses);
+    assert!(refused.iter().all(|r| r.status == StatusCode::BAD_REQUEST));
     let db = app.context.database("payments").await;
     let payments = db.collection::<mongodb::bson::Document>("payments");
     assert_eq!(
@@ -208,8 +187,7 @@ async fn a_stranger_learns_nothing_of_the_order_and_charges_nothing() {
     let stranger = fake_user();
     let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
     let refused = pay(&app, &stranger, &order_id, "tok_visa").await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(refused.error_messages(), ["Not authorized"]);
+    refused.assert_error(StatusCode::UNAUTHORIZED, "Not authorized");
     let payments = app
         .context
         .database("payments")
@@ -228,6 +206,5 @@ async fn a_stranger_learns_nothing_of_the_order_and_charges_nothing() {
         StatusCode::CREATED
     );
     let after = pay(&app, &stranger, &order_id, "tok_visa").await;
-    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(after.error_messages(), ["Not authorized"]);
+    after.assert_error(StatusCode::UNAUTHORIZED, "Not authorized");
 }

@@ -1,32 +1,14 @@
 //! Tickets and events: what it publishes, how it reacts to orders, and what survives a crash.
 
 use bytes::Bytes;
-use common::events::{
-    Event as _, OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, Subject,
-    TicketRef,
-};
+use common::events::{Event as _, OrderCancelled, Outbox, Subject, TicketRef};
 use common::mongo::Transaction;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::{TestApp, TestContext, eventually, fake_user};
+use test_support::{TestApp, TestContext, WAIT, eventually, fake_user};
 
-use crate::helpers::{build, spawn_app};
-use test_support::WAIT;
-
-fn order_created(order_id: &str, ticket_id: &str) -> OrderCreated {
-    OrderCreated {
-        id: order_id.to_owned(),
-        version: 0,
-        status: OrderStatus::Created,
-        user_id: "buyer".to_owned(),
-        expires_at: "2030-01-01T00:00:00.000Z".to_owned(),
-        ticket: OrderCreatedTicket {
-            id: ticket_id.to_owned(),
-            price: 10.0,
-        },
-    }
-}
+use crate::helpers::{build, order_created, publish_poison, spawn_app, spawn_with_ticket};
 
 fn order_cancelled(order_id: &str, ticket_id: &str) -> OrderCancelled {
     OrderCancelled {
@@ -67,11 +49,7 @@ async fn creates_and_updates_publish_versioned_events() {
 
 #[tokio::test]
 async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
-    let app = spawn_app().await;
-    let bus = app.context.bus().await;
-    let user = fake_user();
-    let ticket = app.create_ticket(&user, "concert", 5.0).await;
-    let id = ticket["id"].as_str().unwrap().to_owned();
+    let (app, bus, user, id) = spawn_with_ticket().await;
     let order_id = ObjectId::new().to_hex();
 
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
@@ -94,8 +72,7 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
             json!({"title": "x", "price": 1}),
         )
         .await;
-    assert_eq!(edit.status, StatusCode::BAD_REQUEST);
-    assert_eq!(edit.error_messages(), ["Cannot edit a reserved ticket"]);
+    edit.assert_error(StatusCode::BAD_REQUEST, "Cannot edit a reserved ticket");
     // Someone else learns nothing about the reservation: ownership is checked first.
     let stranger = app
         .put(
@@ -104,8 +81,7 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
             json!({"title": "x", "price": 1}),
         )
         .await;
-    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(stranger.error_messages(), ["Not authorized"]);
+    stranger.assert_error(StatusCode::UNAUTHORIZED, "Not authorized");
 
     bus.publish(&order_cancelled(&order_id, &id)).await.unwrap();
     let freed = app
@@ -134,11 +110,7 @@ async fn an_order_reserves_the_ticket_and_its_cancellation_frees_it() {
 
 #[tokio::test]
 async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing() {
-    let app = spawn_app().await;
-    let bus = app.context.bus().await;
-    let user = fake_user();
-    let ticket = app.create_ticket(&user, "concert", 5.0).await;
-    let id = ticket["id"].as_str().unwrap().to_owned();
+    let (app, bus, _, id) = spawn_with_ticket().await;
     let order_id = ObjectId::new().to_hex();
 
     // Out of order, and each one twice (a different message id defeats JetStream's dedup,
@@ -180,19 +152,9 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
 
 #[tokio::test]
 async fn a_malformed_order_event_is_dead_lettered_and_the_stream_keeps_flowing() {
-    let app = spawn_app().await;
-    let bus = app.context.bus().await;
-    let user = fake_user();
-    let ticket = app.create_ticket(&user, "concert", 5.0).await;
-    let id = ticket["id"].as_str().unwrap().to_owned();
+    let (app, bus, _, id) = spawn_with_ticket().await;
 
-    bus.publish_bytes(
-        bus.subject(Subject::OrderCreated),
-        async_nats::HeaderMap::new(),
-        Bytes::from_static(b"{not json"),
-    )
-    .await
-    .unwrap();
+    publish_poison(&bus).await;
     let order_id = ObjectId::new().to_hex();
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
 

@@ -1,22 +1,18 @@
 //! `/metrics` of the tickets service: requests by route template, the events it publishes and
 //! consumes, and the backlogs read at scrape time.
 
-use bytes::Bytes;
-use common::events::{OrderCreated, OrderCreatedTicket, OrderStatus, Subject};
 use common::metrics::names::*;
+use mongodb::bson::oid::ObjectId;
 use reqwest::StatusCode;
 use test_support::fake_user;
 use test_support::metrics::metrics_where;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{order_created, publish_poison, spawn_app, spawn_with_ticket};
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_events_by_subject_and_consumer() {
-    let app = spawn_app().await;
-    let bus = app.context.bus().await;
-    let user = fake_user();
-    let ticket = app.create_ticket(&user, "concert", 5.0).await;
-    let id = ticket["id"].as_str().unwrap();
+    let (app, bus, _, id) = spawn_with_ticket().await;
+    let id = id.as_str();
     for _ in 0..2 {
         let shown = app.get(&format!("/api/tickets/{id}"), None).await;
         assert_eq!(shown.status, StatusCode::OK);
@@ -29,24 +25,8 @@ async fn metrics_count_requests_by_route_and_events_by_subject_and_consumer() {
     );
 
     // One poison message, then an order that reserves the ticket (and publishes an update).
-    bus.publish_bytes(
-        bus.subject(Subject::OrderCreated),
-        async_nats::HeaderMap::new(),
-        Bytes::from_static(b"{not json"),
-    )
-    .await
-    .unwrap();
-    let order = OrderCreated {
-        id: mongodb::bson::oid::ObjectId::new().to_hex(),
-        version: 0,
-        status: OrderStatus::Created,
-        user_id: "buyer".to_owned(),
-        expires_at: "2030-01-01T00:00:00.000Z".to_owned(),
-        ticket: OrderCreatedTicket {
-            id: id.to_owned(),
-            price: 5.0,
-        },
-    };
+    publish_poison(&bus).await;
+    let order = order_created(&ObjectId::new().to_hex(), id);
     bus.publish(&order).await.unwrap();
 
     let reserve = r#"{service="tickets",consumer="tickets-order-created"}"#;

@@ -1,8 +1,8 @@
 //! The HTTP API of tickets: every DESIGN.md row.
 
 use futures::future::join_all;
-use reqwest::StatusCode;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 use test_support::{TestApp, TestContext, fake_user};
 
 use crate::helpers::{build, spawn_app};
@@ -10,15 +10,11 @@ use crate::helpers::{build, spawn_app};
 #[tokio::test]
 async fn creating_a_ticket_requires_a_session() {
     let app = spawn_app().await;
+    let body = json!({"title": "concert", "price": 10});
     let response = app
-        .post(
-            "/api/tickets",
-            None,
-            json!({"title": "concert", "price": 10}),
-        )
+        .assert_needs_session(Method::POST, "/api/tickets", body)
         .await;
-    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(response.error_messages(), ["Not authorized"]);
+    response.assert_error(StatusCode::UNAUTHORIZED, "Not authorized");
 }
 
 #[tokio::test]
@@ -60,13 +56,7 @@ async fn invalid_titles_and_prices_are_400_with_their_field() {
         let response = app
             .post("/api/tickets", Some(&user.cookie), body.clone())
             .await;
-        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
-        response.assert_error_shape();
-        assert_eq!(
-            response.body["errors"][0]["field"], field,
-            "{body}: {}",
-            response.body
-        );
+        response.assert_bad_field(field, &body).assert_error_shape();
     }
 }
 
@@ -110,10 +100,8 @@ async fn update_checks_session_then_body_then_existence_then_owner() {
     let path = format!("/api/tickets/{}", ticket["id"].as_str().unwrap());
     let valid = json!({"title": "x", "price": 1});
 
-    assert_eq!(
-        app.put(&path, None, valid.clone()).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    app.assert_needs_session(Method::PUT, &path, valid.clone())
+        .await;
     let bad_body = app
         .put(
             "/api/tickets/nope",
@@ -178,13 +166,7 @@ async fn the_list_shows_unreserved_tickets_newest_first_with_paging() {
     }
     let all = app.get("/api/tickets", None).await;
     assert_eq!(all.status, StatusCode::OK);
-    let listed: Vec<_> = all
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].clone())
-        .collect();
+    let listed = ids_of(&all.body);
     let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
     assert_eq!(listed, newest_first);
     assert!(all.headers.get("link").is_none());
@@ -201,14 +183,16 @@ async fn the_list_shows_unreserved_tickets_newest_first_with_paging() {
     assert!(link.ends_with("rel=\"next\""), "{link}");
     let next = link.trim_start_matches('<').split('>').next().unwrap();
     let second = app.get(next, None).await;
-    let second_ids: Vec<_> = second
-        .body
-        .as_array()
+    assert_eq!(ids_of(&second.body), newest_first[2..4]);
+}
+
+/// The ids of a list of tickets, in order.
+fn ids_of(list: &Value) -> Vec<Value> {
+    list.as_array()
         .unwrap()
         .iter()
         .map(|t| t["id"].clone())
-        .collect();
-    assert_eq!(second_ids, newest_first[2..4]);
+        .collect()
 }
 
 #[tokio::test]
