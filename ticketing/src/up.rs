@@ -8,8 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::Context as _;
 use common::config::Env;
-use common::security::HttpSecurity;
-use common::server::{Launch, Server, Service};
+use common::server::{HttpConfig, Launch, Server, Service};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
@@ -127,7 +126,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             env = env.with(name, LOCAL_AUTH_RATE_LIMIT);
         }
     }
-    let security = HttpSecurity::from_env(&env)?;
+    let http = HttpConfig::from_env(&env)?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -154,7 +153,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     })
     .await?;
     let names: Vec<_> = services.iter().map(|s| s.name).collect();
-    let server = Server::from_listener(listener, services, shutdown)?.with_security(security);
+    let server = Server::from_listener(listener, services, shutdown)?.with_http(&http);
     tracing::info!(
         services = ?names,
         url = %format!("http://{}", server.local_addr()?),

@@ -51,12 +51,19 @@ pub enum ApiError {
     /// 401 `Not authorized`: not signed in, or not the owner of the record.
     #[error("not authorized")]
     NotAuthorized,
+    /// 403: the request came from another site (a cross-site form post), or without the
+    /// token that proves it came from this one.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 `Not found`: no such record or route (also for malformed ids).
     #[error("not found")]
     NotFound,
     /// 409: a concurrent change won; the client may retry.
     #[error("{0}")]
     Conflict(String),
+    /// 408 `Request body not received in time`: the client sent its body too slowly.
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// 413: the body is larger than the server accepts.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -65,6 +72,13 @@ pub enum ApiError {
     #[error("rate limited for {retry_after:?}")]
     TooManyRequests {
         /// How long until the next request would be allowed.
+        retry_after: Duration,
+    },
+    /// 503 `Service busy, try again later`, with `Retry-After`: the service has as much work
+    /// waiting as it takes, or a request ran past its time.
+    #[error("overloaded")]
+    Overloaded {
+        /// When to try again.
         retry_after: Duration,
     },
     /// 503: a dependency (MongoDB, NATS) is unreachable; retrying later may succeed.
@@ -91,11 +105,13 @@ impl ApiError {
         match self {
             Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotAuthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -110,7 +126,9 @@ impl ApiError {
         };
         let errors = match self {
             Self::Validation(errors) => errors.clone(),
-            Self::BadRequest(m) | Self::Conflict(m) => message(m),
+            Self::BadRequest(m) | Self::Conflict(m) | Self::Forbidden(m) => message(m),
+            Self::RequestTimeout => message("Request body not received in time"),
+            Self::Overloaded { .. } => message("Service busy, try again later"),
             Self::NotAuthorized => message("Not authorized"),
             Self::NotFound => message("Not found"),
             Self::PayloadTooLarge => message("Request body too large"),
@@ -154,7 +172,7 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(error = %self, "request refused"),
         }
         let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if let Self::TooManyRequests { retry_after } = self {
+        if let Self::TooManyRequests { retry_after } | Self::Overloaded { retry_after } = self {
             // Whole seconds, rounded up: a client that waits that long is let through.
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response

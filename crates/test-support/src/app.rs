@@ -430,4 +430,7 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
+        // Closed before the server closes idle connections (its header timeout, 10 s by
+        // default), so that no request races a close.
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
 }

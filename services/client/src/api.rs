@@ -135,6 +135,10 @@ struct Credentials<'a> {
     password: &'a str,
 }
 
+/// How long an idle connection to an API is kept for the next call: less than the servers'
+/// idle timeout (`Limits::header_timeout`, 10 s by default).
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The public APIs, reached at one base URL, or some of them at their own.
 #[derive(Debug, Clone)]
 pub(crate) struct Api {
@@ -152,6 +156,9 @@ impl Api {
         let http = reqwest::Client::builder()
             .timeout(API_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // Idle connections go before the servers close them (`HTTP_HEADER_TIMEOUT_SECONDS`),
+            // so a request never races a close.
+            .pool_idle_timeout(POOL_IDLE)
             .build()?;
         Ok(Self {
             http,

@@ -47,7 +47,7 @@ impl MongoConfig {
             .await
             .context("parse MONGO_URL")?;
         options.app_name = Some(service.to_owned());
-        // Every request in flight can hold a connection (see server::MAX_IN_FLIGHT), with room
+        // Every request in flight can hold a connection (see `server::Limits::max_in_flight`), with room
         // for the event consumers, the outbox relay and readiness checks.
         options.max_pool_size = Some(options.max_pool_size.unwrap_or(POOL_SIZE));
         // Fail a request quickly when MongoDB is down instead of hanging for the default 30 s.

@@ -4,26 +4,31 @@
 
 use std::net::SocketAddr;
 
+use super::Limits;
 use crate::config::{ConfigError, Env, listen_addr};
 use crate::mongo::MongoConfig;
 use crate::security::HttpSecurity;
 use crate::session::SessionConfig;
 
-/// Where a service's server listens, and the browser protections it serves with.
+/// Where a service's server listens, the browser protections it serves with, and what one
+/// client, or many, may take of it.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// `HOST`/`PORT`.
     pub listen: SocketAddr,
     /// `CORS_ALLOWED_ORIGINS`, and HSTS when `COOKIE_SECURE`.
     pub security: HttpSecurity,
+    /// `HTTP_*` timeouts and bounds.
+    pub limits: Limits,
 }
 
 impl HttpConfig {
-    /// Reads `HOST`, `PORT`, `CORS_ALLOWED_ORIGINS` and `COOKIE_SECURE`.
+    /// Reads `HOST`, `PORT`, `CORS_ALLOWED_ORIGINS`, `COOKIE_SECURE` and the `HTTP_*` limits.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             listen: listen_addr(env)?,
             security: HttpSecurity::from_env(env)?,
+            limits: Limits::from_env(env)?,
         })
     }
 }

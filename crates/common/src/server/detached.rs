@@ -4,7 +4,7 @@ use futures::future::BoxFuture;
 
 /// Runs the rest of the request to its end even when the client hangs up halfway: polled in
 /// place while the connection waits for it, and handed to a task of its own only if dropped
-/// unfinished. A request waiting for its turn (`MAX_IN_FLIGHT`) still leaves at once.
+/// unfinished. A request waiting for its turn (`admission.rs`) still leaves at once.
 ///
 /// Why: the MongoDB driver hands a freed connection to the next waiter only, and when that
 /// waiter was abandoned (its future dropped) the connection goes back unused until the pool's

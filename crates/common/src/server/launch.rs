@@ -43,7 +43,7 @@ pub async fn run<C: Launch>() -> anyhow::Result<()> {
         let http = config.http();
         Server::bind(http.listen, vec![service], shutdown)
             .await?
-            .with_security(http.security.clone())
+            .with_http(http)
             .run()
             .await
     }

@@ -1,5 +1,5 @@
 //! The layers every server puts around its routes: request id, tracing span, security headers
-//! and CORS, panic guard, body limit, and the error-shaped 405.
+//! and CORS, the request's time bounds, panic guard, body limit, and the error-shaped 405.
 
 use std::time::Duration;
 
@@ -12,19 +12,32 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
-use super::BODY_LIMIT_BYTES;
+use super::{BODY_LIMIT_BYTES, Limits, bounds};
 use crate::security::HttpSecurity;
 
 /// The layers every server applies, outermost first: request id, tracing span, security
-/// headers and CORS (see [`HttpSecurity`]), panic guard, body limit, and the error-shaped 405
-/// fallback (the 404 fallback is the server's: JSON, or the client's page).
-pub fn with_common_layers(router: Router, security: &HttpSecurity) -> Router {
+/// headers and CORS (see [`HttpSecurity`]), the request's time bounds and its body read whole
+/// (`bounds.rs`), panic guard, body limit, and the error-shaped 405 fallback (the 404 fallback
+/// is the server's: JSON, or the client's page).
+pub(super) fn with_common_layers(
+    router: Router,
+    security: &HttpSecurity,
+    limits: &Limits,
+) -> Router {
     // Each `Router::layer` call boxes every route once more (an allocation and a clone per
     // request), so the layers go on in as few calls as possible.
     let router = router
         .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(
             tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    *limits,
+                    bounds::bound_request,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    *limits,
+                    bounds::read_body,
+                ))
                 .layer(CatchPanicLayer::custom(
                     |_panic: Box<dyn std::any::Any + Send>| {
                         tracing::error!("handler panicked");

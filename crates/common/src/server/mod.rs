@@ -5,63 +5,62 @@
 //! one port. Both go through [`Server`], so they behave the same, and both build a service the
 //! same way ([`Launch`]).
 
+mod accept;
+mod admission;
+mod bounds;
 mod config;
 mod detached;
 mod launch;
 mod layers;
+mod limits;
 mod service;
 
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{HttpConfig, ServiceConfig};
 pub use launch::{Backend, HEALTHCHECK, Launch, run};
-pub use layers::with_common_layers;
+pub use limits::Limits;
 pub use service::Service;
 
 use crate::health;
 use crate::metrics::{self, HttpMetrics};
 use crate::security::HttpSecurity;
 use crate::task::BackgroundTask;
+use layers::with_common_layers;
 
 /// Largest request body any endpoint accepts; larger ones get 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-/// Requests one service handles at once; more wait their turn in a fair queue that a client
-/// leaves cleanly by hanging up. Kept below the MongoDB pool size
-/// ([`crate::mongo::POOL_SIZE`]) so that requests rarely queue inside the driver.
-pub const MAX_IN_FLIGHT: usize = 64;
-
 /// A bound HTTP server for one or more services.
 pub struct Server {
     listener: TcpListener,
-    router: Router,
+    services: Vec<Service>,
     security: HttpSecurity,
-    tasks: Vec<(String, BackgroundTask)>,
+    limits: Limits,
     shutdown: CancellationToken,
-    http_metrics: HttpMetrics,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl Server {
-    /// Binds `addr` (port 0 picks a free port) and composes the services' routes.
+    /// Binds `addr` (port 0 picks a free port) for the services.
     ///
     /// `shutdown` stops the server and its background tasks; `/readyz` turns 503 as soon as
-    /// it is cancelled so traffic drains before the process exits. Browser protections are
-    /// the strict defaults until [`Server::with_security`] sets the configured ones.
+    /// it is cancelled so traffic drains before the process exits. Browser protections and
+    /// limits are the defaults until [`Server::with_http`] sets the configured ones.
     pub async fn bind(
         addr: SocketAddr,
         services: Vec<Service>,
@@ -83,57 +82,23 @@ impl Server {
         services: Vec<Service>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
-        let mut router = Router::new();
-        let mut checks = Vec::new();
-        let mut tasks = Vec::new();
-        let mut fallback = None;
-        let mut watched = Vec::new();
-        for service in services {
-            if let Some(own) = service.fallback {
-                anyhow::ensure!(fallback.is_none(), "two services bring a fallback");
-                fallback = Some(own);
-            }
-            // One semaphore for all the service's routes (the global layer shares it).
-            router = router.merge(
-                service.router.layer(
-                    tower::ServiceBuilder::new()
-                        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                            MAX_IN_FLIGHT,
-                        ))
-                        .layer(axum::middleware::from_fn(detached::detached)),
-                ),
-            );
-            watched.push((service.name, service.metrics));
-            checks.extend(service.checks);
-            tasks.extend(
-                service
-                    .tasks
-                    .into_iter()
-                    .map(|(name, task)| (format!("{}/{name}", service.name), task)),
-            );
-        }
-        let router = router.merge(health::router(checks, shutdown.clone()));
-        let http_metrics = HttpMetrics::default();
-        let router = router.merge(metrics::router(http_metrics.clone(), watched));
-        let router = match fallback {
-            Some(fallback) => router.fallback_service(fallback),
-            None => router.fallback(crate::error::not_found),
-        };
+        let fallbacks = services.iter().filter(|s| s.fallback.is_some()).count();
+        anyhow::ensure!(fallbacks <= 1, "two services bring a fallback");
         Ok(Self {
             listener,
-            router,
+            services,
             security: HttpSecurity::default(),
-            tasks,
+            limits: Limits::default(),
             shutdown,
-            http_metrics,
         })
     }
 
-    /// Serves with these browser protections (`CORS_ALLOWED_ORIGINS`, HSTS) instead of the
-    /// strict defaults.
+    /// Serves with these browser protections (`CORS_ALLOWED_ORIGINS`, HSTS) and limits
+    /// instead of the defaults.
     #[must_use]
-    pub fn with_security(mut self, security: HttpSecurity) -> Self {
-        self.security = security;
+    pub fn with_http(mut self, http: &HttpConfig) -> Self {
+        self.security = http.security.clone();
+        self.limits = http.limits;
         self
     }
 
@@ -155,15 +120,19 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             listener,
-            router,
+            services,
             security,
-            tasks,
+            limits,
             shutdown,
-            http_metrics,
         } = self;
-        // Outermost, so that it also counts what the common layers answer (a panic's 500, CORS
-        // preflights) and times them.
-        let router = with_common_layers(router, &security).layer(http_metrics.layer());
+        let (router, tasks) = compose(services, &limits, &shutdown);
+        // Outermost, so that it also counts what the common layers answer (a panic's 500, a
+        // 408, CORS preflights) and times them.
+        let http_metrics = HttpMetrics::default();
+        let router = router
+            .router
+            .merge(metrics::router(http_metrics.clone(), router.watched));
+        let router = with_common_layers(router, &security, &limits).layer(http_metrics.layer());
         let mut set = JoinSet::new();
         for (name, task) in tasks {
             let token = shutdown.clone();
@@ -184,18 +153,8 @@ impl Server {
             });
         }
         let addr = listener.local_addr().context("read local address")?;
-        tracing::info!(%addr, "listening");
-        let listener = listener.tap_io(|stream| {
-            // Small JSON responses: don't wait for Nagle.
-            let _ = stream.set_nodelay(true);
-        });
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serve http");
+        tracing::info!(%addr, ?limits, "listening");
+        accept::serve(listener, router, &limits, shutdown.clone()).await;
         shutdown.cancel();
         let mut failed = None;
         while let Some(joined) = set.join_next().await {
@@ -208,7 +167,57 @@ impl Server {
                 Ok(Ok(())) => {}
             }
         }
-        served?;
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// The services' routes behind their admission (slots and queue, one per service) and the
+/// detached run of each request, with `/healthz`, `/readyz` and the fallback.
+fn compose(
+    services: Vec<Service>,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> (Composed, Vec<(String, BackgroundTask)>) {
+    let mut router = Router::new();
+    let mut checks = Vec::new();
+    let mut tasks = Vec::new();
+    let mut fallback = None;
+    let mut watched = Vec::new();
+    for service in services {
+        if let Some(own) = service.fallback {
+            fallback = Some(own);
+        }
+        let admission = admission::Admission::new(limits);
+        checks.push(admission.readiness_check(service.name));
+        router = router.merge(
+            service.router.layer(
+                tower::ServiceBuilder::new()
+                    .layer(axum::middleware::from_fn_with_state(
+                        admission,
+                        admission::admit,
+                    ))
+                    .layer(axum::middleware::from_fn(detached::detached)),
+            ),
+        );
+        watched.push((service.name, service.metrics));
+        checks.extend(service.checks);
+        tasks.extend(
+            service
+                .tasks
+                .into_iter()
+                .map(|(name, task)| (format!("{}/{name}", service.name), task)),
+        );
+    }
+    let router = router.merge(health::router(checks, shutdown.clone()));
+    let router = match fallback {
+        Some(fallback) => router.fallback_service(fallback),
+        None => router.fallback(crate::error::not_found),
+    };
+    (Composed { router, watched }, tasks)
+}
+
+/// The composed routes, and the services whose events `/metrics` reports.
+struct Composed {
+    router: Router,
+    watched: Vec<(&'static str, metrics::ServiceMetrics)>,
 }

@@ -1,0 +1,90 @@
+//! Admission: at most `max_in_flight` requests of one service run at once; up to `max_queued`
+//! wait for their turn, first come first served; beyond that a request is refused at once with
+//! 503 and `Retry-After`, so that a flood cannot pile up unbounded work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use tokio::sync::Semaphore;
+
+use super::Limits;
+use crate::error::ApiError;
+use crate::health::ReadinessCheck;
+
+/// How long a refused client is asked to wait.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// One service's slots and its queue.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    slots: Semaphore,
+    queued: AtomicUsize,
+    max_queued: usize,
+}
+
+impl Admission {
+    pub(crate) fn new(limits: &Limits) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Semaphore::new(limits.max_in_flight),
+            queued: AtomicUsize::new(0),
+            max_queued: limits.max_queued,
+        })
+    }
+
+    /// Readiness: the service can take more work (its queue is not full).
+    pub(crate) fn readiness_check(self: &Arc<Self>, service: &str) -> ReadinessCheck {
+        let this = Arc::clone(self);
+        ReadinessCheck::new(format!("{service}-capacity"), move || {
+            let full = this.queued.load(Ordering::Relaxed) >= this.max_queued;
+            async move {
+                anyhow::ensure!(!full, "its queue of requests is full");
+                Ok(())
+            }
+        })
+    }
+}
+
+/// Leaves the queue when dropped, also when the client gives up while waiting.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The middleware: a slot at once, else a place in the queue, else 503.
+pub(crate) async fn admit(
+    State(admission): State<Arc<Admission>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _slot = match admission.slots.try_acquire() {
+        Ok(slot) => slot,
+        Err(_) => {
+            let waiting = admission.queued.fetch_add(1, Ordering::Relaxed);
+            let _place = Waiting(&admission.queued);
+            if waiting >= admission.max_queued {
+                return ApiError::Overloaded {
+                    retry_after: RETRY_AFTER,
+                }
+                .into_response();
+            }
+            match admission.slots.acquire().await {
+                Ok(slot) => slot,
+                // Never closed; answer as if full rather than panic.
+                Err(_) => {
+                    return ApiError::Overloaded {
+                        retry_after: RETRY_AFTER,
+                    }
+                    .into_response();
+                }
+            }
+        }
+    };
+    next.run(request).await
+}
