@@ -93,7 +93,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         ("MONGO_DB", database.clone()),
         ("NATS_URL", args.nats_url.clone()),
         ("EVENT_NAMESPACE", namespace.clone()),
-        ("JWT_KEY", "catchup".to_owned()),
+        ("JWT_KEY", common::session::DEVELOPMENT_KEYS[0].to_owned()),
+        ("COOKIE_SECURE", "false".to_owned()),
         ("PORT", "0".to_owned()),
     ]);
     let config = <orders::Config as common::config::FromEnv>::from_env(&env)?;

@@ -121,6 +121,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let shutdown = common::shutdown::on_signal();
     let mut env = Env::process();
+    if env.get("JWT_KEY").is_none() {
+        // A laptop's stack signs with the published development key; with COOKIE_SECURE=true
+        // (anything real visitors reach) the services refuse it.
+        env = env.with("JWT_KEY", common::session::DEVELOPMENT_KEYS[0]);
+    }
     for name in ["AUTH_RATE_LIMIT_PER_MINUTE", "AUTH_RATE_LIMIT_BURST"] {
         if env.get(name).is_none() {
             env = env.with(name, LOCAL_AUTH_RATE_LIMIT);

@@ -13,8 +13,6 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cmd;
 
-/// Signs session tokens when `JWT_KEY` is unset; fine for a laptop, never for a deployment.
-const DEV_JWT_KEY: &str = "dev-only-jwt-key-change-me-0123456789abcdef";
 const APP_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Arguments of `cargo xtask up`.
@@ -94,10 +92,6 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
     app.arg("up")
         .env("MONGO_URL", &mongo_url)
         .env("NATS_URL", &nats_url)
-        .env(
-            "JWT_KEY",
-            env_var("JWT_KEY").unwrap_or_else(|| DEV_JWT_KEY.into()),
-        )
         .env("COOKIE_SECURE", "false")
         .env("TICKETING_PORT", args.port.to_string());
     if env::var_os("RUST_LOG").is_none() {

@@ -52,13 +52,43 @@ impl std::fmt::Debug for SessionConfig {
     }
 }
 
+/// The shortest `JWT_KEY` accepted: HS256's own 256 bits. A short key can be found offline
+/// from a single token by anyone who signs in.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Keys published with the code — the developer's stack (`ticketing up` without `JWT_KEY`)
+/// and the tests. Anyone can sign any session with them, so they are refused where cookies
+/// are `Secure`, that is, anywhere real visitors come.
+pub const DEVELOPMENT_KEYS: [&str; 2] = [
+    "dev-only-jwt-key-change-me-0123456789abcdef",
+    "test-support-jwt-key-published-with-the-code",
+];
+
 impl SessionConfig {
     /// Reads the session settings from the environment, failing with the variable's name.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let jwt_key = env.required("JWT_KEY")?;
+        let cookie_secure = env.flag_or("COOKIE_SECURE", true)?;
+        let refuse = |reason: &str| ConfigError::Invalid {
+            name: "JWT_KEY".to_owned(),
+            value: format!("<secret of {} bytes>", jwt_key.len()),
+            reason: reason.to_owned(),
+        };
+        if jwt_key.len() < MIN_KEY_BYTES {
+            return Err(refuse(
+                "shorter than 32 bytes; generate one with `openssl rand -base64 48`",
+            ));
+        }
+        if cookie_secure && DEVELOPMENT_KEYS.contains(&jwt_key.as_str()) {
+            return Err(refuse(
+                "a development key published with the code, refused with COOKIE_SECURE=true; \
+                 set a secret one",
+            ));
+        }
         Ok(Self {
-            jwt_key: env.required("JWT_KEY")?,
+            jwt_key,
             ttl: Duration::from_secs(env.parse_or("SESSION_TTL_SECONDS", 86_400)?),
-            cookie_secure: env.flag_or("COOKIE_SECURE", true)?,
+            cookie_secure,
         })
     }
 }
@@ -225,7 +255,8 @@ impl Sessions {
             .unwrap_or_else(|_| HeaderValue::from_static("session=; Path=/; Max-Age=0"))
     }
 
-    /// Reads the session from request headers; anything missing or invalid is `None`.
+    /// Reads the session from the first `session` cookie of the request; anything missing or
+    /// invalid is `None`.
     pub fn from_headers(&self, headers: &axum::http::HeaderMap) -> Option<Claims> {
         headers
             .get_all(header::COOKIE)
@@ -233,8 +264,8 @@ impl Sessions {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, _)| *name == COOKIE_NAME)
-            .find_map(|(_, token)| self.verify(token.trim_matches('"')))
+            .find(|(name, _)| *name == COOKIE_NAME)
+            .and_then(|(_, token)| self.verify(token.trim_matches('"')))
     }
 }
 
@@ -290,6 +321,48 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use axum::http::HeaderMap;
+    #[test]
+    fn short_and_published_keys_are_refused_by_name_without_showing_them() {
+        let config = |key: &str, secure: &str| {
+            SessionConfig::from_env(&Env::from_pairs([
+                ("JWT_KEY", key),
+                ("COOKIE_SECURE", secure),
+            ]))
+        };
+        let short = config("0123456789abcdef", "false").unwrap_err().to_string();
+        assert!(
+            short.contains("JWT_KEY") && short.contains("32 bytes"),
+            "{short}"
+        );
+        assert!(
+            !short.contains("0123456789abcdef"),
+            "the key is shown: {short}"
+        );
+        for key in DEVELOPMENT_KEYS {
+            let error = config(key, "true").unwrap_err().to_string();
+            assert!(
+                error.contains("JWT_KEY") && error.contains("development key"),
+                "{error}"
+            );
+            assert!(
+                config(key, "false").is_ok(),
+                "{key} on a plain-HTTP dev stack"
+            );
+        }
+        assert!(config(&"k".repeat(MIN_KEY_BYTES), "true").is_ok());
+    }
+
+    #[test]
+    fn only_the_first_session_cookie_counts() {
+        let sessions = sessions(false);
+        let (token, _) = sessions.issue("abc", "a@b.c").unwrap();
+        let signed_in = headers(&format!("session={token}; session=forged"));
+        assert!(sessions.from_headers(&signed_in).is_some());
+        // A second, valid token behind a bad first one (an injected cookie, a client trying
+        // tokens) is never looked at.
+        let behind = headers(&format!("session=forged; session={token}"));
+        assert_eq!(sessions.from_headers(&behind), None);
+    }
 
     fn sessions(secure: bool) -> Sessions {
         Sessions::new(&SessionConfig {

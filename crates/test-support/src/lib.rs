@@ -26,8 +26,9 @@ pub use events::StoredEvent;
 pub use servers::{Servers, servers, unique_name};
 pub use wait::{WAIT, eventually};
 
-/// The session key every test service signs with.
-pub const JWT_KEY: &str = "test-support-jwt-key";
+/// The session key every test service signs with (published, so accepted only without
+/// `Secure` cookies, as in tests).
+pub const JWT_KEY: &str = common::session::DEVELOPMENT_KEYS[1];
 
 /// A rate limit (per minute, and burst) that no test reaches.
 pub const UNTHROTTLED: &str = "1000000";

@@ -11,6 +11,7 @@ mod dlq;
 mod faults;
 mod flows;
 mod fuzz;
+mod keys;
 mod metrics;
 mod openapi;
 mod overload;
