@@ -12,9 +12,10 @@ use common::server::{HttpConfig, Launch, Server, Service};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
-/// Sign-in/sign-up limit of this developer's stack unless set: benchmarks and the concurrency
-/// test sign up many users from 127.0.0.1, which production's limit would throttle.
-const LOCAL_AUTH_RATE_LIMIT: &str = "1000000";
+/// Sign-in/sign-up and per-user write limits of this developer's stack unless set: benchmarks
+/// and the concurrency test sign up many users from 127.0.0.1 and write thousands of times a
+/// second as one user, which production's limits would throttle.
+const LOCAL_RATE_LIMIT: &str = "1000000";
 
 /// Arguments of `ticketing up`.
 #[derive(Debug, clap::Args)]
@@ -126,9 +127,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // (anything real visitors reach) the services refuse it.
         env = env.with("JWT_KEY", common::session::DEVELOPMENT_KEYS[0]);
     }
-    for name in ["AUTH_RATE_LIMIT_PER_MINUTE", "AUTH_RATE_LIMIT_BURST"] {
+    for name in [
+        "AUTH_RATE_LIMIT_PER_MINUTE",
+        "AUTH_RATE_LIMIT_BURST",
+        "WRITE_RATE_LIMIT_PER_MINUTE",
+        "WRITE_RATE_LIMIT_BURST",
+    ] {
         if env.get(name).is_none() {
-            env = env.with(name, LOCAL_AUTH_RATE_LIMIT);
+            env = env.with(name, LOCAL_RATE_LIMIT);
         }
     }
     let http = HttpConfig::from_env(&env)?;

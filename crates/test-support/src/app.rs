@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use common::server::{Server, Service};
+use common::security::HttpSecurity;
+use common::server::{HttpConfig, Limits, Server, Service};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -181,9 +182,30 @@ impl TestApp {
         listener: tokio::net::TcpListener,
         services: Vec<Service>,
     ) -> Self {
+        Self::serve_limited(context, listener, services, Limits::default())
+    }
+
+    /// [`TestApp::serve_on`] with these server limits.
+    ///
+    /// # Panics
+    /// When the services cannot be composed.
+    pub fn serve_limited(
+        context: TestContext,
+        listener: tokio::net::TcpListener,
+        services: Vec<Service>,
+        limits: Limits,
+    ) -> Self {
         let shutdown = CancellationToken::new();
+        let http = match listener.local_addr() {
+            Ok(listen) => HttpConfig {
+                listen,
+                security: HttpSecurity::default(),
+                limits,
+            },
+            Err(error) => panic!("test listener: {error}"),
+        };
         let server = match Server::from_listener(listener, services, shutdown.clone()) {
-            Ok(server) => server,
+            Ok(server) => server.with_http(&http),
             Err(error) => panic!("compose test server: {error:#}"),
         };
         let address = format!("http://127.0.0.1:{}", server.port());

@@ -31,8 +31,9 @@ impl TestContext {
     }
 
     /// The environment a service of this test reads: its own database, plain-HTTP cookies,
-    /// the test session key, port 0 on loopback, and sign-in/sign-up limits high enough that
-    /// tests signing up hundreds of users from 127.0.0.1 are never throttled.
+    /// the test session key, port 0 on loopback, and sign-in/sign-up and write limits high
+    /// enough that tests signing up hundreds of users from 127.0.0.1, and writing as one user
+    /// in bursts, are never throttled (the tests of those limits set their own).
     pub fn env(&self, service: &str) -> Env {
         Env::from_pairs([
             ("MONGO_URL", self.mongo_url.clone()),
@@ -45,6 +46,8 @@ impl TestContext {
             ("PORT", "0".to_owned()),
             ("AUTH_RATE_LIMIT_PER_MINUTE", UNTHROTTLED.to_owned()),
             ("AUTH_RATE_LIMIT_BURST", UNTHROTTLED.to_owned()),
+            ("WRITE_RATE_LIMIT_PER_MINUTE", UNTHROTTLED.to_owned()),
+            ("WRITE_RATE_LIMIT_BURST", UNTHROTTLED.to_owned()),
         ])
     }
 

@@ -2,7 +2,7 @@
 
 use axum::extract::FromRef;
 use common::Sessions;
-use common::rate_limit::RateLimiter;
+use common::rate_limit::{AccountFailures, RateLimiter};
 
 use crate::config::Config;
 use crate::password::PasswordHasher;
@@ -17,6 +17,8 @@ pub struct AppState {
     pub(crate) hasher: PasswordHasher,
     /// Signup and signin, per client address.
     pub(crate) limiter: RateLimiter,
+    /// Failed sign-ins, per account.
+    pub(crate) failures: AccountFailures,
 }
 
 impl AppState {
@@ -29,7 +31,8 @@ impl AppState {
             users,
             sessions: Sessions::new(&config.service.sessions),
             hasher: PasswordHasher::new()?,
-            limiter: RateLimiter::new(config.rate_limit),
+            limiter: RateLimiter::new(config.rate_limit.clone()),
+            failures: AccountFailures::new(config.failures),
         })
     }
 }

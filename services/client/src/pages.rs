@@ -356,7 +356,7 @@ mod tests {
     fn api_errors_land_next_to_their_field() {
         let errors = FormErrors::from_api(
             vec![
-                FieldError::new("password", "Password must be between 4 and 20 characters"),
+                FieldError::new("password", "Password must be between 4 and 128 characters"),
                 FieldError {
                     message: "Invalid credentials".to_owned(),
                     field: None,
@@ -367,7 +367,7 @@ mod tests {
         );
         assert_eq!(
             errors.field("password"),
-            Some("Password must be between 4 and 20 characters")
+            Some("Password must be between 4 and 128 characters")
         );
         assert_eq!(errors.field("email"), None);
         assert_eq!(errors.general, ["Invalid credentials", "Elsewhere"]);

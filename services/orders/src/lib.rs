@@ -42,7 +42,7 @@ impl Launch for Config {
         let paid =
             backend.listener::<PaymentCreated, _>(listeners::PaymentHandler(state.orders.clone()));
         Ok(backend
-            .service(app(state))
+            .service(self.service.limit_writes(app(state)))
             .with_listener(tickets)
             .with_listener(expired)
             .with_listener(paid))

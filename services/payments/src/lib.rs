@@ -40,7 +40,7 @@ impl Launch for Config {
         let created = backend.listener::<OrderCreated, _>(replica());
         let cancelled = backend.listener::<OrderCancelled, _>(replica());
         Ok(backend
-            .service(app(state))
+            .service(self.service.limit_writes(app(state)))
             .with_listener(created)
             .with_listener(cancelled))
     }

@@ -48,7 +48,7 @@ impl Launch for Config {
                 move |shutdown| async move { cache.follow_changes(tickets, shutdown).await },
             );
         Ok(backend
-            .service(app(state))
+            .service(self.service.limit_writes(app(state)))
             .with_task("list-cache-changes", follow_changes)
             .with_listener(reserve)
             .with_listener(release))

@@ -313,7 +313,7 @@ async fn sign_in_and_sign_up_errors_show_inline_in_a_real_browser() {
             b.fill("#email", "new@test.dev").await?;
             b.fill("#password", "ab").await?;
             b.click("form button[type=submit]").await?;
-            b.wait_text("[data-error-for=password]", "between 4 and 20")
+            b.wait_text("[data-error-for=password]", "between 4 and 128")
                 .await?;
             let password = b.client.find(Locator::Css("#password")).await?;
             ensure!(

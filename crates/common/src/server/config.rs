@@ -4,11 +4,14 @@
 
 use std::net::SocketAddr;
 
+use axum::Router;
+
 use super::Limits;
 use crate::config::{ConfigError, Env, listen_addr};
 use crate::mongo::MongoConfig;
+use crate::rate_limit::{WriteLimit, WriteLimiter, limit_writes};
 use crate::security::HttpSecurity;
-use crate::session::SessionConfig;
+use crate::session::{SessionConfig, Sessions};
 
 /// Where a service's server listens, the browser protections it serves with, and what one
 /// client, or many, may take of it.
@@ -42,6 +45,8 @@ pub struct ServiceConfig {
     pub mongo: MongoConfig,
     /// `JWT_KEY`, `SESSION_TTL_SECONDS`, `COOKIE_SECURE`.
     pub sessions: SessionConfig,
+    /// `WRITE_RATE_LIMIT_PER_MINUTE`, `WRITE_RATE_LIMIT_BURST`: signed-in writes per user.
+    pub writes: WriteLimit,
 }
 
 impl ServiceConfig {
@@ -51,6 +56,13 @@ impl ServiceConfig {
             http: HttpConfig::from_env(env)?,
             mongo: MongoConfig::from_env(env)?,
             sessions: SessionConfig::from_env(env)?,
+            writes: WriteLimit::from_env(env)?,
         })
+    }
+
+    /// `router` with every signed-in write counted against its user ([`WriteLimit`]).
+    pub fn limit_writes(&self, router: Router) -> Router {
+        let limiter = WriteLimiter::new(self.writes, Sessions::new(&self.sessions));
+        router.layer(axum::middleware::from_fn_with_state(limiter, limit_writes))
     }
 }

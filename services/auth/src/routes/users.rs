@@ -34,12 +34,13 @@ struct SignupBody {
     #[validate(email(message = "Email must be valid"))]
     #[schema(format = Email)]
     email: String,
-    /// 4 to 20 characters once surrounding spaces are ignored; hashed exactly as typed.
+    /// 4 to 128 characters once surrounding spaces are ignored (a passphrase fits); hashed
+    /// exactly as typed.
     #[validate(custom(
         function = "domain::password_length",
-        message = "Password must be between 4 and 20 characters"
+        message = "Password must be between 4 and 128 characters"
     ))]
-    #[schema(min_length = 4, format = Password)]
+    #[schema(min_length = 4, max_length = 128, format = Password)]
     password: String,
 }
 
@@ -165,12 +166,20 @@ async fn sign_in(
     State(state): State<AppState>,
     ValidatedJson(body): ValidatedJson<SigninBody>,
 ) -> Result<(HeaderMap, Json<UserJson>)> {
+    // Checked before the password: an account guessed at too often is refused whatever the
+    // guess, so a right one is not told apart.
+    if let Err(retry_after) = state.failures.admit(&body.email) {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
     let user = state.users.find_by_email(&body.email).await?;
     let stored = user.as_ref().map(|u| u.password.clone());
     // One message for both failures, so the answer does not tell which accounts exist.
     let user = match (state.hasher.verify(body.password, stored).await?, user) {
         (true, Some(user)) => user,
-        _ => return Err(ApiError::bad_request("Invalid credentials")),
+        _ => {
+            state.failures.failed(&body.email);
+            return Err(ApiError::bad_request("Invalid credentials"));
+        }
     };
     let headers = session_headers(&state.sessions, &user)?;
     Ok((headers, Json(UserJson::from(&user))))

@@ -47,7 +47,7 @@ fn page(kind: Kind, next: &str, email: String, errors: FormErrors) -> AuthPage {
             action: "/auth/signup",
             submit: "Sign up",
             password_autocomplete: "new-password",
-            password_hint: "Between 4 and 20 characters.",
+            password_hint: "Between 4 and 128 characters.",
             switch_text: "Already have an account?",
             switch_href: format!("/auth/signin{switch_query}"),
             switch_link: "Sign in",

@@ -4,6 +4,7 @@
 mod combined;
 mod events;
 mod helpers;
+mod hostile;
 mod metrics;
 mod openapi;
 mod tickets;

@@ -45,8 +45,9 @@ impl Fuzz {
         // A value that does not parse fails the test, naming the variable.
         let cases = env.parse_or("FUZZ_CASES", DEFAULT_CASES).unwrap();
         let seed = env.parse_or("FUZZ_SEED", fresh_seed()).unwrap();
-        // The first X-Forwarded-For hop is read (and must survive junk) as behind a proxy.
-        let app = crate::spawn_stack_with(&[("TRUST_FORWARDED_FOR", "true")]).await;
+        // X-Forwarded-For is read (and must survive junk) as behind a proxy: the test's own
+        // address is trusted.
+        let app = crate::spawn_stack_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
         let fx = Fixtures::create(&app).await;
         // A fresh connection per request: a server may close a keep-alive connection after
         // answering early without reading a body (a 401 before the body, a GET with a body),

@@ -8,10 +8,19 @@
 //! async fn sign_in(_: WithinRateLimit, State(state): State<AppState>, ValidatedJson(body): ValidatedJson<SignIn>)
 //! ```
 //!
-//! The client is the socket peer, or the first `X-Forwarded-For` hop when the service runs
-//! behind a proxy that sets that header itself (`trust_forwarded_for`).
+//! The client is the socket peer, or behind the proxies of `TRUSTED_PROXIES` the rightmost
+//! `X-Forwarded-For` hop they did not add (`client.rs`). Accounts have limits of their own: on
+//! failed sign-ins (`account.rs`) and on signed-in writes (`writes.rs`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+mod account;
+mod client;
+mod writes;
+
+pub use account::{AccountFailures, FailureLimit};
+pub use client::TrustedProxies;
+pub use writes::{WriteLimit, WriteLimiter, limit_writes};
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,15 +39,14 @@ use crate::error::ApiError;
 const CLEANUP_EVERY: u64 = 4096;
 
 /// A limit: a sustained rate with a burst allowance, and where the client's address comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
     /// Requests per minute a client may make in the long run.
     pub per_minute: NonZeroU32,
     /// Requests a client may make at once (the bucket's size).
     pub burst: NonZeroU32,
-    /// Take the client from the first `X-Forwarded-For` hop instead of the socket peer. Only
-    /// safe behind a proxy that overwrites the header with the address it saw.
-    pub trust_forwarded_for: bool,
+    /// The proxies whose `X-Forwarded-For` says who the client is.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A keyed token bucket shared by the routes it guards. Cheap to clone.
@@ -70,8 +78,8 @@ impl RateLimiter {
     }
 
     /// The limit this limiter applies.
-    pub fn limit(&self) -> RateLimit {
-        self.0.limit
+    pub fn limit(&self) -> &RateLimit {
+        &self.0.limit
     }
 
     /// Takes one request from `client`'s bucket, or says how long until one is available.
@@ -86,19 +94,9 @@ impl RateLimiter {
             .map_err(|not_until| not_until.wait_time_from(inner.buckets.clock().now()))
     }
 
-    /// The client a request comes from: the first `X-Forwarded-For` hop when trusted and
-    /// well-formed, else the socket peer. Without either (a router driven in-process), every
-    /// request counts as one unspecified client.
+    /// The client a request comes from (see [`TrustedProxies::client_of`]).
     pub fn client_of(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
-        let forwarded = self
-            .0
-            .limit
-            .trust_forwarded_for
-            .then(|| first_forwarded_hop(headers))
-            .flatten();
-        forwarded
-            .or(peer.map(|addr| addr.ip()))
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        self.0.limit.trusted_proxies.client_of(headers, peer)
     }
 }
 
@@ -112,17 +110,6 @@ fn bucket_key(client: IpAddr) -> IpAddr {
         },
         v4 => v4,
     }
-}
-
-/// The leftmost address of `X-Forwarded-For` (`client, proxy1, proxy2`), with or without a
-/// port; `None` when absent or not an address.
-fn first_forwarded_hop(headers: &HeaderMap) -> Option<IpAddr> {
-    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
-    let first = value.split(',').next()?.trim();
-    first
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| first.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
 }
 
 /// Proof that the request is within its client's rate limit; rejects with
@@ -190,13 +177,12 @@ impl<'r> utoipa::ToResponse<'r> for RateLimited {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use axum::http::HeaderValue;
 
-    fn limiter(per_minute: u32, burst: u32, trust_forwarded_for: bool) -> RateLimiter {
+    fn limiter(per_minute: u32, burst: u32) -> RateLimiter {
         RateLimiter::new(RateLimit {
             per_minute: NonZeroU32::new(per_minute).unwrap(),
             burst: NonZeroU32::new(burst).unwrap(),
-            trust_forwarded_for,
+            trusted_proxies: TrustedProxies::default(),
         })
     }
 
@@ -206,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_client_gets_its_burst_then_waits_while_others_are_unaffected() {
-        let limiter = limiter(6, 3, false);
+        let limiter = limiter(6, 3);
         for _ in 0..3 {
             assert_eq!(limiter.check(ip("10.0.0.1")), Ok(()));
         }
@@ -221,44 +207,9 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_a_bucket_per_64() {
-        let limiter = limiter(60, 1, false);
+        let limiter = limiter(60, 1);
         assert_eq!(limiter.check(ip("2001:db8:1:2::1")), Ok(()));
         assert!(limiter.check(ip("2001:db8:1:2:ffff::9")).is_err());
         assert_eq!(limiter.check(ip("2001:db8:1:3::1")), Ok(()));
-    }
-
-    #[test]
-    fn forwarded_for_is_read_only_when_trusted() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static(" 203.0.113.7 , 10.0.0.1"),
-        );
-        let peer = Some(SocketAddr::from(([10, 1, 1, 1], 5000)));
-        assert_eq!(
-            limiter(1, 1, false).client_of(&headers, peer),
-            ip("10.1.1.1")
-        );
-        assert_eq!(
-            limiter(1, 1, true).client_of(&headers, peer),
-            ip("203.0.113.7")
-        );
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("[2001:db8::1]:443"),
-        );
-        assert_eq!(
-            limiter(1, 1, true).client_of(&headers, peer),
-            ip("2001:db8::1")
-        );
-        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
-        assert_eq!(
-            limiter(1, 1, true).client_of(&headers, peer),
-            ip("10.1.1.1")
-        );
-        assert_eq!(
-            limiter(1, 1, true).client_of(&HeaderMap::new(), None),
-            ip("0.0.0.0")
-        );
     }
 }
