@@ -148,6 +148,9 @@ impl Buyer {
     }
 }
 
+/// Orders each buyer holds at once: below `MAX_OPEN_ORDERS_PER_USER`'s default of 10.
+const ORDERS_PER_BUYER: usize = 5;
+
 /// Runs the measurement against a running stack.
 pub async fn run(args: &Args) -> anyhow::Result<SagaReport> {
     common::install_tls_provider();
@@ -155,20 +158,36 @@ pub async fn run(args: &Args) -> anyhow::Result<SagaReport> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let base = args.base_url.trim_end_matches('/').to_owned();
-    let cookie = crate::client::signup(&http, &base, "saga").await?;
-    let buyer = Buyer { http, base, cookie };
+    // A user holds a few open orders at most (MAX_OPEN_ORDERS_PER_USER): enough buyers that
+    // every order of the run can be open at once.
+    let mut buyers = Vec::new();
+    for _ in 0..(args.orders * 2).div_ceil(ORDERS_PER_BUYER) {
+        let cookie = crate::client::signup(&http, &base, "saga").await?;
+        buyers.push(Buyer {
+            http: http.clone(),
+            base: base.clone(),
+            cookie,
+        });
+    }
     let mut report = SagaReport::default();
 
-    let orders: Vec<anyhow::Result<(String, SystemTime)>> =
+    let orders: Vec<anyhow::Result<(&Buyer, String, SystemTime)>> =
         futures::stream::iter(0..args.orders * 2)
-            .map(|_| buyer.order())
+            .map(|n| {
+                let buyer = &buyers[n % buyers.len()];
+                async move {
+                    let (id, expires_at) = buyer.order().await?;
+                    Ok((buyer, id, expires_at))
+                }
+            })
             .buffer_unordered(16)
             .collect()
             .await;
-    let orders: Vec<(String, SystemTime)> = orders.into_iter().collect::<anyhow::Result<_>>()?;
+    let orders: Vec<(&Buyer, String, SystemTime)> =
+        orders.into_iter().collect::<anyhow::Result<_>>()?;
     let (to_pay, to_expire) = orders.split_at(args.orders);
 
-    for (id, _) in to_pay {
+    for (buyer, id, _) in to_pay {
         match buyer.pay(id).await {
             Ok(elapsed) => report.payments.push(elapsed),
             Err(_) => report.failures += 1,
@@ -177,8 +196,7 @@ pub async fn run(args: &Args) -> anyhow::Result<SagaReport> {
 
     // Poll each expiring order from just before its expiresAt until it reads cancelled.
     let lags: Vec<Option<Duration>> = futures::stream::iter(to_expire.iter().cloned())
-        .map(|(id, expires_at)| {
-            let buyer = &buyer;
+        .map(|(buyer, id, expires_at)| {
             async move {
                 let wait = expires_at
                     .duration_since(SystemTime::now())
@@ -207,7 +225,7 @@ pub async fn run(args: &Args) -> anyhow::Result<SagaReport> {
     }
     // Paid orders must have survived their own expiration.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for (id, _) in to_pay {
+    for (buyer, id, _) in to_pay {
         if buyer.status(id).await? != "complete" {
             report.failures += 1;
         }

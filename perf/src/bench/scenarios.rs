@@ -203,7 +203,8 @@ impl Worker for HttpWorker {
 /// The users and tickets the selected scenarios need.
 pub(crate) struct Fixture {
     seller: HeaderValue,
-    buyer: HeaderValue,
+    /// One per client: a user may hold only a few open orders at once.
+    buyers: Vec<HeaderValue>,
     signin: Bytes,
     update_pool: Vec<String>,
     order_pool: Vec<String>,
@@ -221,7 +222,6 @@ impl Fixture {
         let mut conn = Conn::new(target.clone());
         log("signing up the bench users");
         let (_, seller) = signup(&mut conn, "seller").await?;
-        let (_, buyer) = signup(&mut conn, "buyer").await?;
         let (email, _) = signup(&mut conn, "signin").await?;
         let signin = Bytes::from(json!({"email": email, "password": PASSWORD}).to_string());
         let pool = clients * POOL_PER_CLIENT;
@@ -242,7 +242,12 @@ impl Fixture {
             }
         }
         let mut order_pool = Vec::new();
+        let mut buyers = Vec::new();
         if scenarios.contains(&Scenario::CreateCancelOrder) {
+            log(&format!("signing up {clients} buyers"));
+            for _ in 0..clients {
+                buyers.push(signup(&mut conn, "buyer").await?.1);
+            }
             log(&format!(
                 "creating {pool} tickets to order and waiting for their orders replica"
             ));
@@ -251,7 +256,7 @@ impl Fixture {
         }
         Ok(Self {
             seller,
-            buyer,
+            buyers,
             signin,
             update_pool,
             order_pool,
@@ -280,7 +285,7 @@ impl Fixture {
                     },
                     Scenario::ListTickets => Plan::ListTickets,
                     Scenario::CreateCancelOrder => Plan::CreateCancelOrder {
-                        cookie: self.buyer.clone(),
+                        cookie: self.buyers.get(i)?.clone(),
                         bodies: share(&self.order_pool, i, clients)
                             .map(|id| Bytes::from(json!({"ticketId": id}).to_string()))
                             .collect(),

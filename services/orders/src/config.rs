@@ -15,6 +15,9 @@ pub struct Config {
     pub nats: NatsConfig,
     /// How long an order holds its ticket: `ORDER_EXPIRATION_SECONDS` (default 900).
     pub expiration: Duration,
+    /// Orders one user may have created or awaiting payment at once:
+    /// `MAX_OPEN_ORDERS_PER_USER` (default 10), so that one account cannot hold every ticket.
+    pub max_open_orders: usize,
 }
 
 impl FromEnv for Config {
@@ -23,6 +26,7 @@ impl FromEnv for Config {
             service: ServiceConfig::from_env(env)?,
             nats: NatsConfig::from_env(env)?,
             expiration: Duration::from_secs(env.parse_or("ORDER_EXPIRATION_SECONDS", 900)?),
+            max_open_orders: env.parse_or("MAX_OPEN_ORDERS_PER_USER", 10)?,
         })
     }
 }

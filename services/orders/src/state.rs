@@ -20,7 +20,13 @@ impl AppState {
     pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<Self> {
         let outbox = backend.outbox.clone();
         Ok(Self {
-            orders: OrderStore::open(&backend.db, outbox, config.expiration).await?,
+            orders: OrderStore::open(
+                &backend.db,
+                outbox,
+                config.expiration,
+                config.max_open_orders,
+            )
+            .await?,
             sessions: Sessions::new(&config.service.sessions),
         })
     }

@@ -10,7 +10,7 @@ use common::events::replica::{self, Applied};
 use common::events::{
     OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, TicketData, TicketRef,
 };
-use common::mongo::is_duplicate_key;
+use common::mongo::duplicate_key_index;
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
@@ -33,6 +33,11 @@ pub(crate) struct OrderDoc {
     pub(crate) ticket_id: ObjectId,
     /// True while the order holds its ticket; the unique index only covers active orders.
     pub(crate) active: bool,
+    /// Which of its user's open-order slots the order takes while it is open (created or
+    /// awaiting payment); `None` once it is cancelled or complete. A unique index over (user,
+    /// slot) bounds a user's open orders in the database, whatever races.
+    #[serde(default)]
+    pub(crate) open_slot: Option<i32>,
 }
 
 /// The replica of a ticket, as the tickets service last published it.
@@ -62,6 +67,8 @@ pub(crate) enum StoreError {
     Reserved,
     #[error("order already paid")]
     Paid,
+    #[error("too many open orders")]
+    TooManyOpen,
     #[error(transparent)]
     Mongo(#[from] mongodb::error::Error),
 }
@@ -73,6 +80,7 @@ impl From<StoreError> for common::ApiError {
             StoreError::NotOwner => Self::NotAuthorized,
             StoreError::Reserved => Self::bad_request("Ticket is already reserved"),
             StoreError::Paid => Self::bad_request("Cannot cancel a paid order"),
+            StoreError::TooManyOpen => Self::bad_request("Too many open orders"),
             StoreError::Mongo(e) => e.into(),
         }
     }
@@ -86,7 +94,12 @@ pub(crate) struct OrderStore {
     tickets_raw: Collection<Document>,
     outbox: Outbox,
     expiration: Duration,
+    /// Open orders one user may hold.
+    max_open: usize,
 }
+
+/// The unique index that bounds a user's open orders.
+const OPEN_SLOTS: &str = "one_open_order_per_slot";
 
 impl OrderStore {
     /// The store over `db`, its indexes made.
@@ -94,19 +107,21 @@ impl OrderStore {
         db: &Database,
         outbox: Outbox,
         expiration: Duration,
+        max_open: usize,
     ) -> mongodb::error::Result<Self> {
-        let store = Self::new(db, outbox, expiration);
+        let store = Self::new(db, outbox, expiration, max_open);
         store.ensure_indexes().await?;
         Ok(store)
     }
 
-    fn new(db: &Database, outbox: Outbox, expiration: Duration) -> Self {
+    fn new(db: &Database, outbox: Outbox, expiration: Duration, max_open: usize) -> Self {
         Self {
             orders: db.collection(ORDERS),
             tickets: db.collection("tickets"),
             tickets_raw: db.collection("tickets"),
             outbox,
             expiration,
+            max_open,
         }
     }
 
@@ -125,8 +140,18 @@ impl OrderStore {
             .keys(doc! { "userId": 1, "_id": -1 })
             .options(IndexOptions::builder().name("by_user".to_owned()).build())
             .build();
+        let open_slots = IndexModel::builder()
+            .keys(doc! { "userId": 1, "openSlot": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(OPEN_SLOTS.to_owned())
+                    .unique(true)
+                    .partial_filter_expression(doc! { "openSlot": { "$gte": 0 } })
+                    .build(),
+            )
+            .build();
         self.orders
-            .create_indexes([one_active_order_per_ticket, by_user])
+            .create_indexes([one_active_order_per_ticket, by_user, open_slots])
             .await?;
         Ok(())
     }
@@ -167,7 +192,7 @@ impl OrderStore {
     ) -> Result<OrderView, StoreError> {
         let ticket = self.ticket(ticket_id).await?.ok_or(StoreError::NotFound)?;
         let expires_at = DateTime::from_system_time(std::time::SystemTime::now() + self.expiration);
-        let order = OrderDoc {
+        let mut order = OrderDoc {
             id: ObjectId::new(),
             user_id,
             status: OrderStatus::Created,
@@ -175,6 +200,7 @@ impl OrderStore {
             version: 0,
             ticket_id,
             active: true,
+            open_slot: None,
         };
         let event = OrderCreated {
             id: order.id.to_hex(),
@@ -187,16 +213,45 @@ impl OrderStore {
                 price: ticket.price,
             },
         };
-        match self.outbox.insert(&self.orders, &order, &event).await {
-            Ok(()) => {}
-            Err(e) if is_duplicate_key(&e) => return Err(StoreError::Reserved),
-            Err(e) => return Err(e.into()),
+        // A slot another order of the user took meanwhile is a duplicate key: look again. Each
+        // round sees at least one more slot taken, so this ends within `max_open` rounds.
+        let mut lost = 0;
+        loop {
+            order.open_slot = Some(self.free_slot(&order.user_id).await?);
+            let Err(error) = self.outbox.insert(&self.orders, &order, &event).await else {
+                break;
+            };
+            match duplicate_key_index(&error).as_deref() {
+                Some(OPEN_SLOTS) if lost < self.max_open => lost += 1,
+                Some(OPEN_SLOTS) => return Err(StoreError::TooManyOpen),
+                Some(_) => return Err(StoreError::Reserved),
+                None => return Err(error.into()),
+            }
         }
         tracing::info!(order_id = %order.id, "order created");
         Ok(OrderView {
             order,
             ticket: Some(ticket),
         })
+    }
+
+    /// The lowest slot of `user_id`'s open orders not taken; refused when all are.
+    async fn free_slot(&self, user_id: &str) -> Result<i32, StoreError> {
+        let taken: Vec<Document> = self
+            .orders
+            .clone_with_type::<Document>()
+            .find(doc! { "userId": user_id, "openSlot": { "$gte": 0 } })
+            .projection(doc! { "openSlot": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let taken: std::collections::HashSet<i32> = taken
+            .iter()
+            .filter_map(|order| order.get_i32("openSlot").ok())
+            .collect();
+        (0..i32::try_from(self.max_open).unwrap_or(i32::MAX))
+            .find(|slot| !taken.contains(slot))
+            .ok_or(StoreError::TooManyOpen)
     }
 
     pub(crate) async fn list(&self, user_id: &str) -> Result<Vec<OrderView>, StoreError> {
@@ -264,6 +319,7 @@ impl OrderStore {
                 status: OrderStatus::Cancelled,
                 version: order.version + 1,
                 active: false,
+                open_slot: None,
                 ..order.clone()
             };
             let event = OrderCancelled {
@@ -273,7 +329,12 @@ impl OrderStore {
                     id: order.ticket_id.to_hex(),
                 },
             };
-            let set = doc! { "status": "cancelled", "active": false, "version": cancelled.version };
+            let set = doc! {
+                "status": "cancelled",
+                "active": false,
+                "openSlot": null,
+                "version": cancelled.version,
+            };
             // Changed since the read (paid, or cancelled by the expiration): read again.
             let guard = doc! { "version": order.version };
             if self
@@ -314,7 +375,7 @@ impl OrderStore {
             .orders
             .update_one(
                 doc! { "_id": id, "version": order.version, "status": { "$ne": "cancelled" } },
-                doc! { "$set": { "status": "complete", "version": order.version + 1 } },
+                doc! { "$set": { "status": "complete", "openSlot": null, "version": order.version + 1 } },
             )
             .await?;
         if written.matched_count == 0 {

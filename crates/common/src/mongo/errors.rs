@@ -16,6 +16,31 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
+/// The name of the unique index a duplicate-key failure (E11000) hit, when it is one: a store
+/// with several unique indexes tells its refusals apart by it.
+pub fn duplicate_key_index(error: &mongodb::error::Error) -> Option<String> {
+    const DUPLICATE_KEY: i32 = 11000;
+    let message = match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => &e.message,
+        ErrorKind::Command(e) if e.code == DUPLICATE_KEY => &e.message,
+        ErrorKind::InsertMany(e) => {
+            &e.write_errors
+                .as_ref()?
+                .iter()
+                .find(|e| e.code == DUPLICATE_KEY)?
+                .message
+        }
+        _ => return None,
+    };
+    // "E11000 duplicate key error collection: db.orders index: <name> dup key: { … }"
+    let name = message
+        .split(" index: ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?;
+    Some(name.to_owned())
+}
+
 /// True when MongoDB is unreachable or cannot take the operation right now: no server could
 /// be selected in time, the connection failed, or the server is shutting down, stepping down,
 /// or not (yet) primary. Retrying later may succeed, so clients get 503, not 500.
@@ -51,6 +76,27 @@ pub fn is_outage(error: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_of_a_duplicate_key_is_read_from_its_message() {
+        let write = |code: i32, message: &str| {
+            let error: mongodb::error::WriteError = mongodb::bson::from_document(
+                mongodb::bson::doc! { "code": code, "errmsg": message },
+            )
+            .unwrap();
+            mongodb::error::Error::from(ErrorKind::Write(WriteFailure::WriteError(error)))
+        };
+        let duplicate = write(
+            11000,
+            "E11000 duplicate key error collection: t.orders index: one_open_order_per_slot \
+             dup key: { userId: \"u\", openSlot: 3 }",
+        );
+        assert_eq!(
+            duplicate_key_index(&duplicate).as_deref(),
+            Some("one_open_order_per_slot")
+        );
+        assert_eq!(duplicate_key_index(&write(2, "bad value index: x")), None);
+    }
 
     #[test]
     fn an_outage_is_found_under_contexts_and_other_errors_are_not_outages() {

@@ -15,7 +15,7 @@ mod key_locks;
 mod transaction;
 
 pub use combine::{IN_FLIGHT, Inserts};
-pub use errors::{is_duplicate_key, is_outage, is_unavailable};
+pub use errors::{duplicate_key_index, is_duplicate_key, is_outage, is_unavailable};
 pub use key_locks::KeyLocks;
 pub use transaction::Transaction;
 

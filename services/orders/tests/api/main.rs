@@ -3,6 +3,7 @@
 
 mod helpers;
 mod lifecycle;
+mod open_orders;
 mod openapi;
 mod orders;
 mod replica;

@@ -192,9 +192,15 @@ fn forged_sessions(owner: &TestUser, stranger: &TestUser) -> Vec<(&'static str, 
             s(format!("session=\"{owner_token}\"")),
             Acts::Owner,
         ),
+        // Only the first session cookie is read: a valid one behind junk is not looked at.
         (
             "junk then stranger",
             s(format!("session=junk; session={stranger_token}")),
+            Acts::Nobody,
+        ),
+        (
+            "stranger then junk",
+            s(format!("session={stranger_token}; session=junk")),
             Acts::Other,
         ),
         (
