@@ -36,8 +36,10 @@ pub const EXAMPLE_ID: &str = "64b7f0c2a1e4d93f2c8b4567";
 pub const CONVENTIONS: &str = "Bodies are JSON with camelCase fields; ids are MongoDB \
 ObjectId hex strings. Every error has the shape `{\"errors\":[{\"message\":\"…\",\"field\":\"…\"}]}` \
 (`field` only for validation errors). Besides the statuses listed per operation, any request \
-may get 500 `Something went wrong` (a bug; the cause is logged, not shown), an unknown path \
-404 and a known path with another method 405, all in that shape. Operations marked with the \
+may get 500 `Something went wrong` (a bug; the cause is logged, not shown), 503 `Service busy, \
+try again later` with `Retry-After` (the service's queue is full, or the request ran past its \
+time), 408 (a body not sent in time), an unknown path 404 and a known path with another method \
+405, all in that shape. Operations marked with the \
 `session` scheme need the `session` cookie that signup and signin set.";
 
 /// A `utoipa` modifier that adds what every document shares: the [`SESSION_SCHEME`] security

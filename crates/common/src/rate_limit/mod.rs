@@ -142,8 +142,8 @@ where
     }
 }
 
-/// 429 as the routes taking [`WithinRateLimit`] document it: the error shape, and how long to
-/// wait in `Retry-After`.
+/// 429 as the rate-limited routes document it: the error shape, and how long to wait in
+/// `Retry-After`.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimited;
 
@@ -160,8 +160,10 @@ impl<'r> utoipa::ToResponse<'r> for RateLimited {
         .errors[0]
             .message
             .clone();
-        let description =
-            format!("`{message}`: over the sign-up and sign-in rate limit of this client address");
+        let description = format!(
+            "`{message}`: over a rate limit (sign-up and sign-in per client address and per \
+             account; writes per user); retry after `Retry-After` seconds"
+        );
         let retry_after = HeaderBuilder::new()
             .schema(<u64 as utoipa::PartialSchema>::schema())
             .description(Some("Seconds until a new attempt is allowed"))

@@ -9,6 +9,7 @@ use common::RecordId;
 use common::error::ErrorBody;
 use common::events::OrderStatus;
 use common::openapi::{SignedOut, TooLarge, Unavailable};
+use common::rate_limit::RateLimited;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -118,13 +119,15 @@ impl From<OrderView> for OrderJson {
     responses(
         (status = 201, description = "The order, `created`, with `expiresAt` = now + the hold \
             window (15 minutes by default)", body = OrderJson),
-        (status = 400, description = "`TicketId must be provided` (field `ticketId`), or \
-            `Ticket is already reserved`", body = ErrorBody,
+        (status = 400, description = "`TicketId must be provided` (field `ticketId`), \
+            `Ticket is already reserved`, or `Too many open orders` (the user already has \
+            `MAX_OPEN_ORDERS_PER_USER` orders created or awaiting payment)", body = ErrorBody,
             example = json!({"errors": [{"message": "Ticket is already reserved"}]})),
         (status = 401, response = inline(SignedOut)),
         (status = 404, description = "`Not found`: no such ticket", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
         (status = 413, response = inline(TooLarge)),
+        (status = 429, response = inline(RateLimited)),
         (status = 503, response = inline(Unavailable)),
     )
 )]
@@ -200,6 +203,7 @@ async fn show_order(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such order (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
+        (status = 429, response = inline(RateLimited)),
         (status = 503, response = inline(Unavailable)),
     )
 )]

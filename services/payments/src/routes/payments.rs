@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use common::error::ErrorBody;
 use common::events::OrderStatus;
 use common::openapi::TooLarge;
+use common::rate_limit::RateLimited;
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::DateTime;
 use mongodb::bson::oid::ObjectId;
@@ -84,6 +85,7 @@ fn charge_token_key(token: &str) -> String {
         (status = 404, description = "`Not found`: no such order", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
         (status = 413, response = inline(TooLarge)),
+        (status = 429, response = inline(RateLimited)),
         (status = 503, description = "The database or the payment gateway is unreachable; \
             retry later", body = ErrorBody,
             example = json!({"errors": [{"message": "Service temporarily unavailable"}]})),

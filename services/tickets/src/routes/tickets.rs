@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
 use common::openapi::{SignedOut, TooLarge, Unavailable};
+use common::rate_limit::RateLimited;
 use common::{ApiError, CurrentUser, RecordId, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,7 @@ impl From<TicketDoc> for TicketJson {
             example = json!({"errors": [{"message": "Title is required", "field": "title"}]})),
         (status = 401, response = inline(SignedOut)),
         (status = 413, response = inline(TooLarge)),
+        (status = 429, response = inline(RateLimited)),
         (status = 503, response = inline(Unavailable)),
     )
 )]
@@ -232,6 +234,7 @@ async fn show_ticket(
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
         (status = 413, response = inline(TooLarge)),
+        (status = 429, response = inline(RateLimited)),
         (status = 503, response = inline(Unavailable)),
     )
 )]
