@@ -81,10 +81,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             .map_or(0, |d| d.as_millis())
     );
     let database = format!("{namespace}_orders");
-    let nats = NatsConfig {
-        url: args.nats_url.clone(),
-        namespace: namespace.clone(),
-    };
+    let nats = NatsConfig::new(&args.nats_url, &namespace);
     let bus = EventBus::connect(&nats, "catchup").await?;
     let last_version = publish_backlog(&bus, args.events, args.tickets).await?;
 

@@ -19,10 +19,7 @@ pub struct StoredEvent {
 impl TestContext {
     /// A bus on this test's namespace (creates the streams if no service did yet).
     pub async fn bus(&self) -> common::events::EventBus {
-        let config = common::events::NatsConfig {
-            url: self.nats_url.clone(),
-            namespace: self.namespace.clone(),
-        };
+        let config = common::events::NatsConfig::new(&self.nats_url, &self.namespace);
         match common::events::EventBus::connect(&config, "test").await {
             Ok(bus) => bus,
             Err(error) => panic!("connect test bus: {error:#}"),

@@ -21,16 +21,40 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Where the bus is: `NATS_URL` (required) and `EVENT_NAMESPACE` (default `ticketing`), the
-/// prefix of every subject and stream name, so that parallel tests never see each other.
+/// prefix of every subject and stream name, so that parallel tests never see each other; and
+/// how its streams are kept.
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
-    /// `nats://host:port`
+    /// `nats://host:port`, or several servers of a cluster, comma-separated.
     pub url: String,
     /// Subject and stream prefix.
     pub namespace: String,
+    /// `EVENTS_STREAM_MAX_BYTES` (default 1 GiB): the most each stream holds. A full stream
+    /// refuses new events rather than dropping unread ones; they wait in the outboxes, and
+    /// `/readyz` and `/metrics` say so, until there is room again.
+    pub max_bytes: i64,
+    /// `NATS_STREAM_REPLICAS` (default 1): copies of each stream in a JetStream cluster. A
+    /// stream that already has more keeps them.
+    pub replicas: usize,
 }
 
+/// The most a stream holds unless `EVENTS_STREAM_MAX_BYTES` says otherwise: 1 GiB.
+const DEFAULT_MAX_BYTES: i64 = 1 << 30;
+
+/// Room kept free before a stream counts as full: more than any one event takes.
+const FULL_MARGIN: u64 = 64 * 1024;
+
 impl NatsConfig {
+    /// The bus at `url` in `namespace`, its streams kept as by default.
+    pub fn new(url: impl Into<String>, namespace: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            namespace: namespace.into(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            replicas: 1,
+        }
+    }
+
     /// Reads `NATS_URL` and `EVENT_NAMESPACE`.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let namespace = env
@@ -46,9 +70,19 @@ impl NatsConfig {
                 reason: "only letters, digits, '_' and '-' are allowed".to_owned(),
             });
         }
+        let max_bytes: i64 = env.parse_or("EVENTS_STREAM_MAX_BYTES", DEFAULT_MAX_BYTES)?;
+        if max_bytes <= FULL_MARGIN as i64 {
+            return Err(ConfigError::Invalid {
+                name: "EVENTS_STREAM_MAX_BYTES".to_owned(),
+                value: max_bytes.to_string(),
+                reason: format!("expected more than {FULL_MARGIN} bytes"),
+            });
+        }
         Ok(Self {
             url: env.required("NATS_URL")?,
             namespace,
+            max_bytes,
+            replicas: env.parse_or("NATS_STREAM_REPLICAS", 1_usize)?.max(1),
         })
     }
 }
@@ -105,11 +139,11 @@ impl EventBus {
             counters: EventCounters::default(),
             connections,
         };
-        bus.ensure_streams().await?;
+        bus.ensure_streams(config).await?;
         Ok(bus)
     }
 
-    async fn ensure_streams(&self) -> anyhow::Result<()> {
+    async fn ensure_streams(&self, config: &NatsConfig) -> anyhow::Result<()> {
         for (name, subjects) in [
             (self.stream_name(), format!("{}.events.>", self.namespace)),
             (
@@ -117,6 +151,14 @@ impl EventBus {
                 format!("{}.dlq.>", self.namespace),
             ),
         ] {
+            // Raised by an operator (or a cluster's own configuration), never lowered here.
+            let replicas = match self.jetstream.get_stream(&name).await {
+                Ok(mut existing) => existing
+                    .info()
+                    .await
+                    .map_or(0, |info| info.config.num_replicas),
+                Err(_) => 0,
+            };
             self.jetstream
                 .create_or_update_stream(stream::Config {
                     name: name.clone(),
@@ -124,12 +166,41 @@ impl EventBus {
                     storage: stream::StorageType::File,
                     duplicate_window: DUPLICATE_WINDOW,
                     max_age: RETENTION,
+                    max_bytes: config.max_bytes,
+                    discard: stream::DiscardPolicy::New,
+                    num_replicas: replicas.max(config.replicas),
                     ..Default::default()
                 })
                 .await
                 .with_context(|| format!("create or update stream {name}"))?;
         }
         Ok(())
+    }
+
+    /// The event stream's bytes and its most, read from JetStream.
+    pub async fn stream_usage(&self) -> anyhow::Result<(u64, i64)> {
+        let mut stream = self
+            .jetstream
+            .get_stream(self.stream_name())
+            .await
+            .context("get event stream")?;
+        let info = stream.info().await.context("read event stream")?;
+        Ok((info.state.bytes, info.config.max_bytes))
+    }
+
+    /// Readiness: the event stream has room. A full stream takes no events; they wait in the
+    /// outboxes until there is room again, so a service that writes cannot finish its work.
+    pub fn stream_room_check(&self) -> ReadinessCheck {
+        let bus = self.clone();
+        ReadinessCheck::new("events-stream", move || {
+            let bus = bus.clone();
+            async move {
+                let (bytes, max) = bus.stream_usage().await?;
+                let full = u64::try_from(max).is_ok_and(|max| bytes + FULL_MARGIN >= max);
+                anyhow::ensure!(!full, "the event stream is full: {bytes} of {max} bytes");
+                Ok(())
+            }
+        })
     }
 
     /// The namespace of this bus.

@@ -134,6 +134,24 @@ impl Collector for Exposition {
         )?;
         family(
             e,
+            names::EVENTS_STREAM_BYTES,
+            "Bytes in the event stream, read from JetStream.",
+            self.services.iter().filter_map(|s| {
+                let (bytes, _) = s.stream?;
+                Some(([("service", s.service)], ConstGauge::new(bytes)))
+            }),
+        )?;
+        family(
+            e,
+            names::EVENTS_STREAM_MAX_BYTES,
+            "The most the event stream holds; at it, new events wait in the outboxes.",
+            self.services.iter().filter_map(|s| {
+                let (_, max) = s.stream?;
+                Some(([("service", s.service)], ConstGauge::new(max)))
+            }),
+        )?;
+        family(
+            e,
             names::EVENTS_CONSUMER_PENDING,
             "Messages not yet delivered to a durable consumer, read from JetStream.",
             self.consumers().filter_map(|(s, c)| {
@@ -216,6 +234,7 @@ mod tests {
                 })
                 .collect(),
             outbox_pending,
+            stream: outbox_pending.map(|_| (100, 1000)),
         };
         let body = Exposition {
             http: Vec::new(),
@@ -278,6 +297,8 @@ mod tests {
                 1.0,
             ),
             (r#"events_outbox_pending{service="tickets"}"#, 4.0),
+            (r#"events_stream_bytes{service="tickets"}"#, 100.0),
+            (r#"events_stream_max_bytes{service="tickets"}"#, 1000.0),
             (
                 r#"events_consumer_pending{service="tickets",consumer="tickets-order-created"}"#,
                 2.0,

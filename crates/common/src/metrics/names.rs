@@ -24,8 +24,14 @@ pub const EVENTS_CONSUMER_PENDING: &str = "events_consumer_pending";
 /// Gauge, read at scrape: messages delivered and not yet acked, by `service`, `consumer`.
 pub const EVENTS_CONSUMER_ACK_PENDING: &str = "events_consumer_ack_pending";
 
+/// Gauge, read at scrape: bytes in the event stream, by `service` (each reads the one stream).
+pub const EVENTS_STREAM_BYTES: &str = "events_stream_bytes";
+/// Gauge, read at scrape: the most the event stream holds (`EVENTS_STREAM_MAX_BYTES`), by
+/// `service`; at it, new events wait in the outboxes.
+pub const EVENTS_STREAM_MAX_BYTES: &str = "events_stream_max_bytes";
+
 /// Every name above, for checks that a rule or dashboard names only served series.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 13] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     EVENTS_PUBLISHED,
@@ -37,6 +43,8 @@ pub const ALL: [&str; 11] = [
     EVENTS_OUTBOX_PENDING,
     EVENTS_CONSUMER_PENDING,
     EVENTS_CONSUMER_ACK_PENDING,
+    EVENTS_STREAM_BYTES,
+    EVENTS_STREAM_MAX_BYTES,
 ];
 
 /// The name a family is registered under with `prometheus-client`, which adds the `_total`

@@ -29,6 +29,9 @@ pub(super) struct ServiceSnapshot {
     pub(super) consumers: Vec<ConsumerSnapshot>,
     /// `None` without an outbox, or when it could not be read in time.
     pub(super) outbox_pending: Option<u64>,
+    /// The event stream's (bytes, most bytes), when the service has a bus and JetStream
+    /// answered in time.
+    pub(super) stream: Option<(u64, i64)>,
 }
 
 /// One durable consumer's values at one scrape.
@@ -77,7 +80,17 @@ impl ServiceMetrics {
             )
             .await
         }));
-        let (outbox_pending, pending) = tokio::join!(outbox, pending);
+        let stream = async {
+            match &self.outbox {
+                // Services that publish: a full stream stops their events.
+                Some(_) => {
+                    let bus = self.bus.as_ref()?;
+                    bounded(service, "event stream", bus.stream_usage()).await
+                }
+                None => None,
+            }
+        };
+        let (outbox_pending, pending, stream) = tokio::join!(outbox, pending, stream);
         ServiceSnapshot {
             service,
             subjects: counters.map(|c| c.subjects()).unwrap_or_default(),
@@ -91,6 +104,7 @@ impl ServiceMetrics {
                 })
                 .collect(),
             outbox_pending,
+            stream,
         }
     }
 }

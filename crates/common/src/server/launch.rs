@@ -120,6 +120,7 @@ impl Backend {
         let checks = vec![
             ReadinessCheck::mongo(format!("{}-mongo", self.name), self.db),
             self.bus.readiness_check(),
+            self.bus.stream_room_check(),
         ];
         Service::new(self.name, router, checks).with_outbox(self.outbox, self.bus)
     }

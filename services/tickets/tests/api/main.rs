@@ -3,6 +3,7 @@
 
 mod combined;
 mod events;
+mod full_stream;
 mod helpers;
 mod hostile;
 mod metrics;
