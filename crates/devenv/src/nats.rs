@@ -23,6 +23,12 @@ pub struct NatsOptions {
     pub port: Option<u16>,
     /// Log file, appended to; `None`: `nats.log` inside the store dir.
     pub log_path: Option<PathBuf>,
+    /// A configuration file (`-c`), e.g. the deployment's users and permissions; the address,
+    /// port and store above still apply over it.
+    pub config: Option<PathBuf>,
+    /// Variables set for the server only: the `$NAMES` a configuration file refers to, such as
+    /// passwords.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `nats-server` with JetStream enabled; stopped on drop.
@@ -38,8 +44,10 @@ pub struct Nats {
     pub log_path: PathBuf,
     /// The process, to halt or kill it (fault tests).
     pub server: Running,
-    /// The executable [`Nats::restart`] runs again.
+    /// The executable [`Nats::restart`] runs again, and with what.
     tools: Tools,
+    config: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl Nats {
@@ -53,8 +61,14 @@ impl Nats {
     /// clients with JetStream on.
     pub fn restart(&mut self) -> Result<()> {
         self.server.halt()?;
-        let (process, _) = spawn_ready(&self.tools, self.server.files(), Some(self.port))
-            .context("failed to restart nats-server")?;
+        let (process, _) = spawn_ready(
+            &self.tools,
+            self.server.files(),
+            Some(self.port),
+            self.config.as_deref(),
+            &self.env,
+        )
+        .context("failed to restart nats-server")?;
         self.server.replace(process);
         Ok(())
     }
@@ -63,8 +77,8 @@ impl Nats {
 /// Starts `nats-server` with JetStream and waits until it greets clients with JetStream on.
 pub fn start_nats(tools: &Tools, opts: NatsOptions) -> Result<Nats> {
     let files = ServerFiles::new(opts.store_dir, opts.log_path, "ticketing-nats", "nats.log")?;
-    let (process, port) =
-        spawn_ready(tools, &files, opts.port).context("failed to start nats-server")?;
+    let (process, port) = spawn_ready(tools, &files, opts.port, opts.config.as_deref(), &opts.env)
+        .context("failed to start nats-server")?;
     Ok(Nats {
         url: format!("nats://127.0.0.1:{port}"),
         port,
@@ -72,13 +86,25 @@ pub fn start_nats(tools: &Tools, opts: NatsOptions) -> Result<Nats> {
         log_path: files.log_path.clone(),
         server: Running::new(process, files),
         tools: tools.clone(),
+        config: opts.config,
+        env: opts.env,
     })
 }
 
 /// Spawns `nats-server` on `port` (a free one if `None`) and waits for its JetStream greeting.
-fn spawn_ready(tools: &Tools, files: &ServerFiles, port: Option<u16>) -> Result<(Supervised, u16)> {
+fn spawn_ready(
+    tools: &Tools,
+    files: &ServerFiles,
+    port: Option<u16>,
+    config: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<(Supervised, u16)> {
     let spawn = |port| {
-        let cmd = nats_command(tools, &files.dir, &files.log_path, port)?;
+        let mut cmd = nats_command(tools, &files.dir, &files.log_path, port)?;
+        if let Some(config) = config {
+            cmd.arg("-c").arg(config);
+        }
+        cmd.envs(env.iter().map(|(name, value)| (name, value)));
         Supervised::spawn_with_cleanup("nats-server", cmd, STOP_GRACE, files.cleanup_dir())
     };
     let ready = |process: &mut Supervised, port| {
