@@ -109,18 +109,38 @@ impl HttpSecurity {
         .collect();
         router.layer(
             ServiceBuilder::new()
-                .map_response(move |mut response: Response| {
-                    let headers = response.headers_mut();
-                    for (name, value) in defaults.iter() {
-                        if !headers.contains_key(name) {
-                            headers.insert(name.clone(), value.clone());
-                        }
-                    }
-                    response
-                })
+                .layer(axum::middleware::from_fn_with_state(defaults, headers))
                 .option_layer(cors),
         )
     }
+}
+
+/// Adds the security headers the handler did not set, and `Cache-Control: no-store` to what
+/// answers a request with a session: a page or a body made for one signed-in visitor must not
+/// be kept by a shared cache or the browser's back button after signing out.
+async fn headers(
+    axum::extract::State(defaults): axum::extract::State<
+        std::sync::Arc<[(HeaderName, HeaderValue)]>,
+    >,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let signed_in = request
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|value| value.as_bytes().windows(8).any(|w| w == b"session="));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in defaults.iter() {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if signed_in && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// An origin is `scheme://host[:port]` exactly as a browser sends it: no path, no trailing
@@ -215,6 +235,18 @@ mod tests {
             assert_eq!(headers["cross-origin-opener-policy"], "same-origin");
             assert!(!headers.contains_key("strict-transport-security"));
         }
+    }
+
+    #[tokio::test]
+    async fn what_answers_a_session_is_never_stored() {
+        let with_session = Request::get("/json")
+            .header(header::COOKIE, "theme=dark; session=abc")
+            .body(Body::empty())
+            .unwrap();
+        let response = send(&HttpSecurity::default(), with_session).await;
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let anonymous = send(&HttpSecurity::default(), get_from("/json", None)).await;
+        assert!(!anonymous.headers().contains_key(header::CACHE_CONTROL));
     }
 
     #[tokio::test]

@@ -45,9 +45,16 @@ pub(crate) enum CallError {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Caller {
     headers: HeaderMap,
+    /// The token the visitor's forms must carry.
+    csrf: String,
 }
 
 impl Caller {
+    /// The token the visitor's forms must carry.
+    pub(crate) fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
     /// Whether the visitor sent a session cookie at all (a cheap "maybe signed in").
     pub(crate) fn has_session(&self) -> bool {
         self.headers.get_all(COOKIE).iter().any(|value| {
@@ -74,7 +81,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         {
             headers.insert(common::telemetry::TRACEPARENT, traceparent);
         }
-        Ok(Self { headers })
+        let csrf = parts
+            .extensions
+            .get::<crate::csrf::CsrfToken>()
+            .map(|token| token.0.clone())
+            .unwrap_or_default();
+        Ok(Self { headers, csrf })
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     /// `STRIPE_PUBLISHABLE_KEY`: when set, the payment form uses Stripe's card element;
     /// otherwise it takes a test-gateway token.
     pub stripe_publishable_key: Option<String>,
+    /// `COOKIE_SECURE` (default true): the client's own `csrf` cookie is `Secure`.
+    pub cookie_secure: bool,
 }
 
 impl FromEnv for Config {
@@ -37,6 +39,7 @@ impl FromEnv for Config {
             api_url,
             api_urls,
             stripe_publishable_key: env.get("STRIPE_PUBLISHABLE_KEY"),
+            cookie_secure: env.flag_or("COOKIE_SECURE", true)?,
         })
     }
 }

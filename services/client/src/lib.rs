@@ -4,6 +4,7 @@
 mod api;
 mod assets;
 mod config;
+mod csrf;
 mod pages;
 mod routes;
 mod state;
@@ -23,9 +24,10 @@ impl Launch for Config {
     /// The client's pages, and the HTML 404 for every path no API claims.
     async fn build(&self) -> anyhow::Result<Service> {
         let state = AppState::new(self)?;
-        Ok(
-            Service::new(Self::NAME, routes::router(state.clone()), Vec::new())
-                .with_fallback(routes::fallback(state)),
-        )
+        let pages = routes::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+            csrf::CookieSecure(self.cookie_secure),
+            csrf::guard,
+        ));
+        Ok(Service::new(Self::NAME, pages, Vec::new()).with_fallback(routes::fallback(state)))
     }
 }

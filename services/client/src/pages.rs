@@ -18,16 +18,19 @@ pub(crate) struct Layout {
     /// Error pages show only the brand: the visitor's session is unknown there.
     pub(crate) nav: bool,
     pub(crate) asset_version: &'static str,
+    /// The visitor's form token, carried by every form (see `csrf.rs`).
+    pub(crate) csrf: String,
 }
 
 impl Layout {
-    pub(crate) fn new(title: impl Into<String>, viewer: Option<User>) -> Self {
+    pub(crate) fn new(title: impl Into<String>, viewer: Option<User>, caller: &Caller) -> Self {
         Self {
             title: title.into(),
             viewer,
             section: "",
             nav: true,
             asset_version: assets::VERSION,
+            csrf: caller.csrf().to_owned(),
         }
     }
 
@@ -196,6 +199,13 @@ pub(crate) struct AuthPage {
     pub(crate) errors: FormErrors,
 }
 
+/// Asks before signing out, for a sign-out link another site may have sent.
+#[derive(Debug, Template)]
+#[template(path = "signout.html")]
+pub(crate) struct SignOutPage {
+    pub(crate) layout: Layout,
+}
+
 #[derive(Debug, Template)]
 #[template(path = "new_ticket.html")]
 pub(crate) struct NewTicketPage {
@@ -263,6 +273,9 @@ pub(crate) enum PageError {
     Refused(String),
     #[error("bad form submission")]
     BadForm,
+    /// A form post from another site, or without this visitor's form token.
+    #[error("cross-site request")]
+    Forbidden,
     #[error(transparent)]
     Api(CallError),
 }
@@ -316,6 +329,13 @@ impl IntoResponse for PageError {
                 "That didn't work",
                 "The form could not be read. Please try again.".to_owned(),
             ),
+            Self::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "That didn't work",
+                "This form was not sent from this site's own page. Nothing was changed; \
+                 please go back, reload the page and try again."
+                    .to_owned(),
+            ),
             Self::Api(error) => {
                 tracing::warn!(%error, "api call failed");
                 (
@@ -326,7 +346,7 @@ impl IntoResponse for PageError {
                 )
             }
         };
-        let mut layout = Layout::new(heading, None);
+        let mut layout = Layout::new(heading, None, &Caller::default());
         layout.nav = false;
         render(
             status,

@@ -129,7 +129,11 @@ impl PaymentGateway for StripeGateway {
             let message = serde_json::from_slice::<StripeErrorBody>(&bytes)
                 .ok()
                 .and_then(|body| body.error.message);
-            if status.is_client_error() {
+            // 402 is a card error, 400 a token or card that cannot be used: the buyer's to
+            // fix. 401, 403 and 429 are ours (a wrong key, a rate limit), never a decline.
+            if status == reqwest::StatusCode::PAYMENT_REQUIRED
+                || status == reqwest::StatusCode::BAD_REQUEST
+            {
                 Err(GatewayError::Declined(
                     message.unwrap_or_else(|| "The card was refused.".to_owned()),
                 ))

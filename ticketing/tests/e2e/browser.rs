@@ -348,6 +348,31 @@ async fn sign_in_and_sign_up_errors_show_inline_in_a_real_browser() {
 }
 
 #[tokio::test]
+async fn another_sites_sign_in_form_leaves_the_visitor_signed_out_in_a_real_browser() {
+    let app = crate::spawn_stack().await;
+    app.signup("attacker@test.dev", "password").await;
+    let evil = crate::csrf::evil_page(&app).await;
+    let browser = Browser::open(&app, "login-csrf").await.unwrap();
+    browser
+        .run(async |b| {
+            b.goto("/").await?;
+            b.wait_text(".nav-links", "Sign in").await?;
+            // The other site's page submits its form to the client as soon as it loads.
+            b.client.goto(&evil).await?;
+            b.wait_text("main", "not sent from this site").await?;
+            b.shot("refused").await?;
+            b.goto("/").await?;
+            let nav = b.wait_text(".nav-links", "Sign in").await?;
+            ensure!(
+                !nav.contains("Sign out"),
+                "signed in by another site: {nav}"
+            );
+            b.shot("still-signed-out").await
+        })
+        .await;
+}
+
+#[tokio::test]
 async fn swagger_ui_shows_every_document_under_the_strict_policy() {
     let app = crate::spawn_stack().await;
     let browser = Browser::open(&app, "swagger-ui").await.unwrap();

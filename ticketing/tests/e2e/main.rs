@@ -7,6 +7,7 @@ mod bench;
 mod browser;
 mod catchup;
 mod concurrency;
+mod csrf;
 mod dlq;
 mod faults;
 mod flows;
@@ -17,6 +18,7 @@ mod openapi;
 mod overload;
 mod pages;
 mod trace_context;
+mod visitor;
 
 use test_support::{TestApp, TestContext, TestUser};
 

@@ -6,6 +6,8 @@ use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use serde_json::json;
 use test_support::TestApp;
 
+use crate::visitor::{Page, Visitor, form_token};
+
 async fn page(
     request: reqwest::RequestBuilder,
 ) -> (StatusCode, reqwest::header::HeaderMap, String) {
@@ -16,21 +18,15 @@ async fn page(
 }
 
 /// Signs in as someone@test.dev through the client's form, asking to be sent to `next`.
-async fn sign_in_through_the_form(
-    app: &TestApp,
-    next: &str,
-) -> (StatusCode, reqwest::header::HeaderMap, String) {
+async fn sign_in_through_the_form(app: &TestApp, next: &str) -> Page {
     let form = [
         ("email", "someone@test.dev"),
         ("password", "password"),
         ("next", next),
     ];
-    page(
-        app.http()
-            .post(format!("{}/auth/signin", app.address))
-            .form(&form),
-    )
-    .await
+    Visitor::new(app)
+        .submit("/auth/signin", "/auth/signin", &form)
+        .await
 }
 
 fn location(headers: &reqwest::header::HeaderMap) -> &str {
@@ -111,28 +107,38 @@ async fn titles_are_escaped_and_forms_refuse_garbage_with_a_page() {
     );
     assert!(!body.contains("<script>alert(1)"), "unescaped title");
 
-    // A form post with a JSON body, or bytes that are no form at all: 400 page, never a 500.
+    // A form post with a JSON body, or bytes that are no form at all: a 4xx page, never a
+    // 500 — refused for their missing form token before anything reads them, and with one,
+    // for what they are.
+    let mut visitor = Visitor::signed_in(&app, &seller);
+    let (_, _, sell) = visitor.get("/tickets/new").await;
+    let token = form_token(&sell).unwrap();
     let json_post = app
         .http()
         .post(format!("{}/auth/signin", app.address))
-        .header(reqwest::header::COOKIE, &seller.cookie)
-        .json(&json!({"email": "x"}));
-    let (status, headers, _) = page(json_post).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+        .json(&json!({"email": "x", "_csrf": token}));
+    let (status, headers, _) = visitor.send(json_post).await;
+    assert!(status.is_client_error(), "{status}");
     assert!(
         headers[CONTENT_TYPE]
             .to_str()
             .unwrap()
             .starts_with("text/html")
     );
+    let mut garbage = b"_csrf=".to_vec();
+    garbage.extend_from_slice(token.as_bytes());
+    garbage.extend_from_slice(&[b'&', 0xff, 0xfe, b'=', 0x00]);
     let garbage = app
         .http()
         .post(format!("{}/tickets/new", app.address))
-        .header(reqwest::header::COOKIE, &seller.cookie)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(vec![0xff, 0xfe, b'=', 0x00]);
-    let (status, _, _) = page(garbage).await;
-    assert!(status.is_client_error(), "{status}");
+        .body(garbage);
+    let (status, _, _) = visitor.send(garbage).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the token passed, the form did not"
+    );
 }
 
 #[tokio::test]
@@ -175,11 +181,9 @@ async fn an_order_can_be_cancelled_from_its_page() {
         |b| b["id"] == ticket_id.as_str(),
     )
     .await;
-    let purchase = app
-        .http()
-        .post(format!("{}/tickets/{ticket_id}", app.address))
-        .header(reqwest::header::COOKIE, &buyer.cookie);
-    let (status, headers, _) = page(purchase).await;
+    let ticket_page = format!("/tickets/{ticket_id}");
+    let mut buyer_visits = Visitor::signed_in(&app, &buyer);
+    let (status, headers, _) = buyer_visits.submit(&ticket_page, &ticket_page, &[]).await;
     assert_eq!(
         status,
         StatusCode::SEE_OTHER,
@@ -189,14 +193,16 @@ async fn an_order_can_be_cancelled_from_its_page() {
     assert!(order_path.starts_with("/orders/"), "{order_path}");
 
     // Someone else's order is a 404 page for them, and their cancel does nothing.
-    let cancel = |cookie: &str| {
-        app.http()
-            .post(format!("{}{order_path}/cancel", app.address))
-            .header(reqwest::header::COOKIE, cookie.to_owned())
-    };
-    let (status, _, _) = page(cancel(&seller.cookie)).await;
+    let cancel_path = format!("{order_path}/cancel");
+    let mut seller_visits = Visitor::signed_in(&app, &seller);
+    let (_, _, sell) = seller_visits.get("/tickets/new").await;
+    let seller_token = form_token(&sell).unwrap();
+    let origin = app.address.clone();
+    let (status, _, _) = seller_visits
+        .post(&cancel_path, &[], Some(&seller_token), Some(&origin))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, headers, _) = page(cancel(&buyer.cookie)).await;
+    let (status, headers, _) = buyer_visits.submit(&order_path, &cancel_path, &[]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location(&headers), order_path);
     let order = app

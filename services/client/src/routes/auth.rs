@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{safe_next, viewer};
 use crate::api::{CallError, Caller, Reply};
-use crate::pages::{AuthPage, FormErrors, Layout, PageError, render};
+use crate::pages::{AuthPage, FormErrors, Layout, PageError, SignOutPage, render};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,7 +33,7 @@ enum Kind {
     SignIn,
 }
 
-fn page(kind: Kind, next: &str, email: String, errors: FormErrors) -> AuthPage {
+fn page(kind: Kind, caller: &Caller, next: &str, email: String, errors: FormErrors) -> AuthPage {
     let switch_query = if next.is_empty() || next == "/" {
         String::new()
     } else {
@@ -41,7 +41,7 @@ fn page(kind: Kind, next: &str, email: String, errors: FormErrors) -> AuthPage {
     };
     match kind {
         Kind::SignUp => AuthPage {
-            layout: Layout::new("Sign up", None).section("signup"),
+            layout: Layout::new("Sign up", None, caller).section("signup"),
             heading: "Create your account",
             lede: "Sell tickets you can't use and buy the ones you want.",
             action: "/auth/signup",
@@ -56,7 +56,7 @@ fn page(kind: Kind, next: &str, email: String, errors: FormErrors) -> AuthPage {
             errors,
         },
         Kind::SignIn => AuthPage {
-            layout: Layout::new("Sign in", None).section("signin"),
+            layout: Layout::new("Sign in", None, caller).section("signin"),
             heading: "Welcome back",
             lede: "Sign in to buy, sell and see your orders.",
             action: "/auth/signin",
@@ -79,7 +79,7 @@ async fn form(kind: Kind, state: &AppState, caller: &Caller, next: &str) -> Resp
     }
     render(
         StatusCode::OK,
-        &page(kind, next, String::new(), FormErrors::default()),
+        &page(kind, caller, next, String::new(), FormErrors::default()),
     )
 }
 
@@ -121,7 +121,7 @@ async fn submit(
             };
             Ok(render(
                 StatusCode::BAD_REQUEST,
-                &page(kind, &form.next, form.email, errors),
+                &page(kind, caller, &form.next, form.email, errors),
             ))
         }
         Err(other) => Err(PageError::from_call(other, caller, "/")),
@@ -154,7 +154,30 @@ pub(crate) async fn signin(
     submit(Kind::SignIn, &state, &caller, form).await
 }
 
-/// Signs out and goes home, like the original's `/auth/signout` page.
+/// `GET /auth/signout`, the link in the header: signs out on a navigation from this site's
+/// own pages, like the original; anything else (an `<img>` or a link on another site, a
+/// browser that does not say) gets a page with a sign-out button instead.
+pub(crate) async fn signout_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, PageError> {
+    let same_origin = headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site == "same-origin");
+    if same_origin {
+        return signout(State(state), caller).await;
+    }
+    let viewer = viewer(&state, &caller).await;
+    Ok(render(
+        StatusCode::OK,
+        &SignOutPage {
+            layout: Layout::new("Sign out", viewer, &caller),
+        },
+    ))
+}
+
+/// Signs out and goes home.
 pub(crate) async fn signout(
     State(state): State<AppState>,
     caller: Caller,

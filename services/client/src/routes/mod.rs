@@ -21,7 +21,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", get(tickets::index))
         .route("/auth/signup", get(auth::signup_form).post(auth::signup))
         .route("/auth/signin", get(auth::signin_form).post(auth::signin))
-        .route("/auth/signout", get(auth::signout).post(auth::signout))
+        .route("/auth/signout", get(auth::signout_link).post(auth::signout))
         .route("/tickets/new", get(tickets::new_form).post(tickets::create))
         .route("/tickets/{id}", get(tickets::show).post(tickets::purchase))
         .route("/orders", get(orders::index))

@@ -31,7 +31,7 @@ pub(crate) async fn index(
     Ok(render(
         StatusCode::OK,
         &OrdersPage {
-            layout: Layout::new("My orders", viewer).section("orders"),
+            layout: Layout::new("My orders", viewer, &caller).section("orders"),
             orders: orders
                 .into_iter()
                 .map(|order| OrderView::new(order, now))
@@ -54,7 +54,8 @@ async fn order_page(
     Ok(render(
         status,
         &OrderPage {
-            layout: Layout::new(format!("Order: {}", order.title), viewer).section("orders"),
+            layout: Layout::new(format!("Order: {}", order.title), viewer, caller)
+                .section("orders"),
             order,
             stripe_key: state.stripe_key.clone(),
             token,

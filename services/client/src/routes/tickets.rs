@@ -46,7 +46,7 @@ pub(crate) async fn index(
     Ok(render(
         StatusCode::OK,
         &IndexPage {
-            layout: Layout::new("Tickets for sale", viewer),
+            layout: Layout::new("Tickets for sale", viewer, &caller),
             tickets,
             next: page.next,
         },
@@ -55,11 +55,12 @@ pub(crate) async fn index(
 
 fn new_page(
     viewer: Option<crate::api::User>,
+    caller: &Caller,
     form: TicketForm,
     errors: FormErrors,
 ) -> NewTicketPage {
     NewTicketPage {
-        layout: Layout::new("Sell a ticket", viewer).section("sell"),
+        layout: Layout::new("Sell a ticket", viewer, caller).section("sell"),
         title: form.title,
         price: form.price,
         errors,
@@ -70,7 +71,12 @@ pub(crate) async fn new_form(State(state): State<AppState>, caller: Caller) -> R
     match viewer(&state, &caller).await {
         Some(user) => render(
             StatusCode::OK,
-            &new_page(Some(user), TicketForm::default(), FormErrors::default()),
+            &new_page(
+                Some(user),
+                &caller,
+                TicketForm::default(),
+                FormErrors::default(),
+            ),
         ),
         None => sign_in_redirect("/tickets/new"),
     }
@@ -108,7 +114,7 @@ pub(crate) async fn create(
     let viewer = viewer(&state, &caller).await;
     Ok(render(
         StatusCode::BAD_REQUEST,
-        &new_page(viewer, form, errors),
+        &new_page(viewer, &caller, form, errors),
     ))
 }
 
@@ -126,7 +132,7 @@ async fn ticket_page(
     Ok(render(
         status,
         &TicketPage {
-            layout: Layout::new(title, viewer),
+            layout: Layout::new(title, viewer, caller),
             ticket,
             errors,
         },

@@ -17,9 +17,21 @@ async fn charges(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> (StatusCode, axum::Json<Value>) {
-    let declined = form.get("source").map(String::as_str) == Some("tok_chargeDeclined");
+    let source = form.get("source").cloned().unwrap_or_default();
     seen.lock().unwrap().push((headers, form));
-    if declined {
+    // Stripe's own answers when the key is wrong or the account is rate limited.
+    let ours = match source.as_str() {
+        "tok_wrongKey" => Some(StatusCode::UNAUTHORIZED),
+        "tok_rateLimited" => Some(StatusCode::TOO_MANY_REQUESTS),
+        _ => None,
+    };
+    if let Some(status) = ours {
+        return (
+            status,
+            axum::Json(json!({"error": {"message": "Not your fault", "type": "api_error"}})),
+        );
+    }
+    if source == "tok_chargeDeclined" {
         (
             StatusCode::PAYMENT_REQUIRED,
             axum::Json(
@@ -88,4 +100,16 @@ async fn an_unreachable_stripe_is_unavailable_not_declined() {
         gateway.charge(charge("tok_visa")).await,
         Err(GatewayError::Unavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn a_wrong_key_or_a_rate_limit_is_unavailable_not_a_decline() {
+    let (address, _seen) = fake_stripe().await;
+    let gateway = StripeGateway::new(&address, "sk_test_secret").unwrap();
+    for token in ["tok_wrongKey", "tok_rateLimited"] {
+        match gateway.charge(charge(token)).await {
+            Err(GatewayError::Unavailable(_)) => {}
+            other => panic!("{token}: expected unavailable, got {other:?}"),
+        }
+    }
 }

@@ -140,12 +140,59 @@ impl Fuzz {
         }
     }
 
+    /// A fresh `csrf=…` cookie pair and the form token that goes with it and `cookie` (the
+    /// probe's own), read off the page a visitor with those cookies is shown a form on.
+    async fn form_token(&self, cookie: Option<&Bytes>) -> Result<(String, String), String> {
+        let (_, headers, _) = crate::visitor::Visitor::new(&self.app)
+            .get("/auth/signin")
+            .await;
+        let csrf = headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.split(';').next().filter(|pair| pair.starts_with("csrf=")))
+            .ok_or("no csrf cookie")?
+            .to_owned();
+        for page in ["/auth/signin", "/tickets/new"] {
+            let mut with = cookie.map(|c| c.to_vec()).unwrap_or_default();
+            with.extend_from_slice(format!("; {csrf}").as_bytes());
+            let request = self
+                .http
+                .get(format!("{}{page}", self.app.address))
+                .header(COOKIE, header_value(&Bytes::from(with)));
+            let html = request
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(token) = crate::visitor::form_token(&html) {
+                return Ok((csrf, token));
+            }
+        }
+        Err("no page with a form for this visitor".to_owned())
+    }
+
     /// The answer, or why there is none: no connection, or no whole answer within
     /// [`REQUEST_TIMEOUT`].
     async fn send(&self, probe: &Probe) -> Result<Answer, String> {
         let url = format!("{}{}", self.app.address, probe.path);
         let mut request = self.http.request(probe.method.clone(), url);
-        if let Some(cookie) = probe.who.cookie(&self.fx) {
+        let mut cookie = probe.who.cookie(&self.fx);
+        let mut body = probe.body.bytes.as_ref().map(|raw| raw.0.clone());
+        // A page's form posts carry its form token, as a browser's do, so that the fuzzing
+        // reaches the forms behind it (the token itself is tested in `csrf.rs`).
+        if probe.method == reqwest::Method::POST && !probe.path.starts_with("/api") {
+            let (csrf, token) = self.form_token(cookie.as_ref()).await?;
+            let mut with_csrf = cookie.map(|c| c.to_vec()).unwrap_or_default();
+            with_csrf.extend_from_slice(format!("; {csrf}").as_bytes());
+            cookie = Some(Bytes::from(with_csrf));
+            let mut fields = format!("_csrf={token}&").into_bytes();
+            fields.extend_from_slice(body.as_deref().unwrap_or_default());
+            body = Some(Bytes::from(fields));
+        }
+        if let Some(cookie) = cookie {
             request = request.header(COOKIE, header_value(&cookie));
         }
         for (name, value) in &probe.headers {
@@ -154,8 +201,8 @@ impl Fuzz {
         if let Some(content_type) = &probe.body.content_type {
             request = request.header(CONTENT_TYPE, header_value(&content_type.0));
         }
-        if let Some(bytes) = &probe.body.bytes {
-            request = request.body(bytes.0.clone());
+        if let Some(bytes) = body {
+            request = request.body(bytes);
         }
         let response = request.send().await.map_err(|error| {
             if error.is_timeout() {
