@@ -145,6 +145,59 @@ impl<'r> utoipa::ToResponse<'r> for SignedOut {
     }
 }
 
+/// 429 as the rate-limited routes document it: the error shape, and how long to wait in
+/// `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimited;
+
+impl<'r> utoipa::ToResponse<'r> for RateLimited {
+    fn response() -> (
+        &'r str,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    ) {
+        use utoipa::openapi::header::HeaderBuilder;
+        let message = crate::error::ApiError::TooManyRequests {
+            retry_after: std::time::Duration::ZERO,
+        }
+        .body()
+        .errors[0]
+            .message
+            .clone();
+        let description = format!(
+            "`{message}`: over a rate limit (sign-up and sign-in per client address and per \
+             account; writes per user); retry after `Retry-After` seconds"
+        );
+        let retry_after = HeaderBuilder::new()
+            .schema(<u64 as utoipa::PartialSchema>::schema())
+            .description(Some("Seconds until a new attempt is allowed"))
+            .build();
+        let response = error_response_builder(&description, &message)
+            .header("Retry-After", retry_after)
+            .build();
+        ("RateLimited", response.into())
+    }
+}
+
+/// What every write route may answer besides its own outcomes: 413 (a body over the limit),
+/// 429 (over a rate limit) and 503 (the database unreachable). An operation lists it among
+/// its responses: `responses((status = 201, …), WriteFailures)`.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteFailures;
+
+impl utoipa::IntoResponses for WriteFailures {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+        use utoipa::ToResponse as _;
+        [
+            ("413", TooLarge::response().1),
+            ("429", RateLimited::response().1),
+            ("503", Unavailable::response().1),
+        ]
+        .into_iter()
+        .map(|(status, response)| (status.to_owned(), response))
+        .collect()
+    }
+}
+
 /// The route that serves a service's document as JSON, for its
 /// `/api/<prefix>/openapi.json`:
 ///

@@ -258,15 +258,20 @@ impl Sessions {
     /// Reads the session from the first `session` cookie of the request; anything missing or
     /// invalid is `None`.
     pub fn from_headers(&self, headers: &axum::http::HeaderMap) -> Option<Claims> {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE_NAME)
-            .and_then(|(_, token)| self.verify(token.trim_matches('"')))
+        cookie(headers, COOKIE_NAME).and_then(|token| self.verify(token.trim_matches('"')))
     }
+}
+
+/// The value of the first cookie called `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
 }
 
 fn now_secs() -> u64 {

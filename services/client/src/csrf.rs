@@ -14,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
+use common::session::cookie;
 use sha2::{Digest as _, Sha256};
 
 use crate::pages::PageError;
@@ -85,18 +86,6 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
     }
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     (fetch_site == Some("cross-site")).then(|| "cross-site".to_owned())
-}
-
-/// The value of the first cookie called `name`.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
 }
 
 /// 32 random bytes, hex.

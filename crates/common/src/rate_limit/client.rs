@@ -139,37 +139,32 @@ mod tests {
     #[test]
     fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
         let proxies = TrustedProxies::of(&["10.0.0.0/8"]);
-        let peer = Some(SocketAddr::from(([10, 1, 1, 1], 5000)));
-        // What a caller writes on the left cannot pick its bucket: the proxy appended the
-        // address it saw.
-        assert_eq!(
-            proxies.client_of(&forwarded("1.2.3.4, 203.0.113.7"), peer),
-            ip("203.0.113.7")
-        );
-        assert_eq!(
-            proxies.client_of(&forwarded("1.2.3.4, 203.0.113.7, 10.0.0.9"), peer),
-            ip("203.0.113.7")
-        );
-        assert_eq!(
-            proxies.client_of(&forwarded("[2001:db8::1]:443"), peer),
-            ip("2001:db8::1")
-        );
-        // Garbage, or only proxies: the last address a proxy vouched for.
-        assert_eq!(
-            proxies.client_of(&forwarded("garbage, 10.0.0.9"), peer),
-            ip("10.0.0.9")
-        );
-        assert_eq!(
-            proxies.client_of(&forwarded("garbage"), peer),
-            ip("10.1.1.1")
-        );
-        assert_eq!(proxies.client_of(&HeaderMap::new(), peer), ip("10.1.1.1"));
-        // A peer outside the trusted networks is the client.
+        let inside = Some(SocketAddr::from(([10, 1, 1, 1], 5000)));
         let outside = Some(SocketAddr::from(([198, 51, 100, 2], 5000)));
-        assert_eq!(
-            proxies.client_of(&forwarded("203.0.113.7"), outside),
-            ip("198.51.100.2")
-        );
+        for (peer, header, client) in [
+            // What a caller writes on the left cannot pick its bucket: the proxy appended the
+            // address it saw.
+            (inside, Some("1.2.3.4, 203.0.113.7"), "203.0.113.7"),
+            (
+                inside,
+                Some("1.2.3.4, 203.0.113.7, 10.0.0.9"),
+                "203.0.113.7",
+            ),
+            (inside, Some("[2001:db8::1]:443"), "2001:db8::1"),
+            // Garbage, or only proxies: the last address a proxy vouched for.
+            (inside, Some("garbage, 10.0.0.9"), "10.0.0.9"),
+            (inside, Some("garbage"), "10.1.1.1"),
+            (inside, None, "10.1.1.1"),
+            // A peer outside the trusted networks is the client.
+            (outside, Some("203.0.113.7"), "198.51.100.2"),
+        ] {
+            let headers = header.map_or_else(HeaderMap::new, |value| {
+                let mut headers = HeaderMap::new();
+                headers.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+                headers
+            });
+            assert_eq!(proxies.client_of(&headers, peer), ip(client), "{header:?}");
+        }
     }
 
     #[test]

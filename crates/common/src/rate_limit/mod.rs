@@ -142,39 +142,6 @@ where
     }
 }
 
-/// 429 as the rate-limited routes document it: the error shape, and how long to wait in
-/// `Retry-After`.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimited;
-
-impl<'r> utoipa::ToResponse<'r> for RateLimited {
-    fn response() -> (
-        &'r str,
-        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
-    ) {
-        use utoipa::openapi::header::HeaderBuilder;
-        let message = ApiError::TooManyRequests {
-            retry_after: Duration::ZERO,
-        }
-        .body()
-        .errors[0]
-            .message
-            .clone();
-        let description = format!(
-            "`{message}`: over a rate limit (sign-up and sign-in per client address and per \
-             account; writes per user); retry after `Retry-After` seconds"
-        );
-        let retry_after = HeaderBuilder::new()
-            .schema(<u64 as utoipa::PartialSchema>::schema())
-            .description(Some("Seconds until a new attempt is allowed"))
-            .build();
-        let response = crate::openapi::error_response_builder(&description, &message)
-            .header("Retry-After", retry_after)
-            .build();
-        ("RateLimited", response.into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::error::ErrorBody;
-use common::openapi::{TooLarge, Unavailable};
-use common::rate_limit::{RateLimited, WithinRateLimit};
+use common::openapi::WriteFailures;
+use common::rate_limit::WithinRateLimit;
 use common::{ApiError, MaybeCurrentUser, Result, Sessions, ValidatedJson};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -123,9 +123,7 @@ impl From<&UserDoc> for UserJson {
         (status = 400, description = "Validation failed (`email` or `password`, named in \
             `field`), or `Email in use`", body = ErrorBody,
             example = json!({"errors": [{"message": "Email in use"}]})),
-        (status = 413, response = inline(TooLarge)),
-        (status = 429, response = inline(RateLimited)),
-        (status = 503, response = inline(Unavailable)),
+        WriteFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(email = %body.email))]
@@ -155,9 +153,7 @@ async fn sign_up(
             `field`), or `Invalid credentials` (the same for an unknown email and a wrong \
             password)", body = ErrorBody,
             example = json!({"errors": [{"message": "Invalid credentials"}]})),
-        (status = 413, response = inline(TooLarge)),
-        (status = 429, response = inline(RateLimited)),
-        (status = 503, response = inline(Unavailable)),
+        WriteFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(email = %body.email))]

@@ -8,8 +8,7 @@ use axum::{Json, Router};
 use common::RecordId;
 use common::error::ErrorBody;
 use common::events::OrderStatus;
-use common::openapi::{SignedOut, TooLarge, Unavailable};
-use common::rate_limit::RateLimited;
+use common::openapi::{RateLimited, SignedOut, Unavailable, WriteFailures};
 use common::{ApiError, CurrentUser, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -126,9 +125,7 @@ impl From<OrderView> for OrderJson {
         (status = 401, response = inline(SignedOut)),
         (status = 404, description = "`Not found`: no such ticket", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, response = inline(TooLarge)),
-        (status = 429, response = inline(RateLimited)),
-        (status = 503, response = inline(Unavailable)),
+        WriteFailures,
     )
 )]
 async fn create_order(

@@ -8,8 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
-use common::openapi::{SignedOut, TooLarge, Unavailable};
-use common::rate_limit::RateLimited;
+use common::openapi::{SignedOut, Unavailable, WriteFailures};
 use common::{ApiError, CurrentUser, RecordId, Result, ValidatedJson};
 use mongodb::bson::oid::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -94,9 +93,7 @@ impl From<TicketDoc> for TicketJson {
             or the body is not a JSON object", body = ErrorBody,
             example = json!({"errors": [{"message": "Title is required", "field": "title"}]})),
         (status = 401, response = inline(SignedOut)),
-        (status = 413, response = inline(TooLarge)),
-        (status = 429, response = inline(RateLimited)),
-        (status = 503, response = inline(Unavailable)),
+        WriteFailures,
     )
 )]
 async fn create_ticket(
@@ -233,9 +230,7 @@ async fn show_ticket(
             body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
-        (status = 413, response = inline(TooLarge)),
-        (status = 429, response = inline(RateLimited)),
-        (status = 503, response = inline(Unavailable)),
+        WriteFailures,
     )
 )]
 async fn update_ticket(
