@@ -6,6 +6,9 @@ use common::server::{Launch, Service};
 
 use crate::{JWT_KEY, TestApp, UNTHROTTLED, servers, unique_name};
 
+/// The most each of a test's streams holds: far more than any test writes.
+const TEST_STREAM_BYTES: &str = "16777216";
+
 /// The isolated world of one test: its own databases and event namespace on the shared servers.
 #[derive(Debug, Clone)]
 pub struct TestContext {
@@ -46,6 +49,9 @@ impl TestContext {
             ("PORT", "0".to_owned()),
             ("AUTH_RATE_LIMIT_PER_MINUTE", UNTHROTTLED.to_owned()),
             ("AUTH_RATE_LIMIT_BURST", UNTHROTTLED.to_owned()),
+            // JetStream reserves each stream's limit on its one store: every test's two
+            // streams at the default would not fit.
+            ("EVENTS_STREAM_MAX_BYTES", TEST_STREAM_BYTES.to_owned()),
             ("WRITE_RATE_LIMIT_PER_MINUTE", UNTHROTTLED.to_owned()),
             ("WRITE_RATE_LIMIT_BURST", UNTHROTTLED.to_owned()),
         ])

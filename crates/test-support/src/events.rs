@@ -19,7 +19,10 @@ pub struct StoredEvent {
 impl TestContext {
     /// A bus on this test's namespace (creates the streams if no service did yet).
     pub async fn bus(&self) -> common::events::EventBus {
-        let config = common::events::NatsConfig::new(&self.nats_url, &self.namespace);
+        let config = match common::events::NatsConfig::from_env(&self.env("test")) {
+            Ok(config) => config,
+            Err(error) => panic!("test bus configuration: {error}"),
+        };
         match common::events::EventBus::connect(&config, "test").await {
             Ok(bus) => bus,
             Err(error) => panic!("connect test bus: {error:#}"),

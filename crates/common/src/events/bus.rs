@@ -29,17 +29,20 @@ pub struct NatsConfig {
     pub url: String,
     /// Subject and stream prefix.
     pub namespace: String,
-    /// `EVENTS_STREAM_MAX_BYTES` (default 1 GiB): the most each stream holds. A full stream
+    /// `EVENTS_STREAM_MAX_BYTES` (default 256 MiB): the most each stream holds. A full stream
     /// refuses new events rather than dropping unread ones; they wait in the outboxes, and
-    /// `/readyz` and `/metrics` say so, until there is room again.
+    /// `/readyz` and `/metrics` say so, until there is room again. JetStream reserves it on
+    /// its volume when the stream is created: the events and dead-letter streams together
+    /// need twice this much of its storage.
     pub max_bytes: i64,
     /// `NATS_STREAM_REPLICAS` (default 1): copies of each stream in a JetStream cluster. A
     /// stream that already has more keeps them.
     pub replicas: usize,
 }
 
-/// The most a stream holds unless `EVENTS_STREAM_MAX_BYTES` says otherwise: 1 GiB.
-const DEFAULT_MAX_BYTES: i64 = 1 << 30;
+/// The most a stream holds unless `EVENTS_STREAM_MAX_BYTES` says otherwise: 256 MiB, twice of
+/// which fits the development NATS volume (2 GiB) with room to spare.
+const DEFAULT_MAX_BYTES: i64 = 256 << 20;
 
 /// Room kept free before a stream counts as full: more than any one event takes.
 const FULL_MARGIN: u64 = 64 * 1024;

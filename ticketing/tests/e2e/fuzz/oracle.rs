@@ -1,6 +1,8 @@
 //! What every answer must satisfy: never a 5xx; under `/api` every 4xx in the error shape and
-//! JSON; on an owner-only route success for the owner alone; and a route's own check.
+//! JSON; on an owner-only route success for the owner alone; 413 exactly for bodies over the
+//! limit; and a route's own check.
 
+use common::server::BODY_LIMIT_BYTES;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 use test_support::TestResponse;
@@ -77,6 +79,19 @@ pub(super) fn verdict(
     }
     if route.owner_only && status.is_success() && probe.who.acts() != Acts::Owner {
         return Err(format!("{status} for {}", probe.who.describe()));
+    }
+    // A body over the limit is refused before any route sees it, whatever the route.
+    let oversized = probe
+        .body
+        .bytes
+        .as_ref()
+        .is_some_and(|b| b.0.len() > BODY_LIMIT_BYTES);
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return if oversized {
+            Ok(())
+        } else {
+            Err(format!("{status} for a body within the limit"))
+        };
     }
     match route.extra {
         Some(extra) => extra(fx, probe, response),
