@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# One build of the workspace for all six images: `docker build --build-arg SERVICE=auth -t
-# ticketing/auth .`. Only the last stages depend on SERVICE, so the builder stage is the same
-# for every image and BuildKit builds it once; the other five images reuse it from the cache.
+# One build of the workspace for all images: `docker build --build-arg SERVICE=auth -t
+# ticketing/auth .`, the six services and the dev cluster's fake Stripe (`--build-arg
+# SERVICE=fake-stripe`). Only the last stages depend on SERVICE, so the builder stage is the
+# same for every image and BuildKit builds it once; the other images reuse it from the cache.
 # cargo-chef splits the build so that dependencies (the slow part) are compiled in a layer
 # that only changes when Cargo.toml/Cargo.lock change, not on every source edit.
 
@@ -15,10 +16,16 @@ RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /app
 # Release profile tweaks for the image only (Cargo.toml keeps symbols for local profiling).
 # Set here so that `cook` and `build` see the same profile and share compiled dependencies.
-# PACKAGES: the deployed services (infra/check.py compares it with services/*/src/main.rs).
+# PACKAGES: the deployed services (infra/check.py compares it with services/*/src/main.rs),
+# each a binary named after its package. DEV_PACKAGES and DEV_BINARIES: the images only the
+# dev overlay runs (infra/check.py's DEV_TOOLS), the fake Stripe of test-support. They build
+# in the same cargo run: their dependencies are the workspace's with the same features, so
+# the services' binaries come out the same.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_TERM_COLOR=never \
-    PACKAGES="-p auth -p tickets -p orders -p payments -p expiration -p client"
+    PACKAGES="-p auth -p tickets -p orders -p payments -p expiration -p client" \
+    DEV_PACKAGES="-p test-support" \
+    DEV_BINARIES="fake-stripe"
 
 # 1. planner: reduce the workspace to a recipe (manifests + lockfile, no sources).
 FROM chef AS planner
@@ -32,13 +39,14 @@ COPY --from=planner /app/recipe.json recipe.json
 # The same package selection as the build below, so cargo resolves the same features and
 # nothing cooked here is rebuilt there.
 # hadolint ignore=SC2086
-RUN cargo chef cook --release --locked --recipe-path recipe.json $PACKAGES --bins
+RUN cargo chef cook --release --locked --recipe-path recipe.json $PACKAGES $DEV_PACKAGES --bins
 COPY . .
 # hadolint ignore=SC2086
-RUN set -e; cargo build --release --locked $PACKAGES --bins; mkdir /app/bin; \
+RUN set -e; cargo build --release --locked $PACKAGES $DEV_PACKAGES --bins; mkdir /app/bin; \
     for package in $PACKAGES; do \
       [ "$package" = -p ] || cp "target/release/$package" /app/bin/; \
-    done
+    done; \
+    for binary in $DEV_BINARIES; do cp "target/release/$binary" /app/bin/; done
 
 # 3. pick: the one binary this image runs (cheap; the only build step that depends on SERVICE).
 FROM builder AS pick
@@ -57,6 +65,6 @@ COPY --from=pick /app/service /usr/local/bin/service
 # Distroless's `nonroot` user, by number: Kubernetes' runAsNonRoot can only verify a numeric
 # user, so with `USER nonroot` a pod that does not set runAsUser would be refused.
 USER 65532:65532
-# The services' default PORT.
+# The services' default PORT (the fake Stripe's is 12111).
 EXPOSE 3000
 ENTRYPOINT ["/usr/local/bin/service"]

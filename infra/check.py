@@ -41,6 +41,11 @@
    resolving per request) and the Dockerfile (one build of every service; hadolint).
 8. skaffold artifacts, each overlay's Deployments, docker-compose app services and the
    services/* crates with a src/main.rs are the same set.
+9. Dev tools (DEV_TOOLS: a test double of an outside dependency, such as the fake Stripe) are
+   no service: the dev overlay may run one (hardened and policed like every workload, one
+   replica, no HPA or PDB), built by the Dockerfile and by skaffold's dev profile only, and a
+   service that names its Service in a URL may reach it; prod runs none and selects no test
+   double (TEST_DOUBLES); compose may have one under a profile.
 
 What a service "reads" comes from the source, minus `#[cfg(test)]` modules: upper-case string
 literals in services/<svc>/src and in the crates/common items that the service uses, directly
@@ -76,6 +81,11 @@ DEPS_DIR = ROOT / ".tools" / "infra-check"
 
 # Packages under services/ that have a binary but are not deployed (none yet).
 NOT_DEPLOYED: set[str] = set()
+# Images only the dev overlay runs that are no service: test doubles of outside dependencies.
+# Image name (ticketing/<name>, also the binary and the Dockerfile's SERVICE) → its package.
+DEV_TOOLS = {"fake-stripe": "test-support"}
+# Variables whose value picks a test double, and those values: never in prod.
+TEST_DOUBLES = {"PAYMENTS_GATEWAY": {"local", "stripe-fake"}}
 # Variables read by a library rather than by name in our code, and the code that proves it.
 INDIRECT_VARS = {
     "RUST_LOG": ("crates/common/src/telemetry.rs", "EnvFilter::try_from_default_env"),
@@ -354,6 +364,8 @@ class Cluster:
             self.by_kind.setdefault(res.get("kind", ""), {})[name] = (self.where, res)
         namespaces = list(self.by_kind.get("Namespace", {}))
         self.namespace = namespaces[0] if namespaces else "default"
+        # The DEV_TOOLS it runs (check_deployments finds them).
+        self.tools: set[str] = set()
 
     def all(self, kind: str):
         return self.by_kind.get(kind, {}).items()
@@ -685,10 +697,18 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
     owners: dict[str, set[str]] = {}  # each service owns its database
     for name, (path, dep) in cluster.all("Deployment"):
         containers = pod_spec(dep).get("containers") or []
+        images = {service_of_image(c.get("image", "")) for c in containers}
+        tool = bool(images & set(DEV_TOOLS))
         for c in containers:
             svc_name = service_of_image(c.get("image", ""))
             where = f"Deployment/{name} container {c.get('name')}"
             if svc_name is None:
+                continue
+            if svc_name in DEV_TOOLS:
+                cluster.tools.add(svc_name)
+                if cluster.overlay != "dev":
+                    problems.add(path, f"{where}: {c.get('image')} is a dev tool, not for "
+                                       f"overlays/{cluster.overlay}")
                 continue
             svc = services.get(svc_name)
             if svc is None:
@@ -698,6 +718,13 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
             reach = deployed[svc_name] = {"workload": dep, "mongo": [], "nats": [], "calls": {}}
             env, refs = resolved_env(c, cluster, where, path, problems)
             check_env_against_service(where, path, env, svc, problems)
+            for var, doubles in TEST_DOUBLES.items():
+                if cluster.overlay == "prod" and env.get(var) in doubles:
+                    problems.add(path, f"{where}: {var}={env[var]} is a test double, never for "
+                                       "prod")
+            # The dev tools it reaches by a URL in its configuration (STRIPE_API_BASE).
+            reach["tools"] = [(w, port, var) for var, value in env.items()
+                              for w, port in dev_tools_behind(cluster, value)]
             reach["calls"] = check_api_urls(
                 where, path, env, svc, services,
                 lambda host, port: backend_service(cluster, host, port),
@@ -732,12 +759,12 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
                 reach["nats"] = check_nats_url(where, path, svc_name, env["NATS_URL"], refs,
                                                cluster, users, problems)
 
-        # Each Deployment needs a Service, an HPA and a PDB that point at it.
+        # Each Deployment needs a Service, an HPA and a PDB that point at it; a dev tool runs
+        # one replica (its state is in memory), so neither an HPA nor a PDB.
         labels = pod_labels(dep)
         own_services = [s for s, (_, res) in cluster.all("Service")
                         if res["spec"].get("selector")
                         and res["spec"]["selector"].items() <= labels.items()]
-        images = {service_of_image(c.get("image", "")) for c in containers}
         routed = any(services[s].routes for s in images if s in services)
         if routed and not own_services:
             problems.add(path, f"Deployment/{name} serves routes but no Service selects it")
@@ -750,9 +777,14 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
                            for c in containers):
                     problems.add(spath, f"Service/{s} targetPort {target} is no container port "
                                         f"of Deployment/{name}")
-        if not any(h["spec"]["scaleTargetRef"].get("name") == name
-                   and h["spec"]["scaleTargetRef"].get("kind") == "Deployment"
-                   for _, (_, h) in cluster.all("HorizontalPodAutoscaler")):
+        scaled = any(h["spec"]["scaleTargetRef"].get("name") == name
+                     and h["spec"]["scaleTargetRef"].get("kind") == "Deployment"
+                     for _, (_, h) in cluster.all("HorizontalPodAutoscaler"))
+        if tool:
+            if scaled or dep.get("spec", {}).get("replicas") != 1:
+                problems.add(path, f"Deployment/{name} runs a dev tool: replicas: 1 and no "
+                                   "HorizontalPodAutoscaler (its state is in memory)")
+        elif not scaled:
             problems.add(path, f"Deployment/{name} has no HorizontalPodAutoscaler")
         elif "replicas" in dep.get("spec", {}):
             problems.add(path, f"Deployment/{name} sets replicas, which fights its HPA on apply")
@@ -762,6 +794,9 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
             problems.add(cluster.where, f"{', '.join(sorted(svcs))} share MongoDB {wname}; "
                                         "each service owns its database")
     for kind, name, path, w in cluster.workloads():
+        if {service_of_image(c.get("image", "")) for c in pod_spec(w).get("containers") or []} \
+                & set(DEV_TOOLS):
+            continue  # one replica: a PDB could only block a drain
         if not any(cluster.selected_workloads((p["spec"].get("selector") or {})
                                               .get("matchLabels") or {}) and
                    (p["spec"]["selector"].get("matchLabels") or {}).items()
@@ -785,6 +820,27 @@ def check_deployments(cluster: Cluster, services: dict[str, Service], listen_por
         if not cluster.selected_workloads(selector):
             problems.add(path, f"PodDisruptionBudget/{name} selects no workload")
     return deployed
+
+
+def dev_tools_behind(cluster: Cluster, value) -> list[tuple]:
+    """The dev tools' workloads, with the container port, behind the Service that an http://
+    URL names."""
+    if not isinstance(value, str) or not value.startswith("http://"):
+        return []
+    parsed = urlparse(value)
+    found = cluster.get("Service", parsed.hostname or "")
+    try:
+        port = parsed.port or 80
+    except ValueError:
+        return []
+    spec = found[1]["spec"] if found else {}
+    service_port = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
+    if service_port is None:
+        return []
+    return [(w, container_port(c, service_port.get("targetPort", port)))
+            for w in cluster.selected_workloads(spec.get("selector") or {})
+            for c in pod_spec(w[3]).get("containers") or []
+            if service_of_image(c.get("image", "")) in DEV_TOOLS]
 
 
 def check_scrape_annotations(where: str, path, workload: dict, port: int,
@@ -1066,6 +1122,8 @@ def check_network_policies(cluster: Cluster, deployed: dict[str, dict], edges, r
             for other in nats_sets:
                 if policies.allows(src, cluster.endpoint(other[3]), 4222):
                     problems.add(other[2], f"{svc} may reach NATS, which it does not use")
+        for target, port, var in reach.get("tools", []):
+            need(svc, src, target[0], target, port, f"its {var}")
         for host, called in reach["calls"].items():
             dst = deployed.get(called)
             if dst and not policies.allows(src, cluster.endpoint(dst["workload"]), 3000):
@@ -1188,12 +1246,15 @@ def load_yaml(path: Path, problems: Problems, yaml) -> dict | None:
     return yaml.safe_load(path.read_text())
 
 
-def check_skaffold(services: dict[str, Service], problems: Problems, yaml) -> set[str]:
+def check_skaffold(services: dict[str, Service], problems: Problems,
+                   yaml) -> tuple[set[str], set[str]]:
     """The artifacts, one per service; the dev and prod profiles deploy their overlays (dev
-    generating its secrets first); no `push: false` that would break a remote cluster."""
+    generating its secrets first); no `push: false` that would break a remote cluster. Returns
+    the services built, and the dev tools the dev profile adds (`op: add` to
+    /build/artifacts/-): no other profile builds those."""
     path = ROOT / "skaffold.yaml"
     if (doc := load_yaml(path, problems, yaml)) is None:
-        return set()
+        return set(), set()
     build = doc.get("build") or {}
     if (build.get("local") or {}).get("push") is False:
         problems.add(path, "build.local.push is forced false: a remote cluster could not pull "
@@ -1211,8 +1272,12 @@ def check_skaffold(services: dict[str, Service], problems: Problems, yaml) -> se
     if not any("infra/dev-secrets.sh" in " ".join((h.get("host") or {}).get("command") or [])
                for h in hooks.get("before") or []):
         problems.add(path, "profile dev must run infra/dev-secrets.sh before rendering")
-    built = set()
-    for art in build.get("artifacts") or []:
+    built, tools = set(), set()
+    dev_patches = (profiles.get("dev") or {}).get("patches") or []
+    dev_artifacts = [p.get("value") or {} for p in dev_patches
+                     if p.get("op") == "add" and p.get("path") == "/build/artifacts/-"]
+    for art, dev_only in [(a, False) for a in build.get("artifacts") or []] + \
+            [(a, True) for a in dev_artifacts]:
         svc = service_of_image(art.get("image", ""))
         docker = art.get("docker") or {}
         arg = (docker.get("buildArgs") or {}).get("SERVICE")
@@ -1220,13 +1285,16 @@ def check_skaffold(services: dict[str, Service], problems: Problems, yaml) -> se
             problems.add(path, f"artifact {art.get('image')}: image must be {IMAGE_PREFIX}<svc> "
                                f"with buildArgs SERVICE=<svc> (SERVICE is {arg})")
             continue
-        if svc not in services:
+        if (svc in DEV_TOOLS) != dev_only:
+            problems.add(path, f"artifact {art.get('image')}: dev tools (DEV_TOOLS) are built by "
+                               "the dev profile only, services by every profile (build.artifacts)")
+        elif svc not in services and svc not in DEV_TOOLS:
             problems.add(path, f"artifact {art.get('image')}: no services/{svc}/src/main.rs")
         context = ROOT / art.get("context", ".")
         if not (context / docker.get("dockerfile", "Dockerfile")).is_file():
             problems.add(path, f"artifact {art.get('image')}: no Dockerfile in its context")
-        built.add(svc)
-    return built
+        (tools if dev_only else built).add(svc)
+    return built, tools
 
 
 def compose_env(service: dict) -> dict[str, str | None]:
@@ -1258,6 +1326,11 @@ def check_compose(services: dict[str, Service], users: dict, problems: Problems,
             build = {"context": build}
         svc = (build.get("args") or {}).get("SERVICE")
         where = f"service {name}"
+        if svc in DEV_TOOLS:
+            if not entry.get("profiles"):
+                problems.add(path, f"{where}: a dev tool ({svc}) runs only under a profile, "
+                                   "never by a plain `docker compose up`")
+            continue
         if svc not in services:
             problems.add(path, f"{where}: build.args.SERVICE={svc} is no services/*/src/main.rs")
             continue
@@ -1389,11 +1462,24 @@ def check_dockerfile(listen_port: int, services: dict[str, Service], problems: P
                         ("\nUSER ", "it runs as a non-root user")):
         if needle not in text:
             problems.add(path, f"no `{needle.strip()}`: {why}")
-    packages = re.search(r'PACKAGES="([^"]*)"', text)
-    built = set(re.findall(r"-p\s+([\w-]+)", packages.group(1))) if packages else set()
+
+    def listed(var: str, pattern: str) -> set[str]:
+        found = re.search(rf'(?<!\w){var}="([^"]*)"', text)
+        return set(re.findall(pattern, found.group(1))) if found else set()
+
+    built = listed("PACKAGES", r"-p\s+([\w-]+)")
     if built != set(services):
         problems.add(path, f"PACKAGES builds {sorted(built)}, expected every deployed service "
                            f"{sorted(services)}")
+    # The dev tools: their packages built in the same cargo run, their binaries copied.
+    dev_packages, dev_binaries = listed("DEV_PACKAGES", r"-p\s+([\w-]+)"), \
+        listed("DEV_BINARIES", r"[\w-]+")
+    for tool, package in DEV_TOOLS.items():
+        if package not in dev_packages or tool not in dev_binaries:
+            problems.add(path, f"dev tool {tool}: DEV_PACKAGES must have -p {package} and "
+                               f"DEV_BINARIES {tool}")
+        if not list(ROOT.glob(f"*/{package}/src/bin/{tool}.rs")):
+            problems.add(path, f"dev tool {tool}: no */{package}/src/bin/{tool}.rs")
     # The builder stage must not depend on SERVICE, or each image would build it again.
     builder = re.search(r"FROM \S+ AS builder\n(.*?)\nFROM ", text, re.S)
     if not builder or "SERVICE}" in builder.group(1) or "ARG SERVICE" in builder.group(1):
@@ -1447,6 +1533,7 @@ def main() -> int:
     counts = []
     expected = set(services)
     users: dict = {}
+    tools: dict[str, set[str]] = {}  # the dev tools each overlay runs
     for overlay, resources in rendered.items():
         valid, unchecked = check_render.validate(overlay, resources, KUBERNETES_VERSIONS,
                                                  problems)
@@ -1469,14 +1556,20 @@ def main() -> int:
                                                                       problems), ([], set()))
         phase(f"{overlay}: NetworkPolicies", lambda: check_network_policies(
             cluster, deployed, edges, routed, problems))
+        tools[overlay] = cluster.tools
         if set(deployed) != expected:
             problems.add(cluster.where, f"Deployments: missing {sorted(expected - set(deployed))}"
                                         f", unexpected {sorted(set(deployed) - expected)}")
     checkov = check_render.checkov(DEPS_DIR, rendered, yaml, problems)
-    built = phase("skaffold.yaml", lambda: check_skaffold(services, problems, yaml), set())
+    built, tools_built = phase("skaffold.yaml", lambda: check_skaffold(services, problems, yaml),
+                               (set(), set()))
     composed = phase("docker-compose.yml", lambda: check_compose(services, users, problems,
                                                                  yaml), set())
     check_dockerfile(listen_port, services, problems)
+    for tool in sorted(tools.get("dev", set()) - tools_built):
+        problems.add("skaffold.yaml", f"overlays/dev runs {IMAGE_PREFIX}{tool}, which the dev "
+                                      "profile does not build (a patch adding it to "
+                                      "/build/artifacts/-)")
 
     for what, found in (("artifacts in skaffold.yaml", built),
                         ("app services in docker-compose.yml", composed)):

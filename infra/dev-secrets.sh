@@ -5,8 +5,10 @@
 # stable and pods are not restarted for nothing. Both outputs are git-ignored:
 #   infra/k8s/overlays/dev/secrets/*.env   read by the dev overlay's secretGenerator
 #   .env                                   read by docker compose
-# STRIPE_KEY and STRIPE_PUBLISHABLE_KEY are taken from the environment when set (empty: the
-# local test gateway). Production secrets are created by hand (infra/README.md).
+# STRIPE_KEY and STRIPE_PUBLISHABLE_KEY are taken from the environment when set (Stripe's test
+# mode; then remove components/fake-stripe from the dev overlay); otherwise STRIPE_KEY is
+# sk_test_fake, the key the dev overlay's fake Stripe takes, and STRIPE_PUBLISHABLE_KEY empty
+# (the test-token field). Production secrets are created by hand (infra/README.md).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,12 @@ nats_users="tickets orders payments expiration ops route"
 
 dev=infra/k8s/overlays/dev/secrets
 write "$dev/jwt-secret.env" "JWT_KEY=$(hex 32)"
-write "$dev/stripe-secret.env" "STRIPE_KEY=${STRIPE_KEY:-}" \
+# An empty STRIPE_KEY (this script's earlier default, for the local test gateway) no longer
+# starts payments: such a file is written again.
+if grep -qx 'STRIPE_KEY=' "$dev/stripe-secret.env" 2>/dev/null; then
+  rm "$dev/stripe-secret.env"
+fi
+write "$dev/stripe-secret.env" "STRIPE_KEY=${STRIPE_KEY:-sk_test_fake}" \
   "STRIPE_PUBLISHABLE_KEY=${STRIPE_PUBLISHABLE_KEY:-}"
 lines=""
 for user in $nats_users; do lines="$lines $user=$(hex 24)"; done

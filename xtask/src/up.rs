@@ -94,6 +94,12 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
         .env("NATS_URL", &nats_url)
         .env("COOKIE_SECURE", "false")
         .env("TICKETING_PORT", args.port.to_string());
+    // Payments never picks a gateway by itself: a laptop's stack says the local test gateway
+    // unless Stripe (STRIPE_KEY) or another gateway was chosen.
+    if env_var("PAYMENTS_GATEWAY").is_none() && env_var("STRIPE_KEY").is_none() {
+        eprintln!("xtask: payments uses the local test gateway (PAYMENTS_GATEWAY=local)");
+        app.env("PAYMENTS_GATEWAY", "local");
+    }
     if env::var_os("RUST_LOG").is_none() {
         app.env("RUST_LOG", "info,ticketing=info");
     }

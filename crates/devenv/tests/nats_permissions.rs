@@ -49,11 +49,12 @@ const USERS: [User; 4] = [
             ),
             ("orders-expiration-complete", &["expiration.complete"]),
             ("orders-payment-created", &["payment.created"]),
+            ("orders-payment-refunded", &["payment.refunded"]),
         ],
     },
     User {
         name: "payments",
-        publishes: &["payment.created"],
+        publishes: &["payment.created", "payment.refunded"],
         consumers: &[
             ("payments-order-created", &["order.created"]),
             ("payments-order-cancelled", &["order.cancelled"]),

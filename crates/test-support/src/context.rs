@@ -54,6 +54,9 @@ impl TestContext {
             ("EVENTS_STREAM_MAX_BYTES", TEST_STREAM_BYTES.to_owned()),
             ("WRITE_RATE_LIMIT_PER_MINUTE", UNTHROTTLED.to_owned()),
             ("WRITE_RATE_LIMIT_BURST", UNTHROTTLED.to_owned()),
+            // Said, as every deployment must: the payments tests of the saga replace it with
+            // a fake Stripe.
+            ("PAYMENTS_GATEWAY", "local".to_owned()),
         ])
     }
 

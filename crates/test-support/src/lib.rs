@@ -11,6 +11,7 @@ mod events;
 pub mod metrics;
 pub mod openapi;
 mod servers;
+pub mod stripe;
 mod wait;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use app::{
 pub use context::{TestContext, spawn_app};
 pub use events::StoredEvent;
 pub use servers::{Servers, servers, unique_name};
+pub use stripe::FakeStripe;
 pub use wait::{WAIT, eventually};
 
 /// The session key every test service signs with (published, so accepted only without

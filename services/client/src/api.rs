@@ -126,6 +126,14 @@ pub(crate) struct Order {
     pub(crate) status: String,
     pub(crate) expires_at: String,
     pub(crate) ticket: Ticket,
+    #[serde(default)]
+    pub(crate) payment: Option<OrderPayment>,
+}
+
+/// An order's payment: `paid`, or on a cancelled order `refunding` / `refunded`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct OrderPayment {
+    pub(crate) status: String,
 }
 
 /// One page of tickets for sale and the cursor of the next, if any.

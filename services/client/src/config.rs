@@ -18,9 +18,8 @@ pub struct Config {
     /// the ingress controller (which would also replace the visitor's `X-Forwarded-For` with
     /// this client's address).
     pub api_urls: Vec<(&'static str, String)>,
-    /// `STRIPE_PUBLISHABLE_KEY`: when set, the payment form uses Stripe's card element;
-    /// otherwise it takes a test-gateway token.
-    pub stripe_publishable_key: Option<String>,
+    /// How the order page takes a card (`STRIPE_PUBLISHABLE_KEY`, `PAYMENTS_GATEWAY`).
+    pub card_input: CardInput,
     /// `COOKIE_SECURE` (default true): the client's own `csrf` cookie is `Secure`.
     pub cookie_secure: bool,
 }
@@ -38,9 +37,36 @@ impl FromEnv for Config {
             http: HttpConfig::from_env(env)?,
             api_url,
             api_urls,
-            stripe_publishable_key: env.get("STRIPE_PUBLISHABLE_KEY"),
+            card_input: CardInput::from_env(env),
             cookie_secure: env.flag_or("COOKIE_SECURE", true)?,
         })
+    }
+}
+
+/// How the order page takes a card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardInput {
+    /// `STRIPE_PUBLISHABLE_KEY` is set: Stripe's card element makes the token.
+    Card {
+        /// The publishable key, given to Stripe.js.
+        publishable_key: String,
+    },
+    /// `PAYMENTS_GATEWAY` is `local` or `stripe-fake` (development): a text field for a test
+    /// token such as `tok_visa`.
+    TestToken,
+    /// Neither: no card form (a test token would be refused by a real gateway anyway).
+    Unavailable,
+}
+
+impl CardInput {
+    fn from_env(env: &Env) -> Self {
+        if let Some(publishable_key) = env.get("STRIPE_PUBLISHABLE_KEY") {
+            return Self::Card { publishable_key };
+        }
+        match env.get("PAYMENTS_GATEWAY").as_deref() {
+            Some("local" | "stripe-fake") => Self::TestToken,
+            _ => Self::Unavailable,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ mod pages;
 mod routes;
 mod state;
 
-pub use config::Config;
+pub use config::{CardInput, Config};
 pub use state::AppState;
 
 use common::server::{HttpConfig, Launch, Service};

@@ -128,16 +128,30 @@ pub(crate) struct OrderView {
     pub(crate) time_left: String,
     /// Still awaiting payment and not yet expired.
     pub(crate) payable: bool,
+    /// What became of a payment that came after the cancellation, if one did.
+    pub(crate) refund_note: Option<&'static str>,
 }
 
 impl OrderView {
     pub(crate) fn new(order: Order, now: time::OffsetDateTime) -> Self {
-        let (status_label, status_class) = match order.status.as_str() {
-            "created" => ("Awaiting payment", "created"),
-            "awaiting:payment" => ("Payment processing", "processing"),
-            "complete" => ("Paid", "complete"),
-            "cancelled" => ("Cancelled", "cancelled"),
+        let refund = order.payment.as_ref().map(|p| p.status.as_str());
+        let (status_label, status_class) = match (order.status.as_str(), refund) {
+            ("created", _) => ("Awaiting payment", "created"),
+            ("awaiting:payment", _) => ("Payment processing", "processing"),
+            ("complete", _) => ("Paid", "complete"),
+            ("cancelled", Some("refunded")) => ("Cancelled, refunded", "cancelled"),
+            ("cancelled", Some("refunding")) => ("Cancelled, refund pending", "cancelled"),
+            ("cancelled", _) => ("Cancelled", "cancelled"),
             _ => ("Unknown", "unknown"),
+        };
+        let refund_note = match (order.status.as_str(), refund) {
+            ("cancelled", Some("refunded")) => Some(
+                "Your card was charged after the order was cancelled; the charge was refunded.",
+            ),
+            ("cancelled", Some("refunding")) => Some(
+                "Your card was charged after the order was cancelled; the charge is being refunded.",
+            ),
+            _ => None,
         };
         let seconds_left = time::OffsetDateTime::parse(
             &order.expires_at,
@@ -146,6 +160,7 @@ impl OrderView {
         .map_or(0, |expires| (expires - now).whole_seconds().max(0));
         Self {
             payable: status_class == "created" && seconds_left > 0,
+            refund_note,
             status_label,
             status_class,
             time_left: format!("{}:{:02}", seconds_left / 60, seconds_left % 60),
@@ -228,7 +243,10 @@ pub(crate) struct TicketPage {
 pub(crate) struct OrderPage {
     pub(crate) layout: Layout,
     pub(crate) order: OrderView,
+    /// Stripe's publishable key, for the card element.
     pub(crate) stripe_key: Option<String>,
+    /// A test gateway: a token field instead.
+    pub(crate) test_tokens: bool,
     pub(crate) token: String,
     pub(crate) errors: FormErrors,
 }

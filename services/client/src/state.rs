@@ -1,13 +1,13 @@
 //! What every page handler shares: the API client and the payment mode.
 
 use crate::api::Api;
-use crate::config::Config;
+use crate::config::{CardInput, Config};
 
 /// The client's state, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub(crate) api: Api,
-    pub(crate) stripe_key: Option<String>,
+    pub(crate) card_input: CardInput,
 }
 
 impl AppState {
@@ -15,7 +15,7 @@ impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             api: Api::new(&config.api_url, config.api_urls.clone())?,
-            stripe_key: config.stripe_publishable_key.clone(),
+            card_input: config.card_input.clone(),
         })
     }
 }

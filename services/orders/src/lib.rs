@@ -10,7 +10,7 @@ mod store;
 pub use config::Config;
 pub use state::AppState;
 
-use common::events::{ExpirationComplete, PaymentCreated, TicketChanged};
+use common::events::{ExpirationComplete, PaymentCreated, PaymentRefunded, TicketChanged};
 use common::server::{Backend, HttpConfig, Launch, Service};
 
 /// The service's routes (`/api/orders/*`) over the given state.
@@ -39,13 +39,15 @@ impl Launch for Config {
             .listener::<TicketChanged, _>(listeners::TicketReplicaHandler(state.orders.clone()));
         let expired = backend
             .listener::<ExpirationComplete, _>(listeners::ExpirationHandler(state.orders.clone()));
-        let paid =
-            backend.listener::<PaymentCreated, _>(listeners::PaymentHandler(state.orders.clone()));
+        let payments = || listeners::PaymentHandler(state.orders.clone());
+        let paid = backend.listener::<PaymentCreated, _>(payments());
+        let refunded = backend.listener::<PaymentRefunded, _>(payments());
         Ok(backend
             .service(self.service.limit_writes(app(state)))
             .with_listener(tickets)
             .with_listener(expired)
-            .with_listener(paid))
+            .with_listener(paid)
+            .with_listener(refunded))
     }
 }
 

@@ -1,15 +1,18 @@
 //! The payments service: buyers pay for their orders; a replica of orders (from order
 //! created/cancelled) says what may be paid, a gateway charges the card, and
-//! `payment:created` completes the order.
+//! `payment:created` completes the order. The saga (`saga/`) guarantees every attempt ends
+//! paid or with no charge left standing: unknown outcomes are reconciled with the gateway,
+//! and a charge that lands on a cancelled order is refunded (`payment:refunded`).
 
 mod config;
 pub mod gateway;
 mod listeners;
 mod routes;
+mod saga;
 mod state;
 mod store;
 
-pub use config::Config;
+pub use config::{Config, GatewayChoice, SagaConfig};
 pub use state::AppState;
 
 use common::events::{OrderCancelled, OrderCreated};
@@ -31,16 +34,23 @@ impl Launch for Config {
     }
 
     /// Connects to MongoDB and NATS and returns the routes, the readiness checks, the outbox
-    /// relay and the listeners of the replica of orders to run.
+    /// relay, the saga's worker and the listeners of the replica of orders to run.
     async fn build(&self) -> anyhow::Result<Service> {
-        let backend =
-            Backend::connect::<Self>(&self.service.mongo, &self.nats, &[store::PAYMENTS]).await?;
+        let backend = Backend::connect::<Self>(
+            &self.service.mongo,
+            &self.nats,
+            &[store::ORDERS, store::LEGACY_PAYMENTS],
+        )
+        .await?;
         let state = AppState::new(&backend, self).await?;
-        let replica = || listeners::OrderReplicaHandler(state.payments.clone());
+        let saga = state.saga.clone();
+        let replica = || listeners::OrderReplicaHandler(saga.clone());
         let created = backend.listener::<OrderCreated, _>(replica());
         let cancelled = backend.listener::<OrderCancelled, _>(replica());
         Ok(backend
             .service(self.service.limit_writes(app(state)))
+            .with_work(&saga.work)
+            .with_task("payment-saga", saga::task(saga.clone()))
             .with_listener(created)
             .with_listener(cancelled))
     }

@@ -6,32 +6,35 @@ use axum::extract::FromRef;
 use common::Sessions;
 use common::server::Backend;
 
-use crate::config::Config;
+use crate::config::{Config, GatewayChoice};
 use crate::gateway::{LocalGateway, PaymentGateway, StripeGateway};
+use crate::saga::Saga;
 use crate::store::PaymentStore;
 
 /// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
 /// limiter) from it through `FromRef`.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    pub(crate) payments: PaymentStore,
+    pub(crate) saga: Saga,
     pub(crate) sessions: Sessions,
-    pub(crate) gateway: Arc<dyn PaymentGateway>,
 }
 
 impl AppState {
-    /// Prepares the service's collections and picks the gateway: Stripe when `STRIPE_KEY` is
-    /// set.
+    /// Prepares the service's collections and the configured gateway.
     pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<Self> {
-        let payments = PaymentStore::open(&backend.db, backend.outbox.clone()).await?;
-        let gateway: Arc<dyn PaymentGateway> = match &config.stripe_key {
-            Some(key) => Arc::new(StripeGateway::new(&config.stripe_api_base, key)?),
-            None => Arc::new(LocalGateway),
+        let store = PaymentStore::open(&backend.db, backend.outbox.clone()).await?;
+        let gateway: Arc<dyn PaymentGateway> = match &config.gateway {
+            GatewayChoice::Stripe(stripe) => Arc::new(StripeGateway::new(stripe)?),
+            GatewayChoice::Local => {
+                tracing::warn!(
+                    "payments: the local test gateway accepts any token but tok_chargeDeclined"
+                );
+                Arc::new(LocalGateway::default())
+            }
         };
         Ok(Self {
-            payments,
+            saga: Saga::new(store, gateway, config.saga),
             sessions: Sessions::new(&config.service.sessions),
-            gateway,
         })
     }
 }

@@ -17,6 +17,7 @@ mod metrics;
 mod openapi;
 mod overload;
 mod pages;
+mod saga;
 mod trace_context;
 mod visitor;
 

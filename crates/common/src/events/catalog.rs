@@ -20,17 +20,20 @@ pub enum Subject {
     ExpirationComplete,
     /// An order was paid.
     PaymentCreated,
+    /// A payment's charge was refunded: its order was cancelled before the charge landed.
+    PaymentRefunded,
 }
 
 impl Subject {
     /// All subjects, in the order of the design's table.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::TicketCreated,
         Self::TicketUpdated,
         Self::OrderCreated,
         Self::OrderCancelled,
         Self::ExpirationComplete,
         Self::PaymentCreated,
+        Self::PaymentRefunded,
     ];
 
     /// The original app's subject name, e.g. `ticket:created`.
@@ -42,6 +45,7 @@ impl Subject {
             Self::OrderCancelled => "order:cancelled",
             Self::ExpirationComplete => "expiration:complete",
             Self::PaymentCreated => "payment:created",
+            Self::PaymentRefunded => "payment:refunded",
         }
     }
 
@@ -54,6 +58,7 @@ impl Subject {
             Self::OrderCancelled => "order.cancelled",
             Self::ExpirationComplete => "expiration.complete",
             Self::PaymentCreated => "payment.created",
+            Self::PaymentRefunded => "payment.refunded",
         }
     }
 
@@ -288,6 +293,38 @@ impl Event for PaymentCreated {
     }
     fn event_id(&self) -> String {
         format!("payment:{}", self.id)
+    }
+}
+
+/// `payment:refunded`: the payment's charge went back to the buyer, because its order was
+/// cancelled before the charge was recorded. Version 1 of the payment (its creation, whether
+/// published or not, is version 0); a payment is refunded at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    /// Payment id.
+    pub id: String,
+    /// The payment's version: 1.
+    pub version: i64,
+    /// The cancelled order it paid for.
+    pub order_id: String,
+    /// The gateway's charge id.
+    pub stripe_id: String,
+    /// The gateway's refund id (absent when the gateway found the charge refunded already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
+}
+
+impl Event for PaymentRefunded {
+    const SUBJECT: Subject = Subject::PaymentRefunded;
+    fn record_id(&self) -> &str {
+        &self.order_id
+    }
+    fn event_id(&self) -> String {
+        format!("payment:{}:{}", self.id, self.version)
+    }
+    fn version(&self) -> Option<i64> {
+        Some(self.version)
     }
 }
 

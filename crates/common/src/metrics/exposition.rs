@@ -168,6 +168,29 @@ impl Collector for Exposition {
                 Some((c.labels(s), ConstGauge::new(ack_pending)))
             }),
         )?;
+        family(
+            e,
+            names::WORK_DONE,
+            "A service's background work (payments: reconcile, refund), by how it ended.",
+            self.services.iter().flat_map(|s| {
+                s.work.iter().map(|&(work, outcome, n)| {
+                    (
+                        [("service", s.service), ("work", work), ("outcome", outcome)],
+                        ConstCounter::new(n),
+                    )
+                })
+            }),
+        )?;
+        family(
+            e,
+            names::WORK_BACKLOG,
+            "Items of a service's background work waiting, read from MongoDB.",
+            self.services.iter().flat_map(|s| {
+                s.backlog.iter().flatten().map(|&(work, n)| {
+                    ([("service", s.service), ("work", work)], ConstGauge::new(n))
+                })
+            }),
+        )?;
         Ok(())
     }
 }
@@ -235,6 +258,10 @@ mod tests {
                 .collect(),
             outbox_pending,
             stream: outbox_pending.map(|_| (100, 1000)),
+            work: outbox_pending
+                .map(|_| vec![("refund", "refunded", 3)])
+                .unwrap_or_default(),
+            backlog: outbox_pending.map(|_| vec![("refund", 2)]),
         };
         let body = Exposition {
             http: Vec::new(),
@@ -297,6 +324,11 @@ mod tests {
                 1.0,
             ),
             (r#"events_outbox_pending{service="tickets"}"#, 4.0),
+            (
+                r#"work_done_total{service="tickets",work="refund",outcome="refunded"}"#,
+                3.0,
+            ),
+            (r#"work_backlog{service="tickets",work="refund"}"#, 2.0),
             (r#"events_stream_bytes{service="tickets"}"#, 100.0),
             (r#"events_stream_max_bytes{service="tickets"}"#, 1000.0),
             (

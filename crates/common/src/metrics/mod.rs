@@ -15,6 +15,9 @@
 //! | `events_outbox_pending` | gauge, at scrape | `service` |
 //! | `events_consumer_pending` | gauge, at scrape | `service`, `consumer` |
 //! | `events_consumer_ack_pending` | gauge, at scrape | `service`, `consumer` |
+//! | `events_stream_bytes`, `events_stream_max_bytes` | gauge, at scrape | `service` |
+//! | `work_done_total` | counter | `service`, `work`, `outcome` |
+//! | `work_backlog` | gauge, at scrape | `service`, `work` |
 //!
 //! The hot paths only touch atomics (`http.rs`, and the event counters in
 //! `events::counters`); snapshots, sorting, labels and the text format (`exposition.rs`) happen
@@ -31,6 +34,7 @@ mod exposition;
 mod http;
 pub mod names;
 mod service;
+mod work;
 
 use std::sync::Arc;
 
@@ -46,6 +50,7 @@ use crate::error::ApiError;
 use exposition::Exposition;
 pub(crate) use http::HttpMetrics;
 pub(crate) use service::ServiceMetrics;
+pub use work::{Backlog, BacklogRead, WorkMetrics};
 
 /// Where every server serves its metrics, at the root beside `/healthz` (never under `/api`).
 pub const PATH: &str = "/metrics";

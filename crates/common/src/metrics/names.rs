@@ -30,8 +30,14 @@ pub const EVENTS_STREAM_BYTES: &str = "events_stream_bytes";
 /// `service`; at it, new events wait in the outboxes.
 pub const EVENTS_STREAM_MAX_BYTES: &str = "events_stream_max_bytes";
 
+/// Counter: a service's background work done, by `service`, `work` (`reconcile`, `refund`),
+/// `outcome`.
+pub const WORK_DONE: &str = "work_done_total";
+/// Gauge, read at scrape: items of a service's background work waiting, by `service`, `work`.
+pub const WORK_BACKLOG: &str = "work_backlog";
+
 /// Every name above, for checks that a rule or dashboard names only served series.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 15] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     EVENTS_PUBLISHED,
@@ -45,6 +51,8 @@ pub const ALL: [&str; 13] = [
     EVENTS_CONSUMER_ACK_PENDING,
     EVENTS_STREAM_BYTES,
     EVENTS_STREAM_MAX_BYTES,
+    WORK_DONE,
+    WORK_BACKLOG,
 ];
 
 /// The name a family is registered under with `prometheus-client`, which adds the `_total`

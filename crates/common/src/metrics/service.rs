@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::WorkMetrics;
 use crate::events::{ConsumerCounts, EventBus, Outbox, SubjectCounts};
 
 /// How long a scrape waits for each value read at scrape time (the outbox backlog from MongoDB,
@@ -18,6 +19,7 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct ServiceMetrics {
     bus: Option<EventBus>,
     outbox: Option<Outbox>,
+    work: Option<WorkMetrics>,
 }
 
 /// One service's values at one scrape.
@@ -32,6 +34,10 @@ pub(super) struct ServiceSnapshot {
     /// The event stream's (bytes, most bytes), when the service has a bus and JetStream
     /// answered in time.
     pub(super) stream: Option<(u64, i64)>,
+    /// `(work, outcome, count)` of the service's background work.
+    pub(super) work: Vec<(&'static str, &'static str, u64)>,
+    /// `(work, waiting)`, when the service reads a backlog and it answered in time.
+    pub(super) backlog: Option<Vec<(&'static str, u64)>>,
 }
 
 /// One durable consumer's values at one scrape.
@@ -53,6 +59,11 @@ impl ServiceMetrics {
     /// Reports `bus`'s counters and its consumers' pending counts.
     pub(crate) fn watch_bus(&mut self, bus: &EventBus) {
         self.bus.get_or_insert_with(|| bus.clone());
+    }
+
+    /// Reports the service's background work.
+    pub(crate) fn watch_work(&mut self, work: &WorkMetrics) {
+        self.work = Some(work.clone());
     }
 
     /// Reports `outbox`'s backlog.
@@ -90,7 +101,14 @@ impl ServiceMetrics {
                 None => None,
             }
         };
-        let (outbox_pending, pending, stream) = tokio::join!(outbox, pending, stream);
+        let backlog = async {
+            match self.work.as_ref().and_then(WorkMetrics::backlog) {
+                Some(read) => bounded(service, "work backlog", read).await,
+                None => None,
+            }
+        };
+        let (outbox_pending, pending, stream, backlog) =
+            tokio::join!(outbox, pending, stream, backlog);
         ServiceSnapshot {
             service,
             subjects: counters.map(|c| c.subjects()).unwrap_or_default(),
@@ -105,6 +123,12 @@ impl ServiceMetrics {
                 .collect(),
             outbox_pending,
             stream,
+            work: self
+                .work
+                .as_ref()
+                .map(WorkMetrics::counts)
+                .unwrap_or_default(),
+            backlog,
         }
     }
 }

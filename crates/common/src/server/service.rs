@@ -5,7 +5,7 @@ use axum::Router;
 
 use crate::events::{Event, EventBus, Handler, Listener, Outbox};
 use crate::health::ReadinessCheck;
-use crate::metrics::ServiceMetrics;
+use crate::metrics::{ServiceMetrics, WorkMetrics};
 use crate::task::BackgroundTask;
 
 /// Everything a service contributes to a server.
@@ -73,6 +73,13 @@ impl Service {
         self.metrics.watch_outbox(&outbox);
         self.metrics.watch_bus(&bus);
         self.with_task("outbox-relay", outbox.relay(bus))
+    }
+
+    /// Reports on `/metrics` what the service's background work did and how much waits.
+    #[must_use]
+    pub fn with_work(mut self, work: &WorkMetrics) -> Self {
+        self.metrics.watch_work(work);
+        self
     }
 
     /// Runs `listener` (a task named after its durable consumer), and reports on `/metrics`

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::{PageId, viewer, viewer_and};
 use crate::api::{CallError, Caller};
+use crate::config::CardInput;
 use crate::pages::{FormErrors, Layout, OrderPage, OrderView, OrdersPage, PageError, render};
 use crate::state::AppState;
 
@@ -57,7 +58,11 @@ async fn order_page(
             layout: Layout::new(format!("Order: {}", order.title), viewer, caller)
                 .section("orders"),
             order,
-            stripe_key: state.stripe_key.clone(),
+            stripe_key: match &state.card_input {
+                CardInput::Card { publishable_key } => Some(publishable_key.clone()),
+                CardInput::TestToken | CardInput::Unavailable => None,
+            },
+            test_tokens: state.card_input == CardInput::TestToken,
             token,
             errors,
         },
@@ -69,10 +74,10 @@ pub(crate) async fn show(
     caller: Caller,
     PageId(id): PageId,
 ) -> Result<Response, PageError> {
-    let token = if state.stripe_key.is_some() {
-        String::new()
-    } else {
+    let token = if state.card_input == CardInput::TestToken {
         TEST_TOKEN.to_owned()
+    } else {
+        String::new()
     };
     order_page(
         &state,

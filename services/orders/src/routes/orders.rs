@@ -70,7 +70,7 @@ impl From<TicketReplica> for TicketJson {
     }
 }
 
-/// An order: `{id, userId, status, expiresAt, version, ticket}`.
+/// An order: `{id, userId, status, expiresAt, version, ticket, payment?}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = Order)]
@@ -92,6 +92,26 @@ struct OrderJson {
     /// The ticket ordered; `null` only if its replica is gone.
     #[schema(required = true)]
     ticket: Option<TicketJson>,
+    /// The order's payment, once there is one: `paid` on a `complete` order; on a `cancelled`
+    /// one, a charge that landed after the cancellation, `refunding` then `refunded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment: Option<PaymentJson>,
+}
+
+/// An order's payment: `{id, stripeId, status}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OrderPayment)]
+struct PaymentJson {
+    /// The payment's id (ObjectId hex).
+    #[schema(example = "64b7f0c2a1e4d93f2c8b4599")]
+    id: String,
+    /// The gateway's charge id.
+    #[schema(example = "ch_3OqZ2b2eZvKYlo2C0x1y2z3w")]
+    stripe_id: String,
+    /// `paid`, `refunding` or `refunded`.
+    #[schema(example = "paid", pattern = "^(paid|refunding|refunded)$")]
+    status: &'static str,
 }
 
 impl From<OrderView> for OrderJson {
@@ -104,6 +124,11 @@ impl From<OrderView> for OrderJson {
             expires_at: iso(order.expires_at),
             version: order.version,
             ticket: view.ticket.map(TicketJson::from),
+            payment: order.payment.map(|p| PaymentJson {
+                id: p.id,
+                stripe_id: p.stripe_id,
+                status: p.status.as_str(),
+            }),
         }
     }
 }

@@ -142,6 +142,7 @@ async fn two_instances_share_one_consumer_and_the_replica_converges() {
         [
             "orders-expiration-complete",
             "orders-payment-created",
+            "orders-payment-refunded",
             "orders-ticket-created-and-ticket-updated",
         ]
     );

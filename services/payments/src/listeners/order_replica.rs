@@ -1,16 +1,18 @@
 //! `order:created` and `order:cancelled` keep the replica of orders, with the same versioned,
-//! idempotent apply as every replica.
+//! idempotent apply as every replica. A cancellation that meets a succeeded charge starts its
+//! refund.
 
 use common::events::{Delivery, Handler, OrderCancelled, OrderCreated, Outcome};
 
-use crate::store::PaymentStore;
+use crate::saga::Saga;
 
-pub(crate) struct OrderReplicaHandler(pub(crate) PaymentStore);
+pub(crate) struct OrderReplicaHandler(pub(crate) Saga);
 
 impl Handler<OrderCreated> for OrderReplicaHandler {
     async fn handle(&self, event: OrderCreated, _delivery: &Delivery) -> anyhow::Result<Outcome> {
         Ok(self
             .0
+            .store
             .order_created(&event)
             .await?
             .outcome("order", event.version))
@@ -19,10 +21,10 @@ impl Handler<OrderCreated> for OrderReplicaHandler {
 
 impl Handler<OrderCancelled> for OrderReplicaHandler {
     async fn handle(&self, event: OrderCancelled, _delivery: &Delivery) -> anyhow::Result<Outcome> {
-        Ok(self
-            .0
-            .order_cancelled(&event)
-            .await?
-            .outcome("order", event.version))
+        let (applied, order) = self.0.store.order_cancelled(&event).await?;
+        if let Some(order) = order {
+            self.0.compensate(&order).await?;
+        }
+        Ok(applied.outcome("order", event.version))
     }
 }

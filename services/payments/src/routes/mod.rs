@@ -21,7 +21,9 @@ pub(crate) fn router() -> Router<AppState> {
     info(
         title = "ticketing: payments",
         description = "Payments: buyers pay for their orders with a card token, through Stripe \
-            or, without `STRIPE_KEY`, a local test gateway."
+            (`STRIPE_KEY`) or, with `PAYMENTS_GATEWAY=local`, a local test gateway. A charge \
+            whose answer is lost is reconciled with the gateway; one that lands on an order \
+            cancelled meanwhile is refunded."
     ),
     paths(payments::create_payment),
     tags((name = "payments", description = "Card payments for orders")),

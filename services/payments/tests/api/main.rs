@@ -1,7 +1,8 @@
-//! Integration tests of the payments service against real MongoDB and NATS, and of the Stripe
-//! adapter against a local HTTP server.
+//! Integration tests of the payments service against real MongoDB and NATS, of the Stripe
+//! adapter, and of the payment saga against the fake Stripe of `test-support`.
 #![allow(clippy::unwrap_used)]
 
 mod openapi;
 mod payments;
+mod saga;
 mod stripe;

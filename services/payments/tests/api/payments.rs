@@ -14,7 +14,11 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 /// Publishes `order:created` for `buyer` and waits until payments knows the order.
-async fn replicated_order(app: &TestApp, buyer: &TestUser, expires_in: Duration) -> String {
+pub(crate) async fn replicated_order(
+    app: &TestApp,
+    buyer: &TestUser,
+    expires_in: Duration,
+) -> String {
     let bus = app.context.bus().await;
     let order = OrderCreated {
         id: ObjectId::new().to_hex(),
@@ -44,7 +48,7 @@ async fn replicated_order(app: &TestApp, buyer: &TestUser, expires_in: Duration)
     order.id
 }
 
-async fn pay(
+pub(crate) async fn pay(
     app: &TestApp,
     user: &TestUser,
     order_id: &str,
@@ -169,14 +173,21 @@ async fn concurrent_attempts_for_one_order_give_exactly_one_payment() {
     let responses = join_all(attempts).await;
     let refused = assert_one_created(&responses);
     assert!(refused.iter().all(|r| r.status == StatusCode::BAD_REQUEST));
-    let db = app.context.database("payments").await;
-    let payments = db.collection::<mongodb::bson::Document>("payments");
+    let order = app
+        .context
+        .database("payments")
+        .await
+        .collection::<mongodb::bson::Document>("orders")
+        .find_one(mongodb::bson::doc! {"_id": ObjectId::parse_str(&order_id).unwrap()})
+        .await
+        .unwrap()
+        .unwrap();
+    let attempt = order.get_document("payment").unwrap();
+    assert_eq!(attempt.get_str("state").unwrap(), "succeeded");
     assert_eq!(
-        payments
-            .count_documents(mongodb::bson::doc! {})
-            .await
-            .unwrap(),
-        1
+        attempt.get_i32("number").unwrap(),
+        1,
+        "one attempt, one charge"
     );
 }
 
@@ -188,17 +199,17 @@ async fn a_stranger_learns_nothing_of_the_order_and_charges_nothing() {
     let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
     let refused = pay(&app, &stranger, &order_id, "tok_visa").await;
     refused.assert_error(StatusCode::UNAUTHORIZED, "Not authorized");
-    let payments = app
+    let orders = app
         .context
         .database("payments")
         .await
-        .collection::<mongodb::bson::Document>("payments");
+        .collection::<mongodb::bson::Document>("orders");
     let id = ObjectId::parse_str(&order_id).unwrap();
-    let count = payments
-        .count_documents(mongodb::bson::doc! {"orderId": id})
+    let claimed = orders
+        .count_documents(mongodb::bson::doc! {"_id": id, "payment": {"$exists": true}})
         .await
         .unwrap();
-    assert_eq!(count, 0, "a refused payment claimed the order");
+    assert_eq!(claimed, 0, "a refused payment claimed the order");
 
     // The owner pays; the stranger still gets 401, not the owner's "Order already paid".
     assert_eq!(

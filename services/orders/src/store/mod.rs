@@ -1,4 +1,5 @@
-//! Orders and the replica of tickets in MongoDB.
+//! Orders and the replica of tickets in MongoDB; what payments' events do to an order is in
+//! `payments.rs`.
 //!
 //! One active order per ticket is the database's rule: a partial unique index on the ticket
 //! of orders that still hold it, so buyers racing for one ticket get exactly one order.
@@ -16,6 +17,10 @@ use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+
+mod payments;
+
+pub(crate) use payments::OrderPayment;
 
 /// The collection of orders; their documents carry their pending events.
 pub(crate) const ORDERS: &str = "orders";
@@ -38,6 +43,10 @@ pub(crate) struct OrderDoc {
     /// slot) bounds a user's open orders in the database, whatever races.
     #[serde(default)]
     pub(crate) open_slot: Option<i32>,
+    /// The payment that completed it, or the one that came after its cancellation and is
+    /// refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) payment: Option<OrderPayment>,
 }
 
 /// The replica of a ticket, as the tickets service last published it.
@@ -201,6 +210,7 @@ impl OrderStore {
             ticket_id,
             active: true,
             open_slot: None,
+            payment: None,
         };
         let event = OrderCreated {
             id: order.id.to_hex(),
@@ -350,42 +360,6 @@ impl OrderStore {
             tracing::info!(version = order.version, "order cancelled");
         }
         Ok(order)
-    }
-}
-
-impl OrderStore {
-    /// Marks the order paid. Idempotent; a cancelled order stays cancelled (payments refuses to
-    /// charge one, so this only happens if an expiration raced a payment).
-    #[tracing::instrument(skip_all, fields(order_id = %id))]
-    pub(crate) async fn complete(&self, id: ObjectId) -> Result<(), StoreError> {
-        let order = self
-            .orders
-            .find_one(doc! { "_id": id })
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        match order.status {
-            OrderStatus::Complete => return Ok(()),
-            OrderStatus::Cancelled => {
-                tracing::warn!("payment for a cancelled order; order left cancelled");
-                return Ok(());
-            }
-            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
-        }
-        let written = self
-            .orders
-            .update_one(
-                doc! { "_id": id, "version": order.version, "status": { "$ne": "cancelled" } },
-                doc! { "$set": { "status": "complete", "openSlot": null, "version": order.version + 1 } },
-            )
-            .await?;
-        if written.matched_count == 0 {
-            // Changed concurrently (e.g. cancelled); the redelivery re-reads it.
-            return Err(StoreError::Mongo(mongodb::error::Error::custom(
-                "order changed concurrently",
-            )));
-        }
-        tracing::info!(version = order.version + 1, "order complete");
-        Ok(())
     }
 }
 
