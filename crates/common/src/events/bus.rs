@@ -263,18 +263,20 @@ impl EventBus {
         )
         .await?
         .await
+        .map(|_duplicate| ())
     }
 
     /// Sends one payload with its message id (and the W3C trace context it belongs to) and
     /// returns a future of the acknowledgement, so that a batch can be sent before waiting for
-    /// the acks.
+    /// the acks. The acknowledgement says whether JetStream dropped the message as a duplicate
+    /// of one with the same id it already stored.
     pub async fn publish_raw(
         &self,
         subject: Subject,
         event_id: &str,
         traceparent: Option<&str>,
         payload: Bytes,
-    ) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+    ) -> anyhow::Result<impl Future<Output = anyhow::Result<bool>> + use<>> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event_id);
         if let Some(traceparent) = traceparent {
@@ -293,8 +295,7 @@ impl EventBus {
             tokio::select! {
                 biased;
                 ack = ack => {
-                    ack.context("await publish acknowledgement")?;
-                    Ok(())
+                    Ok(ack.context("await publish acknowledgement")?.duplicate)
                 }
                 _ = reconnected.changed() => {
                     Err(anyhow::anyhow!("reconnected to nats before the acknowledgement came"))

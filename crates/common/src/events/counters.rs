@@ -17,6 +17,7 @@ pub struct EventCounters {
 struct Counters {
     /// Indexed by `Subject as usize`.
     published: [AtomicU64; Subject::ALL.len()],
+    duplicates: [AtomicU64; Subject::ALL.len()],
     publish_failures: [AtomicU64; Subject::ALL.len()],
     consumers: Mutex<Vec<Arc<ConsumerCounters>>>,
 }
@@ -34,6 +35,8 @@ pub struct SubjectCounts {
     pub subject: Subject,
     /// Acknowledged by JetStream.
     pub published: u64,
+    /// Of those, dropped by JetStream as repeats of a message id it already stored.
+    pub duplicates: u64,
     /// Not sent or not acknowledged (the event stayed in the outbox).
     pub failed: u64,
 }
@@ -43,6 +46,12 @@ impl EventCounters {
     /// relay's work is done).
     pub(crate) fn published(&self, subject: Subject) {
         self.inner.published[subject as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// JetStream acknowledged an event on `subject` as a duplicate: it had been published
+    /// before.
+    pub(crate) fn duplicate(&self, subject: Subject) {
+        self.inner.duplicates[subject as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sending an event on `subject`, or its acknowledgement, failed; it stays in the outbox.
@@ -78,6 +87,7 @@ impl EventCounters {
                 SubjectCounts {
                     subject,
                     published: self.inner.published[i].load(Ordering::Relaxed),
+                    duplicates: self.inner.duplicates[i].load(Ordering::Relaxed),
                     failed: self.inner.publish_failures[i].load(Ordering::Relaxed),
                 }
             })
@@ -172,6 +182,7 @@ mod tests {
         let counters = EventCounters::default();
         counters.published(Subject::TicketCreated);
         counters.published(Subject::TicketCreated);
+        counters.duplicate(Subject::TicketCreated);
         counters.publish_failed(Subject::TicketUpdated);
         assert_eq!(
             counters.subjects(),
@@ -179,11 +190,13 @@ mod tests {
                 SubjectCounts {
                     subject: Subject::TicketCreated,
                     published: 2,
+                    duplicates: 1,
                     failed: 0
                 },
                 SubjectCounts {
                     subject: Subject::TicketUpdated,
                     published: 0,
+                    duplicates: 0,
                     failed: 1
                 },
             ]

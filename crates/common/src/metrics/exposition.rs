@@ -87,6 +87,13 @@ impl Collector for Exposition {
         )?;
         family(
             e,
+            names::EVENTS_PUBLISH_DUPLICATES,
+            "Of the published, those JetStream dropped as repeats of a message id it stored.",
+            self.subjects()
+                .map(|(s, c)| (subject(s, &c), ConstCounter::new(c.duplicates))),
+        )?;
+        family(
+            e,
             names::EVENTS_PUBLISH_FAILURES,
             "Publishes or acks that failed (the event stays in the outbox), by subject.",
             self.subjects()

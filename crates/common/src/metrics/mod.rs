@@ -7,6 +7,7 @@
 //! | `http_requests_total` | counter | `route` (template, or `unmatched`), `method`, `status` |
 //! | `http_request_duration_seconds` | histogram, 0.5 ms – 5 s | `route`, `method`, `status` |
 //! | `events_published_total` | counter | `service`, `subject` (`ticket:created`, …) |
+//! | `events_publish_duplicates_total` | counter | `service`, `subject` |
 //! | `events_publish_failures_total` | counter | `service`, `subject` |
 //! | `events_consumed_total` | counter | `service`, `consumer` (`tickets-order-created`, …) |
 //! | `events_acked_total` | counter | `service`, `consumer` |

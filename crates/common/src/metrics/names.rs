@@ -7,6 +7,9 @@ pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
 /// Counter: events the outbox relay published, by `service`, `subject`.
 pub const EVENTS_PUBLISHED: &str = "events_published_total";
+/// Counter: of the published, those JetStream dropped as repeats of a stored message id, by
+/// `service`, `subject`.
+pub const EVENTS_PUBLISH_DUPLICATES: &str = "events_publish_duplicates_total";
 /// Counter: publishes or acknowledgements that failed, by `service`, `subject`.
 pub const EVENTS_PUBLISH_FAILURES: &str = "events_publish_failures_total";
 /// Counter: messages delivered to a listener, by `service`, `consumer`.
@@ -37,10 +40,11 @@ pub const WORK_DONE: &str = "work_done_total";
 pub const WORK_BACKLOG: &str = "work_backlog";
 
 /// Every name above, for checks that a rule or dashboard names only served series.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     EVENTS_PUBLISHED,
+    EVENTS_PUBLISH_DUPLICATES,
     EVENTS_PUBLISH_FAILURES,
     EVENTS_CONSUMED,
     EVENTS_ACKED,

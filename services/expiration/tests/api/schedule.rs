@@ -52,7 +52,7 @@ async fn wait_for_expiration(context: &TestContext, order_id: &str) -> SystemTim
 #[tokio::test]
 async fn an_expiration_fires_at_its_time_and_only_once() {
     let context = TestContext::new();
-    let _app = spawn(&context).await;
+    let app = spawn(&context).await;
     let bus = context.bus().await;
     let due = SystemTime::now() + Duration::from_millis(800);
     let order = order_expiring_at(due);
@@ -76,6 +76,9 @@ async fn an_expiration_fires_at_its_time_and_only_once() {
     let all = expirations(&context).await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0], serde_json::json!({"orderId": order.id}));
+    // Once at the publisher too: the stream would drop a repeat with the same id.
+    test_support::metrics::assert_published_exactly(&app, "expiration", "expiration:complete", 1)
+        .await;
 }
 
 #[tokio::test]

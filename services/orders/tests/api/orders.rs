@@ -215,6 +215,9 @@ async fn cancelling_frees_the_ticket_once_and_publishes_once() {
         .filter(|(s, _)| s == "order:cancelled")
         .collect();
     assert_eq!(cancelled.len(), 1, "a second cancel publishes nothing");
+    // Nor at the publisher, where a repeat with the same id would still show.
+    test_support::metrics::assert_published_exactly(&app, "orders", "order:cancelled", 1).await;
+    test_support::metrics::assert_published_exactly(&app, "orders", "order:created", 2).await;
     assert_eq!(
         cancelled[0].1,
         json!({"id": created["id"], "version": 1, "ticket": {"id": ticket_id}})

@@ -38,7 +38,8 @@ async fn duplicates_and_old_versions_are_ignored() {
     let id = replicated_ticket(&app, &bus, 5.0).await;
     publish_update(&bus, &id, 1, 10.0).await;
     replica_at(&app, &id, 1).await;
-    // Replays with fresh message ids (as after a consumer crash), then a marker update.
+    // Replays with fresh message ids (as after a consumer crash): once the consumer has handled
+    // them, the replica is still v1 at 10. Then a marker update still applies on top.
     for (subject, payload) in [
         (
             Subject::TicketCreated,
@@ -57,6 +58,15 @@ async fn duplicates_and_old_versions_are_ignored() {
         .await
         .unwrap();
     }
+    app.context
+        .consumer_settled("orders-ticket-created-and-ticket-updated", false)
+        .await;
+    let replayed = app
+        .get(&format!("/api/orders/tickets/{id}"), None)
+        .await
+        .body;
+    assert_eq!(replayed["version"], 1, "{replayed}");
+    assert_eq!(replayed["price"], 10.0, "a replayed old version was applied");
     publish_update(&bus, &id, 2, 20.0).await;
     let replica = replica_at(&app, &id, 2).await;
     assert_eq!(replica["price"], 20.0);

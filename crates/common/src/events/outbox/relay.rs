@@ -116,8 +116,13 @@ impl Outbox {
         let mut failed = None;
         for (pending, subject, ack) in acks {
             match ack.await {
-                Ok(()) => {
+                Ok(duplicate) => {
                     bus.counters().published(subject);
+                    if duplicate {
+                        // Sent before (a crash between the publish and the removal, or a lost
+                        // acknowledgement): counted, so a relay that repeats itself shows.
+                        bus.counters().duplicate(subject);
+                    }
                     sent.push(pending);
                 }
                 Err(error) => {
