@@ -40,6 +40,10 @@ pub struct Report {
     pub events: usize,
     /// Time from the listeners' start until the replica held every last version.
     pub elapsed: Duration,
+    /// Messages the consumers delivered (each counted once), as JetStream reports them.
+    pub delivered: u64,
+    /// Tickets whose replica holds their last version at the end.
+    pub caught_up: u64,
     /// Messages the consumer delivered more than once.
     pub redelivered: u64,
     /// Messages dead-lettered.
@@ -57,10 +61,12 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "backlog:  {} events\ncaught up in {:.2} s: {:.0} events/s\nredelivered: {}, dead letters: {}",
+            "backlog:  {} events\ncaught up in {:.2} s: {:.0} events/s\ndelivered: {} ({} tickets at their last version), redelivered: {}, dead letters: {}",
             self.events,
             self.elapsed.as_secs_f64(),
             self.rate(),
+            self.delivered,
+            self.caught_up,
             self.redelivered,
             self.dead_letters
         )
@@ -107,8 +113,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     }
     let deadline = started + Duration::from_secs(args.timeout);
     let tickets = u64::try_from(args.tickets)?;
+    let mut done;
     let caught_up = loop {
-        let done = replica
+        done = replica
             .collection::<mongodb::bson::Document>("tickets")
             .count_documents(doc! { "version": last_version })
             .await?;
@@ -128,22 +135,27 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
 
     let stream = bus.jetstream().get_stream(bus.stream_name()).await?;
     let mut redelivered = 0;
+    let mut delivered = 0;
     let mut names = stream.consumer_names();
     while let Some(name) = futures::StreamExt::next(&mut names).await {
         let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
             .get_consumer(&name?)
             .await
             .map_err(|e| anyhow::anyhow!("consumer: {e}"))?;
-        redelivered += consumer.info().await?.num_redelivered as u64;
+        let info = consumer.info().await?;
+        redelivered += info.num_redelivered as u64;
+        delivered += info.delivered.consumer_sequence;
     }
-    let dead_letters = match bus
+    // The bus made the dead-letter stream: one that cannot be read is an error, not "none".
+    let dead_letters = bus
         .jetstream()
         .get_stream(bus.dead_letter_stream_name())
         .await
-    {
-        Ok(mut dlq) => dlq.info().await?.state.messages,
-        Err(_) => 0,
-    };
+        .map_err(|e| anyhow::anyhow!("dead-letter stream: {e}"))?
+        .info()
+        .await?
+        .state
+        .messages;
     // Leave nothing behind.
     let _ = replica.drop().await;
     crate::client::shut_down(replica.client()).await;
@@ -155,6 +167,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     Ok(Report {
         events: args.events,
         elapsed: caught_up?,
+        delivered,
+        caught_up: done,
         redelivered,
         dead_letters,
     })

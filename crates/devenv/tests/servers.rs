@@ -228,7 +228,13 @@ fn a_killed_child_dies_at_once_of_sigkill_even_if_it_ignores_sigterm() -> Result
     let pid = child.pid();
     let started = std::time::Instant::now();
     child.kill();
-    ensure!(started.elapsed() < Duration::from_secs(5), "kill waited");
+    // A kill that waited for the 30 s grace would take 30 s; half of it leaves a busy machine
+    // room and still tells the two apart.
+    ensure!(
+        started.elapsed() < Duration::from_secs(15),
+        "kill waited {:?}",
+        started.elapsed()
+    );
     ensure!(!process_exists(pid), "{pid} still running");
     let status = child.try_wait()?.context("not reaped")?;
     ensure!(status.signal() == Some(9), "ended with {status}");

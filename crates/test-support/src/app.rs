@@ -334,6 +334,20 @@ impl TestApp {
         response.body
     }
 
+    /// Orders `ticket` as `buyer` as soon as the orders service's replica has it (a new
+    /// ticket reaches it as an event), and returns the order.
+    ///
+    /// # Panics
+    /// When no order is created within [`WAIT`].
+    pub async fn order_ticket(&self, buyer: &TestUser, ticket: &str) -> Value {
+        eventually("the orders replica to have the ticket", WAIT, || async {
+            let body = serde_json::json!({"ticketId": ticket});
+            let response = self.post("/api/orders", Some(&buyer.cookie), body).await;
+            (response.status == StatusCode::CREATED).then_some(response.body)
+        })
+        .await
+    }
+
     /// Polls `GET /api/tickets/{id}` until `check` accepts the ticket, failing with `what`
     /// after [`WAIT`].
     pub async fn ticket_where(

@@ -239,12 +239,13 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
         let settle_ms = match &backlog {
             Some(backlog) => {
                 let (waited, left) = backlog.drain().await?;
-                if left > 0 {
-                    log.say(&format!(
-                        "{left} events still pending after {waited:?}; running {} anyway",
-                        scenario.name()
-                    ));
-                }
+                // A scenario measured over the previous one's backlog would mix the two.
+                anyhow::ensure!(
+                    left == 0,
+                    "{left} events still pending after {waited:?}: the stack did not drain \
+                     the events of the scenario before {}",
+                    scenario.name()
+                );
                 Some(waited.as_millis() as u64)
             }
             None => None,

@@ -82,13 +82,7 @@ async fn the_whole_saga_buy_pay_and_expire() {
     }
     let mut orders = Vec::new();
     for id in &tickets {
-        let order = eventually("the replica to have the ticket", WAIT, || async {
-            let response = app
-                .post("/api/orders", Some(&buyer.cookie), json!({"ticketId": id}))
-                .await;
-            (response.status == StatusCode::CREATED).then_some(response.body)
-        })
-        .await;
+        let order = app.order_ticket(&buyer, id).await;
         orders.push(order["id"].as_str().unwrap().to_owned());
     }
     // Pay the first as soon as payments knows it.

@@ -3,6 +3,7 @@
 //! hostile input fuzzed at every route.
 #![allow(clippy::unwrap_used)]
 
+mod authz;
 mod bench;
 mod browser;
 mod catchup;

@@ -79,8 +79,10 @@ async fn tickets_recovers_from_a_burst_of_requests_that_clients_abandon() {
         )
         .await;
     assert_eq!(update.status, StatusCode::OK, "{:?}", update.body);
+    // A recovered service answers in milliseconds; the freeze this guards against never
+    // answered. 15 s leaves a loaded 2-core machine room without hiding that.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(15),
         "an update took {:?} after the burst",
         started.elapsed()
     );

@@ -202,6 +202,14 @@ async fn an_order_can_be_cancelled_from_its_page() {
         .post(&cancel_path, &[], Some(&seller_token), Some(&origin))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let untouched = app
+        .get(&format!("/api{order_path}"), Some(&buyer.cookie))
+        .await;
+    assert_eq!(
+        untouched.body["status"], "created",
+        "the seller's cancel cancelled it"
+    );
+    assert_eq!(untouched.body["version"], 0);
     let (status, headers, _) = buyer_visits.submit(&order_path, &cancel_path, &[]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(location(&headers), order_path);

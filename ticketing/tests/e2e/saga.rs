@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use test_support::{FakeStripe, TestApp, TestUser, WAIT, eventually};
 use ticketing::up::ServiceName;
 
@@ -29,21 +29,6 @@ async fn stack_with_stripe(extra: &[(&str, &str)]) -> (TestApp, FakeStripe) {
         .collect();
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     (crate::spawn_stack_with(&vars).await, stripe)
-}
-
-/// Orders `ticket` as `buyer` once the orders replica has it; the order.
-async fn order(app: &TestApp, buyer: &TestUser, ticket: &str) -> Value {
-    eventually("the replica to have the ticket", WAIT, || async {
-        let response = app
-            .post(
-                "/api/orders",
-                Some(&buyer.cookie),
-                json!({"ticketId": ticket}),
-            )
-            .await;
-        (response.status == StatusCode::CREATED).then_some(response.body)
-    })
-    .await
 }
 
 /// Pays once payments knows the order (its replica may lag the order's creation).
@@ -70,7 +55,7 @@ async fn pay(
 async fn a_charge_slower_than_the_hold_ends_refunded_and_never_charged_and_cancelled() {
     let (app, stripe) = stack_with_stripe(&[("ORDER_EXPIRATION_SECONDS", "5")]).await;
     let (_, buyer, ticket) = crate::seller_buyer_and_ticket(&app).await;
-    let order_id = order(&app, &buyer, &ticket).await["id"]
+    let order_id = app.order_ticket(&buyer, &ticket).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -141,7 +126,9 @@ async fn fifty_payments_and_fifty_double_pays_at_once_charge_fifty_and_complete_
     let orders = join_all(tickets.iter().enumerate().map(|(n, ticket)| {
         let buyer = &buyers[n % buyers.len()];
         async move {
-            let order = order(app, buyer, ticket["id"].as_str().unwrap()).await;
+            let order = app
+                .order_ticket(buyer, ticket["id"].as_str().unwrap())
+                .await;
             (buyer, order["id"].as_str().unwrap().to_owned())
         }
     }))

@@ -69,10 +69,11 @@ async fn an_expiration_fires_at_its_time_and_only_once() {
 
     let fired = wait_for_expiration(&context, &order.id).await;
     assert!(fired >= due, "fired before its time");
-    assert!(
-        fired.duration_since(due).unwrap() < Duration::from_secs(2),
-        "fired late"
-    );
+    // The scheduler sleeps until the next due time, so it fires within milliseconds; the
+    // bound is about time (an expiration that waits for a periodic sweep would miss it) but
+    // leaves a loaded 2-core machine 5 s.
+    let late = fired.duration_since(due).unwrap();
+    assert!(late < Duration::from_secs(5), "fired {late:?} late");
     let all = expirations(&context).await;
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0], serde_json::json!({"orderId": order.id}));

@@ -66,7 +66,10 @@ async fn duplicates_and_old_versions_are_ignored() {
         .await
         .body;
     assert_eq!(replayed["version"], 1, "{replayed}");
-    assert_eq!(replayed["price"], 10.0, "a replayed old version was applied");
+    assert_eq!(
+        replayed["price"], 10.0,
+        "a replayed old version was applied"
+    );
     publish_update(&bus, &id, 2, 20.0).await;
     let replica = replica_at(&app, &id, 2).await;
     assert_eq!(replica["price"], 20.0);

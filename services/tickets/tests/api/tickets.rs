@@ -5,7 +5,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use test_support::{TestApp, TestContext, fake_user};
 
-use crate::helpers::{build, spawn_app};
+use crate::helpers::{build, order_created, spawn_app};
+use mongodb::bson::oid::ObjectId;
 
 #[tokio::test]
 async fn creating_a_ticket_requires_a_session() {
@@ -114,10 +115,12 @@ async fn update_checks_session_then_body_then_existence_then_owner() {
         StatusCode::BAD_REQUEST,
         "body is checked before existence"
     );
+    // Existence before ownership: a stranger learns "not found" of a missing ticket and
+    // "not authorized" only of an existing one.
     let missing = app
         .put(
             "/api/tickets/5f1e0f3a9d3b2c0017a1b2c3",
-            Some(&owner.cookie),
+            Some(&other.cookie),
             valid.clone(),
         )
         .await;
@@ -164,6 +167,19 @@ async fn the_list_shows_unreserved_tickets_newest_first_with_paging() {
     for n in 0..5 {
         ids.push(app.create_ticket(&user, &format!("t{n}"), 1.0).await["id"].clone());
     }
+    // A sixth, reserved by an order, is not for sale.
+    let reserved = app.create_ticket(&user, "reserved", 1.0).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bus = app.context.bus().await;
+    bus.publish(&order_created(&ObjectId::new().to_hex(), &reserved))
+        .await
+        .unwrap();
+    app.ticket_where(&reserved, "the ticket reserved", |t| {
+        t.get("orderId").is_some()
+    })
+    .await;
     let all = app.get("/api/tickets", None).await;
     assert_eq!(all.status, StatusCode::OK);
     let listed = ids_of(&all.body);
