@@ -52,7 +52,7 @@ pub(crate) fn output(cmd: &mut Command) -> Result<Vec<u8>> {
 }
 
 /// Shows the command line about to run, and returns it.
-fn announce(cmd: &Command) -> String {
+pub(crate) fn announce(cmd: &Command) -> String {
     let line = display(cmd);
     eprintln!("$ {line}");
     line

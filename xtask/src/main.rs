@@ -4,6 +4,7 @@ mod cmd;
 mod postman;
 mod test;
 mod up;
+mod watchdog;
 
 use std::process::ExitCode;
 

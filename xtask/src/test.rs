@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the checks CI runs, in order, stopping at the first failure.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -81,6 +81,21 @@ fn steps(args: &TestArgs) -> Vec<Step> {
     ]
 }
 
+/// How long one test binary may run (`XTASK_TEST_BINARY_TIMEOUT_SECONDS`, default 900): the
+/// slowest, the whole-stack e2e binary, takes about 3 minutes on 2 cores.
+fn binary_timeout() -> Result<Duration> {
+    let seconds = match std::env::var_os("XTASK_TEST_BINARY_TIMEOUT_SECONDS") {
+        Some(value) => {
+            let value = value.to_string_lossy();
+            value
+                .parse()
+                .map_err(|e| anyhow::anyhow!("XTASK_TEST_BINARY_TIMEOUT_SECONDS={value:?}: {e}"))?
+        }
+        None => 900,
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
 pub(crate) fn run(args: &TestArgs) -> Result<()> {
     let root = devenv::workspace_root();
     // Provisioned up front so tests neither race to download nor count it in their timeouts.
@@ -101,11 +116,14 @@ pub(crate) fn run(args: &TestArgs) -> Result<()> {
             }
             None => cmd::cargo(&root),
         };
-        let result = cmd::run(
-            command
-                .args(&step.cargo_args)
-                .env(devenv::TOOLS_DIR_ENV, &tools_dir),
-        );
+        command
+            .args(&step.cargo_args)
+            .env(devenv::TOOLS_DIR_ENV, &tools_dir);
+        let result = if step.name == "test" {
+            crate::watchdog::run_tests(&mut command, binary_timeout()?)
+        } else {
+            cmd::run(&mut command)
+        };
         let secs = started.elapsed().as_secs_f64();
         if let Err(err) = result {
             bail!("step `{}` failed after {secs:.1}s: {err:#}", step.name);
