@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -49,11 +50,23 @@ fn authorized(headers: &HeaderMap) -> Result<(), Reply> {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+/// A call made with a secret key, and its `Idempotency-Key` if it has one.
+struct Caller {
+    key: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Reply;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Reply> {
+        authorized(&parts.headers)?;
+        let key = parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self { key })
+    }
 }
 
 fn charge_json(charge: &FakeCharge) -> Value {
@@ -120,13 +133,9 @@ enum Then {
 
 async fn charge(
     State(shared): State<Shared>,
-    headers: HeaderMap,
+    Caller { key }: Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> Reply {
-    if let Err(reply) = authorized(&headers) {
-        return reply;
-    }
-    let key = idempotency_key(&headers);
     let then = {
         let mut ledger = shared.lock();
         if let Some(reply) = ledger.answered(key.as_ref()) {
@@ -191,13 +200,9 @@ async fn charge(
 
 async fn refund(
     State(shared): State<Shared>,
-    headers: HeaderMap,
+    Caller { key }: Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> Reply {
-    if let Err(reply) = authorized(&headers) {
-        return reply;
-    }
-    let key = idempotency_key(&headers);
     let mut ledger = shared.lock();
     if let Some(reply) = ledger.answered(key.as_ref()) {
         return reply;
@@ -253,12 +258,9 @@ fn order_in(query: &str) -> Option<&str> {
 
 async fn search(
     State(shared): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Query(params): Query<SearchParams>,
 ) -> Reply {
-    if let Err(reply) = authorized(&headers) {
-        return reply;
-    }
     let ledger = shared.lock();
     if ledger.switches.unavailable {
         return unavailable();

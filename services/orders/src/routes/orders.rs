@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use validator::{Validate, ValidationError};
 
 use crate::state::AppState;
-use crate::store::{OrderView, TicketReplica, iso};
+use crate::store::{OrderPayment, OrderView, TicketReplica, iso};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -124,11 +124,18 @@ impl From<OrderView> for OrderJson {
             expires_at: iso(order.expires_at),
             version: order.version,
             ticket: view.ticket.map(TicketJson::from),
-            payment: order.payment.map(|p| PaymentJson {
-                id: p.id,
-                stripe_id: p.stripe_id,
-                status: p.status.as_str(),
-            }),
+            payment: order.payment.map(PaymentJson::from),
+        }
+    }
+}
+
+impl From<OrderPayment> for PaymentJson {
+    fn from(payment: OrderPayment) -> Self {
+        let status = payment.status.as_str();
+        Self {
+            status,
+            id: payment.id,
+            stripe_id: payment.stripe_id,
         }
     }
 }

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use futures::future::BoxFuture;
 use mongodb::bson::DateTime;
 
-use super::{Charge, FoundCharge, GatewayError, PaymentGateway};
+use super::{Call, Charge, FoundCharge, GatewayError, PaymentGateway};
 
 #[derive(Debug, Clone)]
 struct Stored {
@@ -31,7 +30,7 @@ impl LocalGateway {
 }
 
 impl PaymentGateway for LocalGateway {
-    fn charge(&self, charge: Charge) -> BoxFuture<'_, Result<String, GatewayError>> {
+    fn charge(&self, charge: Charge) -> Call<'_, String> {
         Box::pin(async move {
             if charge.token == "tok_chargeDeclined" {
                 return Err(GatewayError::Declined("Your card was declined.".to_owned()));
@@ -49,11 +48,7 @@ impl PaymentGateway for LocalGateway {
         })
     }
 
-    fn refund<'a>(
-        &'a self,
-        charge_id: &'a str,
-        _order_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, GatewayError>> {
+    fn refund(&self, charge_id: String, _order_id: String) -> Call<'_, Option<String>> {
         Box::pin(async move {
             let mut charges = self.charges();
             let stored = charges
@@ -68,10 +63,7 @@ impl PaymentGateway for LocalGateway {
         })
     }
 
-    fn charges_for<'a>(
-        &'a self,
-        order_id: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<FoundCharge>, GatewayError>> {
+    fn charges_for(&self, order_id: String) -> Call<'_, Vec<FoundCharge>> {
         Box::pin(async move {
             Ok(self
                 .charges()

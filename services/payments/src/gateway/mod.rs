@@ -55,22 +55,18 @@ pub enum GatewayError {
     Unavailable(String),
 }
 
+/// What a gateway call eventually gives.
+pub type Call<'a, T> = BoxFuture<'a, Result<T, GatewayError>>;
+
 /// A card processor.
 pub trait PaymentGateway: Send + Sync {
     /// Charges the card and returns the gateway's charge id.
-    fn charge(&self, charge: Charge) -> BoxFuture<'_, Result<String, GatewayError>>;
+    fn charge(&self, charge: Charge) -> Call<'_, String>;
 
     /// Refunds the whole charge (at most once, however often asked) and returns the refund's
     /// id, or `None` when the gateway says it was refunded already.
-    fn refund<'a>(
-        &'a self,
-        charge_id: &'a str,
-        order_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, GatewayError>>;
+    fn refund(&self, charge_id: String, order_id: String) -> Call<'_, Option<String>>;
 
     /// Every charge made for the order, as far as the gateway can tell today.
-    fn charges_for<'a>(
-        &'a self,
-        order_id: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<FoundCharge>, GatewayError>>;
+    fn charges_for(&self, order_id: String) -> Call<'_, Vec<FoundCharge>>;
 }

@@ -7,11 +7,10 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::{Charge, FoundCharge, GatewayError, PaymentGateway};
+use super::{Call, Charge, FoundCharge, GatewayError, PaymentGateway};
 
 /// Where Stripe is and how long to wait for it.
 #[derive(Clone)]
@@ -145,7 +144,7 @@ impl StripeGateway {
 }
 
 impl PaymentGateway for StripeGateway {
-    fn charge(&self, charge: Charge) -> BoxFuture<'_, Result<String, GatewayError>> {
+    fn charge(&self, charge: Charge) -> Call<'_, String> {
         Box::pin(async move {
             let form = [
                 ("amount", charge.amount_cents.to_string()),
@@ -180,13 +179,9 @@ impl PaymentGateway for StripeGateway {
         })
     }
 
-    fn refund<'a>(
-        &'a self,
-        charge_id: &'a str,
-        order_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, GatewayError>> {
+    fn refund(&self, charge_id: String, order_id: String) -> Call<'_, Option<String>> {
         Box::pin(async move {
-            let form = [("charge", charge_id), ("metadata[orderId]", order_id)];
+            let form = [("charge", &charge_id), ("metadata[orderId]", &order_id)];
             let request = self
                 .http
                 .post(format!("{}/v1/refunds", self.base))
@@ -206,10 +201,7 @@ impl PaymentGateway for StripeGateway {
         })
     }
 
-    fn charges_for<'a>(
-        &'a self,
-        order_id: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<FoundCharge>, GatewayError>> {
+    fn charges_for(&self, order_id: String) -> Call<'_, Vec<FoundCharge>> {
         Box::pin(async move {
             let query = format!("metadata['orderId']:'{order_id}'");
             let mut found = Vec::new();

@@ -105,7 +105,7 @@ impl Saga {
         }
         let mut charges: Vec<_> = self
             .gateway
-            .charges_for(&order.id.to_hex())
+            .charges_for(order.id.to_hex())
             .await?
             .into_iter()
             .filter(|c| c.succeeded && !c.refunded)
@@ -169,7 +169,7 @@ impl Saga {
         }
         let refund_id = self
             .gateway
-            .refund(&job.charge_id, &job.order_id.to_hex())
+            .refund(job.charge_id.clone(), job.order_id.to_hex())
             .await?;
         self.store.refunded(job, refund_id).await?;
         Ok("refunded")
@@ -200,7 +200,7 @@ impl Saga {
         let Some(attempt) = &order.payment else {
             return Ok("moved");
         };
-        let charges = self.gateway.charges_for(&order.id.to_hex()).await?;
+        let charges = self.gateway.charges_for(order.id.to_hex()).await?;
         if !charges
             .iter()
             .any(|c| Some(&c.id) == attempt.charge_id.as_ref())

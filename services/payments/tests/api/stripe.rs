@@ -93,26 +93,35 @@ async fn search_finds_an_orders_charges_and_a_refund_happens_once() {
     gateway.charge(charge("tok_visa", "o2", 1)).await.unwrap();
     let second = gateway.charge(charge("tok_visa", "o1", 2)).await.unwrap();
 
-    let found = gateway.charges_for("o1").await.unwrap();
+    let found = gateway.charges_for("o1".to_owned()).await.unwrap();
     let ids: Vec<&str> = found.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, [first.as_str(), second.as_str()]);
     assert!(found.iter().all(|c| c.succeeded && !c.refunded));
 
-    let refund = gateway.refund(&second, "o1").await.unwrap();
+    let refund = gateway
+        .refund(second.clone(), "o1".to_owned())
+        .await
+        .unwrap();
     assert!(refund.is_some());
     // Asked again (a worker that crashed after the refund): the same refund, no second one.
-    assert_eq!(gateway.refund(&second, "o1").await.unwrap(), refund);
+    assert_eq!(
+        gateway
+            .refund(second.clone(), "o1".to_owned())
+            .await
+            .unwrap(),
+        refund
+    );
     assert_eq!(stripe.refunds().len(), 1);
-    let found = gateway.charges_for("o1").await.unwrap();
+    let found = gateway.charges_for("o1".to_owned()).await.unwrap();
     assert!(found.iter().any(|c| c.id == second && c.refunded));
 
     stripe.set(|s| s.unavailable = true);
     assert!(matches!(
-        gateway.charges_for("o1").await,
+        gateway.charges_for("o1".to_owned()).await,
         Err(GatewayError::Unavailable(_))
     ));
     assert!(matches!(
-        gateway.refund(&first, "o1").await,
+        gateway.refund(first.clone(), "o1".to_owned()).await,
         Err(GatewayError::Unavailable(_))
     ));
 }
