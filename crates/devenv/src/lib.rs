@@ -1,5 +1,6 @@
-//! Local MongoDB and NATS for development and tests: provisioned from PyPI wheels, run as supervised children;
-//! and Debian's chromedriver for the browser tests.
+//! Local MongoDB and NATS for development and tests: provisioned from PyPI wheels, run as supervised children
+//! (one server each, or a replica set and a cluster), kept running by a `Supervisor`; and Debian's
+//! chromedriver for the browser tests.
 //!
 //! Everything here is synchronous so it can be called from plain `main`s, `#[test]`s and
 //! `#[tokio::test]`s alike. Every server is paired with a shell watchdog, so no `mongod` or
@@ -7,8 +8,11 @@
 
 mod browser;
 mod mongo;
+mod mongo_set;
 mod nats;
+mod nats_cluster;
 mod process;
+mod supervisor;
 mod tools;
 
 use std::env;
@@ -19,8 +23,11 @@ pub use browser::{
     start_chromedriver,
 };
 pub use mongo::{Mongo, MongoOptions, start_mongo};
+pub use mongo_set::{MongoMember, MongoSet, MongoSetOptions, start_mongo_set};
 pub use nats::{Nats, NatsOptions, start_nats};
+pub use nats_cluster::{NatsCluster, NatsClusterOptions, NatsNode, NatsPorts, start_nats_cluster};
 pub use process::{Running, Supervised};
+pub use supervisor::{FIRST_RESTART_DELAY, Program, Supervisor, Unit, Watched, describe};
 pub use tools::{TOOLS_DIR_ENV, Tools, bin_dir, default_tools, ensure_tools};
 
 /// Environment variable that overrides [`workspace_root`].

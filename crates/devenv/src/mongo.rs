@@ -19,13 +19,13 @@ use crate::process::{
 };
 
 /// Name of the replica set every started `mongod` runs.
-const REPLICA_SET: &str = "rs0";
+pub(crate) const REPLICA_SET: &str = "rs0";
 /// Server error code of `replSetInitiate` on a data dir that already holds a replica set config.
-const ALREADY_INITIALIZED: i32 = 23;
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const ALREADY_INITIALIZED: i32 = 23;
+pub(crate) const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 const PRIMARY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A clean shutdown takes well under a second; the margin is for a checkpoint on a slow disk.
-const STOP_GRACE: Duration = Duration::from_secs(20);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// How to run `mongod`.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ impl Mongo {
     /// Starts `mongod` again on the same port with the same data dir, halting it first if it
     /// still runs, and waits until it is the writable primary again.
     pub fn restart(&mut self) -> Result<()> {
-        self.server.halt()?;
+        self.server.halt_or_reap()?;
         let (process, _) = spawn_primary(
             &self.tools,
             &self.opts,
@@ -125,7 +125,7 @@ fn spawn_primary(
     port: Option<u16>,
 ) -> Result<(Supervised, u16)> {
     let spawn = |port| {
-        let cmd = mongod_command(tools, opts, &files.dir, &files.log_path, port)?;
+        let cmd = mongod_command(tools, opts.cache_size_gb, &files.dir, &files.log_path, port)?;
         Supervised::spawn_with_cleanup("mongod", cmd, STOP_GRACE, files.cleanup_dir())
     };
     let ready = |process: &mut Supervised, port| {
@@ -135,9 +135,9 @@ fn spawn_primary(
     start_on_port(port, &files.log_path, spawn, ready)
 }
 
-fn mongod_command(
+pub(crate) fn mongod_command(
     tools: &Tools,
-    opts: &MongoOptions,
+    cache_size_gb: f64,
     data_dir: &Path,
     log_path: &Path,
     port: u16,
@@ -150,7 +150,7 @@ fn mongod_command(
         .arg("--dbpath")
         .arg(data_dir)
         .arg("--wiredTigerCacheSizeGB")
-        .arg(opts.cache_size_gb.to_string())
+        .arg(cache_size_gb.to_string())
         .arg("--quiet")
         .arg("--logpath")
         .arg(log_path)
@@ -162,44 +162,76 @@ fn mongod_command(
         .args(["--oplogSize", "128"])
         // Full-time diagnostic data capture costs CPU and disk that a dev box does not need.
         .args(["--setParameter", "diagnosticDataCollectionEnabled=false"])
+        // SIGTERM first keeps a member serving for this long (15 s by default) so that clients
+        // move on before it goes; a local server's clients are stopped before it, or gone.
+        .args([
+            "--setParameter",
+            "shutdownTimeoutMillisForSignaledShutdown=1000",
+        ])
         .stdout(log.try_clone()?)
         .stderr(log);
     Ok(cmd)
 }
 
-/// Runs the replica set setup on a fresh thread with its own runtime (the caller may be inside
-/// one), watching the process meanwhile so a crash is reported at once rather than as a timeout.
+/// Makes the freshly started `mongod` on `port` the primary of its single-member set.
 fn become_primary(process: &mut Supervised, port: u16) -> Result<()> {
+    run_setup("mongo setup", &mut [process], move |abort| async move {
+        setup_replica_set(port, &abort).await
+    })
+}
+
+/// Runs `setup` on a fresh thread with its own runtime (the caller may be inside one),
+/// watching `processes` meanwhile so that a crash is reported at once rather than as a
+/// timeout; `setup` gets a flag that is raised when it should give up.
+pub(crate) fn run_setup<F, Fut>(
+    what: &str,
+    processes: &mut [&mut Supervised],
+    setup: F,
+) -> Result<()>
+where
+    F: FnOnce(Arc<AtomicBool>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>>,
+{
     let abort = Arc::new(AtomicBool::new(false));
     let worker = {
         let abort = Arc::clone(&abort);
         thread::Builder::new()
-            .name("devenv-mongo-setup".into())
+            .name("devenv-setup".into())
             .spawn(move || -> Result<()> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .context("failed to build a tokio runtime")?;
-                runtime.block_on(setup_replica_set(port, &abort))
+                runtime.block_on(setup(abort))
             })
-            .context("failed to spawn the mongo setup thread")?
+            .with_context(|| format!("failed to spawn the {what} thread"))?
     };
     loop {
         if worker.is_finished() {
             return worker
                 .join()
-                .map_err(|_| anyhow!("the mongo setup thread panicked"))?;
+                .map_err(|_| anyhow!("the {what} thread panicked"))?;
         }
-        if let Some(status) = process.try_wait()? {
-            abort.store(true, Ordering::Relaxed);
-            let _ = worker.join();
-            bail!("mongod exited during replica set setup ({status})");
+        for process in processes.iter_mut() {
+            if let Some(status) = process.try_wait()? {
+                abort.store(true, Ordering::Relaxed);
+                let _ = worker.join();
+                bail!("{} exited during {what} ({status})", process.name());
+            }
         }
         thread::sleep(POLL);
     }
 }
 
 async fn setup_replica_set(port: u16, abort: &AtomicBool) -> Result<()> {
+    let client = direct_client(port).await?;
+    let result = initiate_and_wait(&client.database("admin"), port, abort).await;
+    client.shutdown().immediate(true).await;
+    result
+}
+
+/// A client of the one `mongod` on `port`, whatever its state, for setup and checks.
+pub(crate) async fn direct_client(port: u16) -> Result<Client> {
     let mut options =
         ClientOptions::parse(format!("mongodb://127.0.0.1:{port}/?directConnection=true"))
             .await
@@ -208,10 +240,7 @@ async fn setup_replica_set(port: u16, abort: &AtomicBool) -> Result<()> {
     options.server_selection_timeout = Some(Duration::from_secs(2));
     options.connect_timeout = Some(Duration::from_secs(2));
     options.app_name = Some("devenv".into());
-    let client = Client::with_options(options).context("failed to create a mongo client")?;
-    let result = initiate_and_wait(&client.database("admin"), port, abort).await;
-    client.shutdown().immediate(true).await;
-    result
+    Client::with_options(options).context("failed to create a mongo client")
 }
 
 async fn initiate_and_wait(admin: &Database, port: u16, abort: &AtomicBool) -> Result<()> {
@@ -275,7 +304,7 @@ async fn point_config_at(admin: &Database, host: &str) -> Result<()> {
     Ok(())
 }
 
-fn command_code(err: &mongodb::error::Error) -> Option<i32> {
+pub(crate) fn command_code(err: &mongodb::error::Error) -> Option<i32> {
     match err.kind.as_ref() {
         ErrorKind::Command(command) => Some(command.code),
         _ => None,

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use crate::Tools;
 use crate::process::{Running, ServerFiles, Supervised, open_log, start_on_port, wait_for_port};
 
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to run `nats-server`.
 #[derive(Debug, Clone, Default)]
@@ -60,7 +60,7 @@ impl Nats {
     /// consumers and messages), halting it first if it still runs, and waits until it greets
     /// clients with JetStream on.
     pub fn restart(&mut self) -> Result<()> {
-        self.server.halt()?;
+        self.server.halt_or_reap()?;
         let (process, _) = spawn_ready(
             &self.tools,
             self.server.files(),
@@ -119,7 +119,12 @@ fn spawn_ready(
     start_on_port(port, &files.log_path, spawn, ready)
 }
 
-fn nats_command(tools: &Tools, store_dir: &Path, log_path: &Path, port: u16) -> Result<Command> {
+pub(crate) fn nats_command(
+    tools: &Tools,
+    store_dir: &Path,
+    log_path: &Path,
+    port: u16,
+) -> Result<Command> {
     // nats-server logs to stderr unless told otherwise.
     let log = open_log(log_path)?;
     let mut cmd = Command::new(&tools.nats_server);

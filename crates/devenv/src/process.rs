@@ -114,6 +114,18 @@ impl Supervised {
         &self.name
     }
 
+    /// Freezes the child (SIGSTOP to its process group): it keeps its connections and its
+    /// state but does nothing, as a process stuck in a long pause, until [`Supervised::thaw`]
+    /// or a kill.
+    pub fn freeze(&self) -> Result<()> {
+        signal_group("STOP", self.child.id())
+    }
+
+    /// Lets a frozen child run again (SIGCONT).
+    pub fn thaw(&self) -> Result<()> {
+        signal_group("CONT", self.child.id())
+    }
+
     /// [`Supervised::stop`], naming the server's log in the error: what it wrote explains why.
     pub(crate) fn stop_with_log(&mut self, log_path: &Path) -> Result<()> {
         let name = self.name.clone();
@@ -338,6 +350,37 @@ impl Running {
         self.process.kill();
     }
 
+    /// Freezes the server: it keeps its connections but answers nothing, until
+    /// [`Running::thaw`] ([`Supervised::freeze`]).
+    pub fn freeze(&self) -> Result<()> {
+        self.process.freeze()
+    }
+
+    /// Lets a frozen server run again.
+    pub fn thaw(&self) -> Result<()> {
+        self.process.thaw()
+    }
+
+    /// Its exit status if it has exited (crashed or killed), without blocking.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.process.try_wait()
+    }
+
+    /// Gets it out of the way of a new start: halts it if it still runs, and only reaps it if
+    /// it already died (a crash is what a restart is for, not an error).
+    pub(crate) fn halt_or_reap(&mut self) -> Result<()> {
+        if self.process.try_wait()?.is_some() {
+            self.process.kill();
+            return Ok(());
+        }
+        self.halt()
+    }
+
+    /// The process, for startup checks that watch it.
+    pub(crate) fn process_mut(&mut self) -> &mut Supervised {
+        &mut self.process
+    }
+
     /// The process started again in place of the halted one.
     pub(crate) fn replace(&mut self, process: Supervised) {
         self.process = process;
@@ -346,9 +389,19 @@ impl Running {
 
 /// A port that was free a moment ago; callers retry if someone else takes it first.
 fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `count` different ports that were free a moment ago (held together while they are picked,
+/// so none comes twice); callers retry if someone else takes one first.
+pub(crate) fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("failed to find a free port"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`, failing early if the child exits.
@@ -386,12 +439,12 @@ pub(crate) fn open_log(path: &Path) -> Result<File> {
 }
 
 /// Current length of a file, 0 if it does not exist: where this attempt's log lines start.
-fn file_len(path: &Path) -> u64 {
+pub(crate) fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 /// What was written to `path` after byte `offset`, at most the last `max_bytes` of it.
-fn log_since(path: &Path, offset: u64, max_bytes: u64) -> std::io::Result<String> {
+pub(crate) fn log_since(path: &Path, offset: u64, max_bytes: u64) -> std::io::Result<String> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     file.seek(SeekFrom::Start(offset.max(len.saturating_sub(max_bytes))))?;
@@ -435,7 +488,7 @@ fn log_tail(path: &Path, offset: u64) -> String {
 }
 
 /// Adds the server's recent log lines to a startup error.
-fn with_log_tail(err: anyhow::Error, log_path: &Path, offset: u64) -> anyhow::Error {
+pub(crate) fn with_log_tail(err: anyhow::Error, log_path: &Path, offset: u64) -> anyhow::Error {
     anyhow!(
         "{err:#}\nfrom {}:\n{}",
         log_path.display(),
