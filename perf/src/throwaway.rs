@@ -43,7 +43,7 @@ async fn connect_mongo(url: &str) -> anyhow::Result<mongodb::Client> {
 /// A throwaway stream configured like the event stream (file storage, a duplicate window,
 /// message ids) on the NATS at `url`, and its name.
 pub(crate) async fn stream(url: &str) -> anyhow::Result<(jetstream::Context, String)> {
-    let client = async_nats::connect(url)
+    let client = async_nats::connect(common::events::bus::servers(url))
         .await
         .with_context(|| format!("connect to nats at {url}"))?;
     let context = jetstream::new(client);

@@ -77,7 +77,7 @@ impl Backlog {
         namespace: &str,
         stack_url: &str,
     ) -> anyhow::Result<Self> {
-        let client = async_nats::connect(url)
+        let client = async_nats::connect(common::events::bus::servers(url))
             .await
             .with_context(|| format!("connect to nats at {url}"))?;
         let name = format!("{namespace}_events");

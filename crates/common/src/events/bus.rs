@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, context, stream};
 use bytes::Bytes;
 use tokio::sync::watch;
 
@@ -38,6 +38,32 @@ pub struct NatsConfig {
     /// `NATS_STREAM_REPLICAS` (default 1): copies of each stream in a JetStream cluster. A
     /// stream that already has more keeps them.
     pub replicas: usize,
+}
+
+/// Tries at creating or updating a stream at start: a JetStream cluster busy electing the
+/// leaders of new replicated streams may not answer one request in time.
+const STREAM_ATTEMPTS: u32 = 3;
+
+/// The wait before reconnection attempt `attempts`: at once, then doubling from 1 ms up to
+/// `RECONNECT_LONGEST`, so that a server that is back is found within that (async-nats's own
+/// waits grow to seconds, which the outboxes and listeners would wait out too).
+fn reconnect_delay(attempts: usize) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    Duration::from_millis(2_u64.pow(exponent) / 2).min(RECONNECT_LONGEST)
+}
+
+/// The longest wait between two attempts to reconnect to NATS.
+const RECONNECT_LONGEST: Duration = Duration::from_millis(250);
+
+/// Whether looking a stream up failed because there is none.
+fn is_not_found(error: &context::GetStreamError) -> bool {
+    matches!(
+        error.kind(),
+        context::GetStreamErrorKind::JetStream(error)
+            if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 /// The most a stream holds unless `EVENTS_STREAM_MAX_BYTES` says otherwise: 256 MiB, twice of
@@ -81,13 +107,38 @@ impl NatsConfig {
                 reason: format!("expected more than {FULL_MARGIN} bytes"),
             });
         }
+        let url = env.required("NATS_URL")?;
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: "NATS_URL".to_owned(),
+            value: url.clone(),
+            reason,
+        };
+        let servers = servers(&url);
+        if servers.is_empty() {
+            return Err(invalid("no server".to_owned()));
+        }
+        for server in servers {
+            server
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|error| invalid(format!("{server}: {error}")))?;
+        }
         Ok(Self {
-            url: env.required("NATS_URL")?,
+            url,
             namespace,
             max_bytes,
             replicas: env.parse_or("NATS_STREAM_REPLICAS", 1_usize)?.max(1),
         })
     }
+}
+
+/// The servers a `NATS_URL` names: one, or a cluster's several, comma-separated. async-nats
+/// takes one URL per string (it would read `a,b` as one host with a bad port), so every
+/// connection goes through this.
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .collect()
 }
 
 /// A connection to JetStream within one namespace. Cheap to clone.
@@ -119,6 +170,7 @@ impl EventBus {
             .name(name)
             // Keep reconnecting forever: a NATS restart must not take the services down.
             .max_reconnects(None)
+            .reconnect_delay_callback(reconnect_delay)
             .event_callback(move |event| {
                 let counted = counted.clone();
                 async move {
@@ -127,7 +179,7 @@ impl EventBus {
                     }
                 }
             })
-            .connect(&config.url)
+            .connect(servers(&config.url))
             .await
             .with_context(|| format!("connect to nats at {}", config.url))?;
         // The callback counts the first connection a moment after `connect` returns; a publish
@@ -154,29 +206,49 @@ impl EventBus {
                 format!("{}.dlq.>", self.namespace),
             ),
         ] {
-            // Raised by an operator (or a cluster's own configuration), never lowered here.
-            let replicas = match self.jetstream.get_stream(&name).await {
-                Ok(mut existing) => existing
-                    .info()
-                    .await
-                    .map_or(0, |info| info.config.num_replicas),
-                Err(_) => 0,
-            };
-            self.jetstream
-                .create_or_update_stream(stream::Config {
-                    name: name.clone(),
-                    subjects: vec![subjects],
-                    storage: stream::StorageType::File,
-                    duplicate_window: DUPLICATE_WINDOW,
-                    max_age: RETENTION,
-                    max_bytes: config.max_bytes,
-                    discard: stream::DiscardPolicy::New,
-                    num_replicas: replicas.max(config.replicas),
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("create or update stream {name}"))?;
+            let mut attempt = 1;
+            while let Err(error) = self.ensure_stream(config, &name, &subjects).await {
+                if attempt == STREAM_ATTEMPTS {
+                    return Err(error);
+                }
+                attempt += 1;
+                tracing::warn!(error = format!("{error:#}"), stream = %name, "stream not ready; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
+        Ok(())
+    }
+
+    async fn ensure_stream(
+        &self,
+        config: &NatsConfig,
+        name: &str,
+        subjects: &str,
+    ) -> anyhow::Result<()> {
+        // Raised by an operator (or a cluster's own configuration), never lowered here: a
+        // stream whose replicas cannot be read is left alone.
+        let replicas = match self.jetstream.get_stream(name).await {
+            Ok(mut existing) => {
+                let info = existing.info().await.context("read stream")?;
+                info.config.num_replicas
+            }
+            Err(error) if is_not_found(&error) => 0,
+            Err(error) => return Err(error).with_context(|| format!("look up stream {name}")),
+        };
+        self.jetstream
+            .create_or_update_stream(stream::Config {
+                name: name.to_owned(),
+                subjects: vec![subjects.to_owned()],
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                max_age: RETENTION,
+                max_bytes: config.max_bytes,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: replicas.max(config.replicas),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("create or update stream {name}"))?;
         Ok(())
     }
 
@@ -340,5 +412,47 @@ impl EventBus {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> Result<NatsConfig, ConfigError> {
+        NatsConfig::from_env(&Env::from_pairs([("NATS_URL", url.to_owned())]))
+    }
+
+    #[test]
+    fn a_nats_url_may_list_a_clusters_servers_comma_separated() {
+        let url = "nats://127.0.0.1:4222, nats://127.0.0.1:4223,127.0.0.1:4224,";
+        assert_eq!(config(url).unwrap().url, url);
+        assert_eq!(
+            servers(url),
+            [
+                "nats://127.0.0.1:4222",
+                "nats://127.0.0.1:4223",
+                "127.0.0.1:4224"
+            ]
+        );
+        // What async-nats makes of the list unsplit: one server with a bad port.
+        assert!(url.parse::<async_nats::ServerAddr>().is_err());
+    }
+
+    #[test]
+    fn reconnection_is_tried_at_once_then_at_most_every_quarter_second() {
+        let waits: Vec<u128> = [1, 2, 3, 9, 10, 100, usize::MAX]
+            .into_iter()
+            .map(|attempt| reconnect_delay(attempt).as_millis())
+            .collect();
+        assert_eq!(waits, [0, 1, 2, 128, 250, 250, 250]);
+    }
+
+    #[test]
+    fn a_nats_url_without_a_server_or_with_a_bad_one_is_refused_by_name() {
+        for url in [" , ", "nats://127.0.0.1:4222,http://127.0.0.1:80"] {
+            let error = config(url).unwrap_err().to_string();
+            assert!(error.contains("NATS_URL"), "{url}: {error}");
+        }
     }
 }
