@@ -2,6 +2,7 @@
 //! top of v−1; duplicates and older versions change nothing; future versions wait.
 
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::ReadConcern;
 use mongodb::{ClientSession, Collection};
 
 use super::listener::Outcome;
@@ -48,61 +49,93 @@ pub async fn apply(
 ) -> mongodb::error::Result<Applied> {
     let id = id.into();
     fields.insert("version", version);
+    let Some(session) = session else {
+        return apply_alone(replica, id, version, fields).await;
+    };
     if version == 0 {
         // An upsert rather than an insert: inside a transaction a duplicate-key error aborts
         // the whole transaction, while an upsert that finds the record simply changes nothing.
-        let upsert = replica
+        let outcome = replica
             .update_one(doc! { "_id": id }, doc! { "$setOnInsert": fields })
-            .upsert(true);
-        let result = match session {
-            Some(session) => upsert.session(session).await,
-            None => upsert.await,
-        };
-        return match result {
-            Ok(outcome) if outcome.upserted_id.is_some() => Ok(Applied::Applied),
-            Ok(_) => Ok(Applied::Stale),
-            // Two concurrent first deliveries outside a transaction: the loser sees the key.
-            Err(e) if crate::mongo::is_duplicate_key(&e) => Ok(Applied::Stale),
-            Err(e) => Err(e),
-        };
+            .upsert(true)
+            .session(session)
+            .await?;
+        return Ok(if outcome.upserted_id.is_some() {
+            Applied::Applied
+        } else {
+            Applied::Stale
+        });
     }
     let filter = doc! { "_id": id.clone(), "version": version - 1 };
-    let update = doc! { "$set": fields };
-    let (matched, current) = match session {
-        Some(session) => {
-            let matched = replica
-                .update_one(filter, update)
-                .session(&mut *session)
-                .await?
-                .matched_count;
-            let current = if matched == 0 {
-                replica
-                    .find_one(doc! { "_id": id })
-                    .session(session)
-                    .await?
-            } else {
-                None
-            };
-            (matched, current)
-        }
-        None => {
-            let matched = replica.update_one(filter, update).await?.matched_count;
-            let current = if matched == 0 {
-                replica.find_one(doc! { "_id": id }).await?
-            } else {
-                None
-            };
-            (matched, current)
-        }
-    };
+    let matched = replica
+        .update_one(filter, doc! { "$set": fields })
+        .session(&mut *session)
+        .await?
+        .matched_count;
     if matched == 1 {
         return Ok(Applied::Applied);
     }
+    // The transaction's commit (majority) covers what this read saw.
+    let current = replica
+        .find_one(doc! { "_id": id })
+        .session(session)
+        .await?;
+    Ok(outcome_of(current, version))
+}
+
+/// [`apply`] outside a transaction.
+async fn apply_alone(
+    replica: &Collection<Document>,
+    id: Bson,
+    version: i64,
+    fields: Document,
+) -> mongodb::error::Result<Applied> {
+    let write = if version == 0 {
+        replica
+            .update_one(doc! { "_id": id.clone() }, doc! { "$setOnInsert": fields })
+            .upsert(true)
+            .await
+            .map(|outcome| outcome.upserted_id.is_some())
+    } else {
+        let filter = doc! { "_id": id.clone(), "version": version - 1 };
+        replica
+            .update_one(filter, doc! { "$set": fields })
+            .await
+            .map(|outcome| outcome.matched_count == 1)
+    };
+    match write {
+        Ok(true) => Ok(Applied::Applied),
+        // Two concurrent first deliveries: the loser sees the key.
+        Ok(false) => committed(replica, id, version).await,
+        Err(e) if crate::mongo::is_duplicate_key(&e) => committed(replica, id, version).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// Stale when the replica holds `version` or a later one; else the predecessor is missing.
+fn outcome_of(current: Option<Document>, version: i64) -> Applied {
     let have = current.and_then(|record| record.get_i64("version").ok());
-    Ok(match have {
+    match have {
         Some(have) if have >= version => Applied::Stale,
         have => Applied::Future { have },
-    })
+    }
+}
+
+/// Whether another delivery's write of version `version` (or a later one) of `id` is
+/// committed: only then is this one stale and acknowledged. A write still in flight may be
+/// rolled back by an election, and the message acknowledged on the strength of it would be
+/// lost; it is retried instead, and finds the write committed or gone. (Inside a
+/// transaction, the commit's majority covers what it read.)
+async fn committed(
+    replica: &Collection<Document>,
+    id: Bson,
+    version: i64,
+) -> mongodb::error::Result<Applied> {
+    let current = replica
+        .find_one(doc! { "_id": id })
+        .read_concern(ReadConcern::majority())
+        .await?;
+    Ok(outcome_of(current, version))
 }
 
 /// Applies `changes` (record id, version, fields) to `replica` in one round trip, in order,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mongodb::options::ClientOptions;
+use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, Database};
 
 use crate::config::{ConfigError, Env};
@@ -50,6 +50,13 @@ impl MongoConfig {
         // Every request in flight can hold a connection (see `server::Limits::max_in_flight`), with room
         // for the event consumers, the outbox relay and readiness checks.
         options.max_pool_size = Some(options.max_pool_size.unwrap_or(POOL_SIZE));
+        // A write is acknowledged (a 2xx answered, an event acked) only once a majority of
+        // the replica set holds it, journaled, so it survives the loss of the primary. It is
+        // the server's default too, but one the cluster's operators can change; a `w` in
+        // `MONGO_URL` still wins.
+        if options.write_concern.is_none() {
+            options.write_concern = Some(WriteConcern::majority());
+        }
         // Fail a request quickly when MongoDB is down instead of hanging for the default 30 s.
         options.server_selection_timeout = Some(
             options

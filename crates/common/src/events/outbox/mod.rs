@@ -19,7 +19,7 @@
 mod legacy;
 mod relay;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,8 @@ pub struct Outbox {
     /// Events written by this process, in the order they were handed over, until the relay has
     /// sent them or they are [`FORGET_AFTER`] old.
     written: Arc<Mutex<VecDeque<(Pending, Instant)>>>,
+    /// Events this process removed from their documents lately, which the scan skips.
+    removed: Arc<Mutex<Removed>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -144,7 +146,13 @@ impl Outbox {
             collections,
             wake: Arc::new(Notify::new()),
             written: Arc::default(),
+            removed: Arc::default(),
         }
+    }
+
+    fn removed_events(&self) -> std::sync::MutexGuard<'_, Removed> {
+        // Hints too: an event missing from it is at worst sent twice, which JetStream drops.
+        self.removed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn written_events(&self) -> std::sync::MutexGuard<'_, VecDeque<(Pending, Instant)>> {
@@ -326,6 +334,39 @@ impl Outbox {
     }
 }
 
+/// How long the relay remembers the events it removed.
+const REMEMBER_REMOVED: Duration = Duration::from_secs(10);
+
+/// The events a relay removed from their documents in the last [`REMEMBER_REMOVED`]. The scan
+/// reads majority-committed data, and a removal (written `w: 1`) may not be that yet: without
+/// this the scan would send them again.
+#[derive(Debug, Default)]
+struct Removed {
+    order: VecDeque<(ObjectId, Instant)>,
+    ids: HashSet<ObjectId>,
+}
+
+impl Removed {
+    fn add(&mut self, ids: impl IntoIterator<Item = ObjectId>, now: Instant) {
+        for id in ids {
+            if self.ids.insert(id) {
+                self.order.push_back((id, now));
+            }
+        }
+        while let Some((id, at)) = self.order.front().copied() {
+            if now.duration_since(at) <= REMEMBER_REMOVED {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&id);
+        }
+    }
+
+    fn contains(&self, id: &ObjectId) -> bool {
+        self.ids.contains(id)
+    }
+}
+
 /// Drops the written events older than [`FORGET_AFTER`] (they are in push order).
 fn forget_old(written: &mut VecDeque<(Pending, Instant)>, now: Instant) {
     while written
@@ -333,5 +374,27 @@ fn forget_old(written: &mut VecDeque<(Pending, Instant)>, now: Instant) {
         .is_some_and(|(_, at)| now.duration_since(*at) > FORGET_AFTER)
     {
         written.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_events_are_remembered_for_a_while_then_forgotten() {
+        let start = Instant::now();
+        let (first, second) = (ObjectId::new(), ObjectId::new());
+        let mut removed = Removed::default();
+        removed.add([first], start);
+        removed.add([second], start + REMEMBER_REMOVED);
+        assert!(removed.contains(&first) && removed.contains(&second));
+        removed.add([], start + REMEMBER_REMOVED + Duration::from_millis(1));
+        assert!(
+            !removed.contains(&first),
+            "forgotten after REMEMBER_REMOVED"
+        );
+        assert!(removed.contains(&second));
+        assert_eq!(removed.order.len(), removed.ids.len());
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt as _;
 use mongodb::bson::{Bson, doc, oid::ObjectId};
-use mongodb::options::{Acknowledgment, WriteConcern};
+use mongodb::options::{Acknowledgment, ReadConcern, WriteConcern};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -42,8 +42,14 @@ impl Outbox {
         let mut batch = Vec::new();
         let mut full = false;
         for (index, collection) in self.collections.iter().enumerate() {
+            // Majority-committed events only: another replica's write still in flight may be
+            // rolled back by an election, and an event published for it could not be taken
+            // back (its version would name a change that never happened). Its writer sends it
+            // from memory once the write is acknowledged, and a later scan finds it otherwise.
+            // What this process removed lately may still show here; it is skipped below.
             let holders: Vec<Holder> = collection
                 .find(holding_events())
+                .read_concern(ReadConcern::majority())
                 .projection(doc! { PENDING_EVENTS: 1 })
                 .sort(doc! { PENDING_EVENT_IDS: 1 })
                 .limit(BATCH as i64)
@@ -58,6 +64,10 @@ impl Outbox {
                     event,
                 }));
             }
+        }
+        {
+            let removed = self.removed_events();
+            batch.retain(|pending| !removed.contains(&pending.event.id));
         }
         batch.sort_by_key(|pending| pending.event.id);
         if batch.len() > BATCH {
@@ -142,6 +152,7 @@ impl Outbox {
         self.written_events()
             .retain(|(pending, _)| !done.contains(&pending.event.id));
         self.remove(sent).await?;
+        self.removed_events().add(done, Instant::now());
         failed.map_or(Ok(count), Err)
     }
 
