@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,11 @@ const FILL_GAP: Duration = Duration::from_millis(20);
 const FILL_MAX: Duration = Duration::from_millis(250);
 /// Messages asked for per pull request.
 const PULL_BATCH: usize = 1_000;
+/// The server says it is still there this often while it has nothing to deliver; two missed
+/// mean the pull request was lost (its server died) and a new one is made.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a pull request waits on the server before the client renews it.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
 
 type Parsed<E> = (async_nats::jetstream::Message, E);
 
@@ -141,9 +147,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
     /// Creates the durable consumer, or brings an existing one to these settings (a consumer
     /// left by an older version keeps working with the current limits). Idempotent; every
     /// replica calls it.
-    pub async fn ensure_consumer(
-        &self,
-    ) -> anyhow::Result<async_nats::jetstream::consumer::PullConsumer> {
+    pub async fn ensure_consumer(&self) -> anyhow::Result<PullConsumer> {
         let stream = self
             .bus
             .jetstream()
@@ -178,12 +182,7 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let consumer = self.ensure_consumer().await?;
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(PULL_BATCH)
-            .messages()
-            .await
-            .context("start pulling")?;
+        let mut messages = pull(&consumer).await?;
         tracing::info!(consumer = %self.consumer, subjects = ?E::subjects(), "listening");
         let this = Arc::new(self);
         let lanes = Lanes::spawn(&this);
@@ -202,9 +201,26 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
                     }
                 }
                 Some(Err(error)) => {
-                    // Missed heartbeats and reconnects surface here; the stream resumes.
                     tracing::warn!(consumer = %this.consumer, error = %error, "pull error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                    // A pull request that went down with the consumer's leader (no responders,
+                    // no heartbeats) is never answered, and the stream would ask again only
+                    // once it expired; a new stream asks the new leader at once. Messages the
+                    // old one had in flight come back after `ACK_WAIT`.
+                    let lost = matches!(
+                        error.kind(),
+                        MessagesErrorKind::NoResponders
+                            | MessagesErrorKind::MissingHeartbeat
+                            | MessagesErrorKind::Pull
+                    );
+                    if lost {
+                        match pull(&consumer).await {
+                            Ok(fresh) => messages = fresh,
+                            Err(error) => {
+                                tracing::warn!(consumer = %this.consumer, error = %format!("{error:#}"), "pull again");
+                            }
+                        }
+                    }
                 }
                 None => break Err(anyhow::anyhow!("consumer {} stream ended", this.consumer)),
             }
@@ -213,4 +229,16 @@ impl<E: Event, H: Handler<E>> Listener<E, H> {
         lanes.finish().await;
         result
     }
+}
+
+/// A stream of the consumer's messages, pulled in batches of `PULL_BATCH`.
+async fn pull(consumer: &PullConsumer) -> anyhow::Result<pull::Stream> {
+    consumer
+        .stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .heartbeat(PULL_HEARTBEAT)
+        .expires(PULL_EXPIRES)
+        .messages()
+        .await
+        .context("start pulling")
 }
