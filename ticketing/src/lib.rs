@@ -3,6 +3,7 @@
 
 pub mod concurrency;
 pub mod dlq;
+pub mod ingress;
 pub mod openapi;
 pub mod tail;
 pub mod up;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use perf::{bench, catchup, lag, saga};
-use ticketing::{concurrency, dlq, openapi, tail, up};
+use ticketing::{concurrency, dlq, ingress, openapi, tail, up};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +22,9 @@ enum Command {
     /// Runs every service (or those named by --services) in this process and serves the
     /// ingress's routes on one address.
     Up(up::UpArgs),
+    /// Serves the ingress's routes on one address in front of several processes of each
+    /// service (`ticketing up --services …`), round-robin, as `cargo xtask up --ha` runs them.
+    Ingress(ingress::IngressArgs),
     /// Creates tickets and updates them twice, in parallel, then checks that every ticket and
     /// its replica in orders converged (price 15, version 2).
     ConcurrencyTest(concurrency::Args),
@@ -63,11 +66,14 @@ enum EventsCommand {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     common::install_tls_provider();
-    if matches!(cli.command, Command::Up(_)) {
-        common::telemetry::init("ticketing");
+    match &cli.command {
+        Command::Up(_) => common::telemetry::init("ticketing"),
+        Command::Ingress(_) => common::telemetry::init("ingress"),
+        _ => {}
     }
     match cli.command {
         Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Ingress(args) => ingress::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::ConcurrencyTest(args) => {
             let report = concurrency::run(&args, true).await?;
             println!("{report}");
