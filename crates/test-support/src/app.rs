@@ -219,6 +219,17 @@ impl TestApp {
         }
     }
 
+    /// A client of services served elsewhere (another process) at `address`, with the same
+    /// helpers.
+    pub fn at(context: TestContext, address: String) -> Self {
+        Self {
+            address,
+            context,
+            http: client(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
     /// The shared HTTP client, for requests the helpers do not cover.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
