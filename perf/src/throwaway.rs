@@ -37,12 +37,47 @@ async fn connect_mongo(url: &str) -> anyhow::Result<mongodb::Client> {
     options
         .max_pool_size
         .get_or_insert(common::mongo::POOL_SIZE);
+    // As the services write: acknowledged by a majority of a replica set.
+    options
+        .write_concern
+        .get_or_insert(mongodb::options::WriteConcern::majority());
     mongodb::Client::with_options(options).context("connect to MONGO_URL")
 }
 
+/// The stack's NATS as the limits use it: its servers, and how many of them keep each of the
+/// stack's streams, so that a throwaway stream is replicated as the event stream is (on a
+/// cluster, every publish waits for a majority of its servers).
+#[derive(Debug, Clone)]
+pub(crate) struct StackNats {
+    /// `NATS_URL`: one server, or a cluster's, comma-separated.
+    pub(crate) url: String,
+    /// The event stream's replicas.
+    pub(crate) replicas: usize,
+}
+
+impl StackNats {
+    /// The NATS at `url`, with the replicas of the event stream of `namespace` (1 if there is
+    /// none yet).
+    pub(crate) async fn find(url: &str, namespace: &str) -> anyhow::Result<Self> {
+        let client = async_nats::connect(common::events::bus::servers(url))
+            .await
+            .with_context(|| format!("connect to nats at {url}"))?;
+        let events = format!("{namespace}_events");
+        let replicas = match jetstream::new(client).get_stream(&events).await {
+            Ok(mut stream) => stream.info().await?.config.num_replicas.max(1),
+            Err(_) => 1,
+        };
+        Ok(Self {
+            url: url.to_owned(),
+            replicas,
+        })
+    }
+}
+
 /// A throwaway stream configured like the event stream (file storage, a duplicate window,
-/// message ids) on the NATS at `url`, and its name.
-pub(crate) async fn stream(url: &str) -> anyhow::Result<(jetstream::Context, String)> {
+/// message ids, its replicas) on the stack's NATS, and its name.
+pub(crate) async fn stream(nats: &StackNats) -> anyhow::Result<(jetstream::Context, String)> {
+    let url = &nats.url;
     let client = async_nats::connect(common::events::bus::servers(url))
         .await
         .with_context(|| format!("connect to nats at {url}"))?;
@@ -54,6 +89,7 @@ pub(crate) async fn stream(url: &str) -> anyhow::Result<(jetstream::Context, Str
             subjects: vec![format!("{name}.>")],
             storage: stream::StorageType::File,
             duplicate_window: common::events::bus::DUPLICATE_WINDOW,
+            num_replicas: nats.replicas,
             ..Default::default()
         })
         .await
@@ -78,14 +114,14 @@ pub(crate) struct DatabaseAndStream {
 
 impl DatabaseAndStream {
     /// The database `<name>_<purpose>` on the MongoDB at `mongo_url` and the stream on the
-    /// NATS at `nats_url`.
+    /// stack's NATS.
     pub(crate) async fn create(
         mongo_url: &str,
-        nats_url: &str,
+        nats: &StackNats,
         purpose: &str,
     ) -> anyhow::Result<Self> {
         let database = database(mongo_url, &format!("_{purpose}")).await?;
-        let (jetstream, stream) = stream(nats_url).await?;
+        let (jetstream, stream) = stream(nats).await?;
         Ok(Self {
             database,
             jetstream,

@@ -23,7 +23,7 @@ use serde_json::json;
 use super::http::{Conn, Target};
 use super::load::{Measured, Recorder, Timing, Worker, closed_loop};
 use super::scenarios::{HttpWorker, Plan};
-use crate::throwaway::{self, DatabaseAndStream};
+use crate::throwaway::{self, DatabaseAndStream, StackNats};
 
 /// Name of the bare-handler limit.
 pub(crate) const BARE_HANDLER: &str = "bare-handler";
@@ -205,12 +205,12 @@ impl Worker for InsertPublishWorker {
 /// `jetstream-publish` into a throwaway stream configured like the event stream (file
 /// storage, a duplicate window, message ids), deleted afterwards.
 pub(crate) async fn jetstream_publish(
-    url: &str,
+    nats: &StackNats,
     clients: usize,
     timing: Timing,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
-    let (context, name) = throwaway::stream(url).await?;
+    let (context, name) = throwaway::stream(nats).await?;
     let payload = event_payload();
     let workers = (0..clients)
         .map(|i| PublishWorker {
@@ -233,12 +233,12 @@ pub(crate) async fn jetstream_publish(
 /// event-sized message and awaits its ack; the database and stream are throwaway.
 pub(crate) async fn insert_publish(
     mongo_url: &str,
-    nats_url: &str,
+    nats: &StackNats,
     clients: usize,
     timing: Timing,
     bar: &ProgressBar,
 ) -> anyhow::Result<Measured> {
-    let throwaway = DatabaseAndStream::create(mongo_url, nats_url, "publish").await?;
+    let throwaway = DatabaseAndStream::create(mongo_url, nats, "publish").await?;
     let payload = event_payload();
     let collection = throwaway.database.collection::<Document>("tickets");
     let workers = (0..clients)

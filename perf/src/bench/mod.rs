@@ -49,6 +49,7 @@ use crate::lag::floor;
 use crate::lag::report::LagReport;
 use crate::lag::schedule::OpenLoop;
 use crate::lag::session::Session;
+use crate::throwaway::StackNats;
 
 /// Arguments of `ticketing bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -222,9 +223,17 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
     };
 
     let bar = |name: &str| load::bar(name, timing.duration, progress);
-    if let (Some(mongo_url), Some(nats_url)) = (&mongo_url, &nats_url) {
-        log.say("measuring the limits");
-        results.limits = measure_limits(mongo_url, nats_url, args.clients, timing, &bar).await?;
+    // The limits' throwaway streams are replicated as the stack's event stream is.
+    let stack_nats = match (&mongo_url, &nats_url) {
+        (Some(_), Some(url)) => Some(StackNats::find(url, &args.event_namespace).await?),
+        _ => None,
+    };
+    if let (Some(mongo_url), Some(nats)) = (&mongo_url, &stack_nats) {
+        log.say(&format!(
+            "measuring the limits (streams on {} server(s))",
+            nats.replicas
+        ));
+        results.limits = measure_limits(mongo_url, nats, args.clients, timing, &bar).await?;
     }
 
     let fixture = Fixture::prepare(
@@ -254,8 +263,8 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
             Scenario::Lag => {
                 // Measured right before the lag, not with the other limits: the servers'
                 // state (a checkpoint still flushing the write scenarios' data) moves both.
-                if let (Some(mongo_url), Some(nats_url)) = (&mongo_url, &nats_url) {
-                    let floor = replication_floor(args, mongo_url, nats_url, progress).await?;
+                if let (Some(mongo_url), Some(nats)) = (&mongo_url, &stack_nats) {
+                    let floor = replication_floor(args, mongo_url, nats, progress).await?;
                     results.limits.push(floor);
                 }
                 lag(args, progress).await?
@@ -326,7 +335,7 @@ fn versus(row: &Row, scenario: Scenario, limits: &[Row]) -> Option<Versus> {
 
 async fn measure_limits(
     mongo_url: &str,
-    nats_url: &str,
+    nats: &StackNats,
     clients: usize,
     timing: Timing,
     bar: &impl Fn(&str) -> ProgressBar,
@@ -357,7 +366,7 @@ async fn measure_limits(
         "find_one by _id among 1000 documents",
     ));
     let b = bar(limits::JETSTREAM_PUBLISH);
-    let measured = limits::jetstream_publish(nats_url, clients, timing, &b).await?;
+    let measured = limits::jetstream_publish(nats, clients, timing, &b).await?;
     b.finish();
     rows.push(finished(
         limits::JETSTREAM_PUBLISH,
@@ -365,7 +374,7 @@ async fn measure_limits(
         "publish with a Nats-Msg-Id to a file stream, awaiting each ack",
     ));
     let b = bar(limits::INSERT_PUBLISH);
-    let measured = limits::insert_publish(mongo_url, nats_url, clients, timing, &b).await?;
+    let measured = limits::insert_publish(mongo_url, nats, clients, timing, &b).await?;
     b.finish();
     rows.push(finished(
         limits::INSERT_PUBLISH,
@@ -420,11 +429,11 @@ fn lag_measured(report: &LagReport, seconds: f64, failed_write: &str) -> Measure
 async fn replication_floor(
     args: &Args,
     mongo_url: &str,
-    nats_url: &str,
+    nats: &StackNats,
     progress: bool,
 ) -> anyhow::Result<Row> {
     let bar = writes_bar(limits::REPLICATION_FLOOR, args, progress);
-    let report = floor::replication_floor(mongo_url, nats_url, args.lag_schedule(), &bar).await?;
+    let report = floor::replication_floor(mongo_url, nats, args.lag_schedule(), &bar).await?;
     bar.finish();
     let measured = lag_measured(&report, args.duration, "insert or publish failed");
     let mut row = Row::new(limits::REPLICATION_FLOOR, &measured);

@@ -11,7 +11,7 @@ use mongodb::bson::{Document, doc};
 
 use super::report::LagReport;
 use super::schedule::OpenLoop;
-use crate::throwaway::{self, DatabaseAndStream};
+use crate::throwaway::{self, DatabaseAndStream, StackNats};
 
 /// At most this many events are written to the floor's replica at once, as the listener's
 /// lanes do.
@@ -26,11 +26,11 @@ const FLOOR_LANES: usize = 32;
 /// that rate on this machine.
 pub(crate) async fn replication_floor(
     mongo_url: &str,
-    nats_url: &str,
+    nats: &StackNats,
     schedule: OpenLoop,
     sent: &ProgressBar,
 ) -> anyhow::Result<LagReport> {
-    let throwaway = DatabaseAndStream::create(mongo_url, nats_url, "floor").await?;
+    let throwaway = DatabaseAndStream::create(mongo_url, nats, "floor").await?;
     let result = floor(&throwaway, schedule, sent).await;
     throwaway.remove().await?;
     result

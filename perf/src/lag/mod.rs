@@ -20,6 +20,7 @@ use indicatif::ProgressBar;
 use self::report::LagReport;
 use self::schedule::OpenLoop;
 use self::session::Session;
+use crate::throwaway::StackNats;
 
 /// Arguments of `ticketing lag`.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,8 +62,8 @@ pub async fn run(args: &Args) -> anyhow::Result<LagReport> {
         duration: Duration::from_secs(args.duration),
     };
     if let (true, Some(mongo_url), Some(nats_url)) = (args.floor, &args.mongo_url, &args.nats_url) {
-        return floor::replication_floor(mongo_url, nats_url, schedule, &ProgressBar::hidden())
-            .await;
+        let nats = StackNats::find(nats_url, "ticketing").await?;
+        return floor::replication_floor(mongo_url, &nats, schedule, &ProgressBar::hidden()).await;
     }
     let mut session = Session::signup(&args.base_url, "lag").await?;
     if let Some(mongo_url) = &args.mongo_url {
