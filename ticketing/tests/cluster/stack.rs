@@ -75,7 +75,8 @@ impl Cluster {
             (set, nats)
         });
         let namespace = unique_name("cluster");
-        let logs = std::env::temp_dir().join(&namespace);
+        // Kept after the run, for a failure's post-mortem, where `cargo clean` removes them.
+        let logs = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(&namespace);
         std::fs::create_dir_all(&logs).unwrap();
         let (mongo_url, nats_url) = (set.url.clone(), nats.url.clone());
         let members = set
