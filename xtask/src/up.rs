@@ -3,7 +3,7 @@
 use std::env;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus};
+use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -88,12 +88,7 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
     );
 
     let exe = target_dir(&root).join(profile).join("ticketing");
-    let mut app = Command::new(&exe);
-    app.arg("up")
-        .env("MONGO_URL", &mongo_url)
-        .env("NATS_URL", &nats_url)
-        .env("COOKIE_SECURE", "false")
-        .env("TICKETING_PORT", args.port.to_string());
+    let mut app = crate::stack::ticketing_up(&exe, &mongo_url, &nats_url, args.port);
     // Payments never picks a gateway by itself: a laptop's stack says the local test gateway
     // unless Stripe (STRIPE_KEY) or another gateway was chosen.
     if env_var("PAYMENTS_GATEWAY").is_none() && env_var("STRIPE_KEY").is_none() {

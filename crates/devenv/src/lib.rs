@@ -15,8 +15,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 
 pub use browser::{
-    CHROMEDRIVER, CHROMIUM, ChromeDriver, browser_installed, chromium_args, ensure_browser,
-    start_chromedriver,
+    CHROMEDRIVER, CHROMIUM, ChromeDriver, apt_install, browser_installed, chromium_args,
+    ensure_browser, start_chromedriver,
 };
 pub use mongo::{Mongo, MongoOptions, start_mongo};
 pub use nats::{Nats, NatsOptions, start_nats};
