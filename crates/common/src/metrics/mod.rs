@@ -35,6 +35,8 @@
 mod exposition;
 mod http;
 pub mod names;
+#[cfg(test)]
+mod observability_tests;
 mod process;
 mod service;
 mod work;
