@@ -93,6 +93,15 @@ pub(crate) fn run_tests(cmd: &mut Command, per_binary: Duration) -> Result<()> {
         {
             kill_group(child.id());
             let _ = child.wait();
+            // What it printed before it died, still in the pipes, may name the slow tests.
+            while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+                if let Line::Out(text) = line {
+                    if let Some(name) = slow(&text) {
+                        stuck.push(name.to_owned());
+                    }
+                    println!("{text}");
+                }
+            }
             let _ = std::io::stdout().flush();
             bail!(
                 "test binary `{name}` still running after {} s (XTASK_TEST_BINARY_TIMEOUT_SECONDS); \
