@@ -46,6 +46,8 @@
    replica, no HPA or PDB), built by the Dockerfile and by skaffold's dev profile only, and a
    service that names its Service in a URL may reach it; prod runs none and selects no test
    double (TEST_DOUBLES); compose may have one under a profile.
+10. The alert rules and dashboard (infra/observability), and their ConfigMaps in prod:
+   check_observability.py.
 
 What a service "reads" comes from the source, minus `#[cfg(test)]` modules: upper-case string
 literals in services/<svc>/src and in the crates/common items that the service uses, directly
@@ -71,6 +73,8 @@ from urllib.parse import parse_qs, urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_DIR = ROOT / "infra" / "k8s"
+# The alert rules and dashboard, a kustomize component of the prod overlay.
+OBSERVABILITY_DIR = ROOT / "infra" / "observability"
 OVERLAYS = ("dev", "prod")
 # The oldest version supported (preStop `sleep` is on by default since 1.30) and the newest the
 # pinned kubernetes-validate knows, so that an API removed since 1.30 shows up too.
@@ -329,9 +333,11 @@ def load_sources(problems: Problems) -> tuple[dict[str, Service], int]:
 # Kubernetes: the rendered overlays.
 
 def check_kustomizations(problems: Problems, yaml) -> None:
-    """Every manifest and config file under infra/k8s is used by its folder's kustomization,
-    and everything a kustomization names exists (kubectl would say so too, but not the former)."""
-    for kfile in sorted(K8S_DIR.rglob("kustomization.yaml")):
+    """Every manifest and config file under infra/k8s and infra/observability is used by its
+    folder's kustomization, and everything a kustomization names exists (kubectl would say so
+    too, but not the former)."""
+    kfiles = [*K8S_DIR.rglob("kustomization.yaml"), OBSERVABILITY_DIR / "kustomization.yaml"]
+    for kfile in sorted(kfiles):
         folder = kfile.parent
         doc = yaml.safe_load(kfile.read_text()) or {}
         named = set(doc.get("resources") or []) | set(doc.get("components") or [])
@@ -343,7 +349,7 @@ def check_kustomizations(problems: Problems, yaml) -> None:
             if not (folder / name).exists():
                 problems.add(kfile, f"names {name}, which does not exist")
         present = {str(p.relative_to(folder)) for p in folder.rglob("*")
-                   if p.is_file() and p.suffix in (".yaml", ".yml", ".conf", ".js")
+                   if p.is_file() and p.suffix in (".yaml", ".yml", ".conf", ".js", ".json")
                    and p.name != "kustomization.yaml" and "secrets" not in p.parts
                    and not any((q / "kustomization.yaml").is_file()
                                for q in p.parents if folder in q.parents)}
@@ -1507,6 +1513,7 @@ def main() -> int:
     import yaml
 
     import check_nats
+    import check_observability
     import check_render
 
     problems = Problems()
@@ -1557,6 +1564,9 @@ def main() -> int:
         phase(f"{overlay}: NetworkPolicies", lambda: check_network_policies(
             cluster, deployed, edges, routed, problems))
         tools[overlay] = cluster.tools
+        if overlay == "prod":
+            phase("alerts and dashboard", lambda: check_observability.check(cluster, yaml,
+                                                                            problems))
         if set(deployed) != expected:
             problems.add(cluster.where, f"Deployments: missing {sorted(expected - set(deployed))}"
                                         f", unexpected {sorted(set(deployed) - expected)}")

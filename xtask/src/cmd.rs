@@ -3,6 +3,7 @@
 use std::env;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
@@ -49,6 +50,21 @@ pub(crate) fn output(cmd: &mut Command) -> Result<Vec<u8>> {
         .with_context(|| format!("failed to run `{line}`"))?;
     succeeded(&line, output.status)?;
     Ok(output.stdout)
+}
+
+/// Runs one step of a command between its announcement and its outcome, with the time it took.
+pub(crate) fn timed<T>(name: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("==> {name}");
+    let started = Instant::now();
+    let result = step();
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(value) => {
+            eprintln!("==> {name} passed in {secs:.1}s");
+            Ok(value)
+        }
+        Err(err) => bail!("step `{name}` failed after {secs:.1}s: {err:#}"),
+    }
 }
 
 /// Shows the command line about to run, and returns it.

@@ -1,7 +1,9 @@
 //! Project automation, run as `cargo xtask <command>`.
 
+mod api;
 mod cmd;
 mod postman;
+mod stack;
 mod test;
 mod up;
 mod watchdog;
@@ -25,10 +27,12 @@ enum Command {
     Provision,
     /// Build and run the whole marketplace locally, with its own MongoDB and NATS.
     Up(up::UpArgs),
-    /// Run every check CI runs: fmt, clippy, tests.
+    /// Run every check CI runs: fmt, deployment check, clippy, tests, newman, schemathesis.
     Test(test::TestArgs),
     /// Regenerate postman/ (collection and environments) from the services' OpenAPI documents.
     Postman(postman::Args),
+    /// Run the Postman collection (newman) and schemathesis against a stack of their own.
+    Api,
 }
 
 fn main() -> ExitCode {
@@ -38,11 +42,19 @@ fn main() -> ExitCode {
         Command::Up(args) => up::run(&args),
         Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Postman(args) => postman::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Api => api_checks().map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("xtask: error: {err:#}");
         ExitCode::FAILURE
     })
+}
+
+/// `cargo xtask api`: what `cargo xtask test` runs last, on a `ticketing` built for it.
+fn api_checks() -> Result<()> {
+    let root = devenv::workspace_root();
+    let exe = api::ticketing_exe(&root, &["build", "--package", "ticketing"])?;
+    api::run(&root, &exe)
 }
 
 fn provision() -> Result<()> {

@@ -1,11 +1,13 @@
-//! `cargo xtask test`: the checks CI runs, in order, stopping at the first failure.
+//! `cargo xtask test`: the checks CI runs, in order, stopping at the first failure: fmt, the
+//! deployment check, clippy, the tests, then the API under newman and schemathesis.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 
-use crate::cmd;
+use crate::cmd::timed;
+use crate::{api, cmd};
 
 /// Arguments of `cargo xtask test`.
 #[derive(Args)]
@@ -106,8 +108,6 @@ pub(crate) fn run(args: &TestArgs) -> Result<()> {
 
     let total = Instant::now();
     for step in steps(args) {
-        eprintln!("==> {}", step.name);
-        let started = Instant::now();
         let mut command = match step.program {
             Some(program) => {
                 let mut command = std::process::Command::new(program);
@@ -119,16 +119,20 @@ pub(crate) fn run(args: &TestArgs) -> Result<()> {
         command
             .args(&step.cargo_args)
             .env(devenv::TOOLS_DIR_ENV, &tools_dir);
-        let result = if step.name == "test" {
-            crate::watchdog::run_tests(&mut command, binary_timeout()?)
-        } else {
-            cmd::run(&mut command)
-        };
-        let secs = started.elapsed().as_secs_f64();
-        if let Err(err) = result {
-            bail!("step `{}` failed after {secs:.1}s: {err:#}", step.name);
-        }
-        eprintln!("==> {} passed in {secs:.1}s", step.name);
+        timed(step.name, || {
+            if step.name == "test" {
+                crate::watchdog::run_tests(&mut command, binary_timeout()?)
+            } else {
+                cmd::run(&mut command)
+            }
+        })?;
+    }
+    // The API as users' tools see it, on the whole stack, with the binary the tests built
+    // (`cargo build -p ticketing` would rebuild it with other features): only when the whole
+    // workspace was tested.
+    if !args.selects_packages() {
+        let exe = api::ticketing_exe(&root, &["test", "--workspace", "--no-run"])?;
+        api::run(&root, &exe)?;
     }
     eprintln!(
         "==> all steps passed in {:.1}s",

@@ -44,6 +44,22 @@ fn slow(line: &str) -> Option<&str> {
         .strip_suffix(" has been running for over 60 seconds")
 }
 
+/// The test a libtest result line (`test NAME ... ok`) names.
+fn finished(line: &str) -> Option<&str> {
+    line.strip_prefix("test ")?
+        .split_once(" ... ")
+        .map(|(name, _)| name)
+}
+
+/// Tracks the tests libtest reported as slow that have not finished since.
+fn note(stuck: &mut Vec<String>, text: &str) {
+    if let Some(name) = slow(text) {
+        stuck.push(name.to_owned());
+    } else if let Some(name) = finished(text) {
+        stuck.retain(|s| s != name);
+    }
+}
+
 /// Runs `cmd` (a `cargo test`), echoing its output, failing if it fails or if one test binary
 /// runs longer than `per_binary`.
 pub(crate) fn run_tests(cmd: &mut Command, per_binary: Duration) -> Result<()> {
@@ -67,15 +83,14 @@ pub(crate) fn run_tests(cmd: &mut Command, per_binary: Duration) -> Result<()> {
     let status = loop {
         match lines.recv_timeout(Duration::from_secs(1)) {
             Ok(Line::Out(text)) => {
-                if let Some(name) = slow(&text) {
-                    stuck.push(name.to_owned());
-                }
+                note(&mut stuck, &text);
                 println!("{text}");
             }
             Ok(Line::Err(text)) => {
+                // stdout and stderr arrive on two threads, so a binary's first lines may come
+                // before its `Running`: the slow list is kept by result lines, not by binary.
                 if let Some(name) = running(&text) {
                     binary = Some((name.to_owned(), Instant::now()));
-                    stuck.clear();
                 }
                 eprintln!("{text}");
             }
@@ -93,6 +108,13 @@ pub(crate) fn run_tests(cmd: &mut Command, per_binary: Duration) -> Result<()> {
         {
             kill_group(child.id());
             let _ = child.wait();
+            // What it printed before it died, still in the pipes, may name the slow tests.
+            while let Ok(line) = lines.recv_timeout(Duration::from_secs(2)) {
+                if let Line::Out(text) = line {
+                    note(&mut stuck, &text);
+                    println!("{text}");
+                }
+            }
             let _ = std::io::stdout().flush();
             bail!(
                 "test binary `{name}` still running after {} s (XTASK_TEST_BINARY_TIMEOUT_SECONDS); \
@@ -134,6 +156,15 @@ mod tests {
             Some("fuzz::routes::auth")
         );
         assert_eq!(slow("test fuzz::routes::auth ... ok"), None);
+        assert_eq!(
+            finished("test fuzz::routes::auth ... ok"),
+            Some("fuzz::routes::auth")
+        );
+        let mut stuck = Vec::new();
+        note(&mut stuck, "test a has been running for over 60 seconds");
+        note(&mut stuck, "test b has been running for over 60 seconds");
+        note(&mut stuck, "test a ... ok");
+        assert_eq!(stuck, ["b"]);
     }
 
     #[test]

@@ -198,6 +198,51 @@ impl utoipa::IntoResponses for WriteFailures {
     }
 }
 
+/// The characters `str::trim` removes (Unicode `White_Space`), as the inside of a regex
+/// character class that JSON Schema validators (ECMA-262) and Python's `re` read alike.
+const WHITE_SPACE: &str = r"\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// A pattern matching the strings whose length once trimmed (`str::trim`, in characters) is
+/// from `min` (at least 1) to `max` (at least 2): what `minLength` and `maxLength` cannot say
+/// of a value the server trims before counting, so a generated `"   "` is not taken for valid.
+pub fn trimmed_length_pattern(min: usize, max: usize) -> String {
+    let space = format!("[{WHITE_SPACE}]*");
+    let text = format!("[^{WHITE_SPACE}]");
+    let middle = if min <= 1 {
+        format!(r"([\s\S]{{0,{}}}{text})?", max.saturating_sub(2))
+    } else {
+        format!(r"[\s\S]{{{},{}}}{text}", min - 2, max.saturating_sub(2))
+    };
+    format!("^{space}{text}{middle}{space}$")
+}
+
+/// A string schema for a value the server trims before checking its length (see
+/// [`trimmed_length_pattern`]), for a field's `#[schema(schema_with = …)]`.
+pub fn trimmed_string(min: usize, max: usize, description: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(min))
+        .pattern(Some(trimmed_length_pattern(min, max)))
+        .description(Some(description))
+        .build()
+}
+
+/// A pattern matching the strings that are not blank once trimmed.
+pub fn not_blank_pattern() -> String {
+    format!("[^{WHITE_SPACE}]")
+}
+
+/// A string schema for a value that must not be blank once trimmed (see [`not_blank_pattern`]),
+/// for a field's `#[schema(schema_with = …)]`.
+pub fn not_blank_string(description: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .pattern(Some(not_blank_pattern()))
+        .description(Some(description))
+        .build()
+}
+
 /// The route that serves a service's document as JSON, for its
 /// `/api/<prefix>/openapi.json`:
 ///
@@ -212,6 +257,44 @@ pub fn serve<S: Clone + Send + Sync + 'static>(document: fn() -> OpenApi) -> Met
 mod tests {
     use super::*;
     use utoipa::Modify as _;
+
+    #[test]
+    fn a_trimmed_length_pattern_matches_what_trim_then_count_accepts() {
+        let spaces = [" ", "\t", "\n", "\u{85}", "\u{a0}", "\u{2000}", "\u{3000}"];
+        // Not white space to `str::trim`, though some regex engines say otherwise.
+        let others = ["x", "é", "\u{1c}", "\u{200b}", "\u{feff}", "🎫"];
+        for (min, max) in [(1, 200), (4, 128), (2, 3)] {
+            let pattern = regex::Regex::new(&trimmed_length_pattern(min, max)).unwrap();
+            for length in 0..=max + 1 {
+                for (pad, fill) in spaces.iter().zip(others.iter().cycle()) {
+                    let inner: String = (0..length)
+                        .map(|i| {
+                            if i % 3 == 1 {
+                                spaces[i % spaces.len()]
+                            } else {
+                                *fill
+                            }
+                        })
+                        .collect();
+                    for value in [inner.clone(), format!("{pad}{inner}{pad}{pad}")] {
+                        let trimmed = value.trim().chars().count();
+                        assert_eq!(
+                            pattern.is_match(&value),
+                            (min..=max).contains(&trimmed),
+                            "{value:?} ({trimmed} once trimmed) against {min}..={max}"
+                        );
+                    }
+                }
+            }
+        }
+        let not_blank = regex::Regex::new(&not_blank_pattern()).unwrap();
+        for value in ["x", " x ", "\u{1c}"] {
+            assert!(not_blank.is_match(value), "{value:?}");
+        }
+        for value in ["", "   ", "\t\u{3000}\n"] {
+            assert!(!not_blank.is_match(value), "{value:?}");
+        }
+    }
 
     #[test]
     fn the_shared_parts_are_added_to_an_empty_document() {

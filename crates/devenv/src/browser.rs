@@ -105,6 +105,15 @@ pub fn ensure_browser() -> Result<()> {
         return Ok(());
     }
     eprintln!("installing chromium and chromium-driver from Debian's packages");
+    apt_install(&["chromium", "chromium-driver"])?;
+    if !browser_installed() {
+        bail!("apt-get installed chromium but {CHROMIUM} or {CHROMEDRIVER} is still missing");
+    }
+    Ok(())
+}
+
+/// Installs Debian's `packages` (with sudo unless root), after refreshing the package lists.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -128,9 +137,5 @@ pub fn ensure_browser() -> Result<()> {
         Ok(())
     };
     apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])?;
-    if !browser_installed() {
-        bail!("apt-get installed chromium but {CHROMIUM} or {CHROMEDRIVER} is still missing");
-    }
-    Ok(())
+    apt(&[&["install", "-y", "-qq"], packages].concat())
 }

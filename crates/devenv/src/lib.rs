@@ -19,8 +19,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 
 pub use browser::{
-    CHROMEDRIVER, CHROMIUM, ChromeDriver, browser_installed, chromium_args, ensure_browser,
-    start_chromedriver,
+    CHROMEDRIVER, CHROMIUM, ChromeDriver, apt_install, browser_installed, chromium_args,
+    ensure_browser, start_chromedriver,
 };
 pub use mongo::{Mongo, MongoOptions, start_mongo};
 pub use mongo_set::{MongoMember, MongoSet, MongoSetOptions, start_mongo_set};

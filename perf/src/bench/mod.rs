@@ -25,6 +25,7 @@
 //! says how much of the machine's ceiling the stack's own code costs. The lag is a latency at
 //! a fixed rate, so it is compared by p99 instead: its p99 as a multiple of the floor's.
 
+mod cost;
 mod http;
 pub(crate) mod limits;
 mod load;
@@ -236,6 +237,7 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
         results.limits = measure_limits(mongo_url, nats, args.clients, timing, &bar).await?;
     }
 
+    let probe = cost::CostProbe::new(&target, args.mongo_url.as_deref()).await?;
     let fixture = Fixture::prepare(
         &target,
         &selected,
@@ -272,13 +274,30 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
             _ => {
                 let bar = bar(scenario.name());
                 let workers = fixture.workers(scenario, &target, args.clients);
-                let measured = closed_loop(workers, timing, &bar).await;
+                let start = std::time::Instant::now() + timing.warmup;
+                let (measured, window) = tokio::join!(
+                    closed_loop(workers, timing, &bar),
+                    probe.window(start, start + timing.duration)
+                );
                 bar.finish();
-                Row::new(scenario.name(), &measured)
+                let mut row = Row::new(scenario.name(), &measured);
+                cost::charge(&mut row, window);
+                row
             }
         };
-        if scenario == Scenario::CreateCancelOrder {
-            row.note = Some("a request is a POST /api/orders or a DELETE /api/orders/:id".into());
+        match scenario {
+            Scenario::CreateCancelOrder => {
+                row.note =
+                    Some("a request is a POST /api/orders or a DELETE /api/orders/:id".into());
+            }
+            Scenario::Buy => {
+                row.note = Some(
+                    "a request is one purchase: POST /api/orders, POST /api/payments, then \
+                     GET /api/orders/:id until complete"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         row.settle_ms = settle_ms;
         row.versus = versus(&row, scenario, &results.limits);
@@ -299,7 +318,10 @@ fn bounds(scenario: Scenario) -> &'static [&'static str] {
     match scenario {
         Scenario::CurrentUser => &[limits::BARE_HANDLER],
         Scenario::Signin => &[limits::ARGON2_VERIFY],
-        Scenario::CreateTicket | Scenario::UpdateTicket | Scenario::CreateCancelOrder => &[
+        Scenario::CreateTicket
+        | Scenario::UpdateTicket
+        | Scenario::CreateCancelOrder
+        | Scenario::Buy => &[
             limits::INSERT_PUBLISH,
             limits::MONGO_INSERT,
             limits::JETSTREAM_PUBLISH,

@@ -142,6 +142,13 @@ pub struct Row {
     /// How long the event backlog of the previous scenarios took to drain before this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_ms: Option<u64>,
+    /// The stack's CPU time per request over the window, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_request: Option<f64>,
+    /// MongoDB commands per request over the window (all of them: the stack's background
+    /// work counts too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_commands_per_request: Option<f64>,
 }
 
 impl Row {
@@ -171,6 +178,8 @@ impl Row {
             latency_ms: latency,
             versus: None,
             settle_ms: None,
+            cpu_us_per_request: None,
+            db_commands_per_request: None,
         }
     }
 }
@@ -281,6 +290,14 @@ fn row_line(out: &mut String, row: &Row, versus: bool) {
         row.name, row.requests, row.rps, l.p50, l.p90, l.p99, l.max, row.errors
     );
     if versus {
+        let cost = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        let _ = write!(
+            out,
+            " {:>7} {:>6}",
+            cost(row.cpu_us_per_request),
+            row.db_commands_per_request
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+        );
         match &row.versus {
             Some(Versus {
                 limit,
@@ -312,7 +329,7 @@ fn header(out: &mut String, first: &str, versus: bool) {
         "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
     );
     if versus {
-        out.push_str("  vs limit");
+        out.push_str(&format!(" {:>7} {:>6}  vs limit", "cpu µs", "db cmd"));
     }
     out.push('\n');
 }

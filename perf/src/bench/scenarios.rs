@@ -21,6 +21,11 @@ const SETUP_CONNECTIONS: usize = 16;
 /// Tickets per client in the update and order pools: each client works on its own tickets,
 /// so the numbers are of the endpoints, not of clients contending for one record.
 const POOL_PER_CLIENT: usize = 2;
+/// Tickets each buy client may buy (a bought ticket is gone): more than a client completes
+/// in a warm-up and a window of the default lengths at the targets' rates.
+const BUYS_PER_CLIENT: usize = 120;
+/// The longest one purchase may take before it counts as failed.
+const BUY_WAIT: Duration = Duration::from_secs(10);
 /// How long a seeded ticket may take to reach the orders replica.
 const REPLICA_WAIT: Duration = Duration::from_secs(30);
 const TICKET: &str = r#"{"title":"bench","price":10}"#;
@@ -41,19 +46,23 @@ pub enum Scenario {
     ListTickets,
     /// `POST /api/orders` then `DELETE /api/orders/:id`.
     CreateCancelOrder,
+    /// `POST /api/orders`, `POST /api/payments` (`tok_visa`, the local gateway), then `GET
+    /// /api/orders/:id` until `complete`: one purchase, timed as the buyer sees it.
+    Buy,
     /// Ticket update → visible in orders' replica, at `--lag-rate`.
     Lag,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::CurrentUser,
         Self::Signin,
         Self::CreateTicket,
         Self::UpdateTicket,
         Self::ListTickets,
         Self::CreateCancelOrder,
+        Self::Buy,
         Self::Lag,
     ];
 
@@ -66,6 +75,7 @@ impl Scenario {
             Self::UpdateTicket => "update-ticket",
             Self::ListTickets => "list-tickets",
             Self::CreateCancelOrder => "create-cancel-order",
+            Self::Buy => "buy",
             Self::Lag => "lag",
         }
     }
@@ -97,6 +107,11 @@ pub(crate) enum Plan {
         cookie: HeaderValue,
         bodies: Vec<Bytes>,
         n: usize,
+    },
+    /// Buys these bodies' tickets, each once, in turn.
+    Buy {
+        cookie: HeaderValue,
+        bodies: std::vec::IntoIter<Bytes>,
     },
 }
 
@@ -196,7 +211,82 @@ impl Worker for HttpWorker {
                     Err(error) => recorder.record(Instant::now(), Err(format!("body: {error}"))),
                 }
             }
+            Plan::Buy { cookie, bodies } => {
+                let Some(body) = bodies.next() else {
+                    recorder.record(Instant::now(), Err("no ticket left to buy".to_owned()));
+                    // Out of tickets: wait out the window rather than spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return;
+                };
+                let sent = Instant::now();
+                let outcome = buy(conn, cookie, body).await;
+                recorder.record(sent, outcome);
+            }
         }
+    }
+}
+
+/// One request of a purchase as `cookie`'s user; a failure as its error kind.
+async fn send(
+    conn: &mut Conn,
+    cookie: &HeaderValue,
+    method: Method,
+    path: &str,
+    body: Option<Bytes>,
+) -> Result<Reply, String> {
+    let request = conn
+        .target()
+        .request(method, path, Some(cookie), body)
+        .map_err(|e| format!("request: {e}"))?;
+    conn.send(request)
+        .await
+        .map_err(|e| format!("transport: {e}"))
+}
+
+/// One purchase: order, pay, and read the order until it is complete; the first failure.
+async fn buy(conn: &mut Conn, cookie: &HeaderValue, order: Bytes) -> Result<(), String> {
+    let deadline = Instant::now() + BUY_WAIT;
+    let created = send(conn, cookie, Method::POST, "/api/orders", Some(order)).await?;
+    if created.status != StatusCode::CREATED {
+        return Err(format!("order {}", created.status.as_u16()));
+    }
+    let id = created
+        .json::<Created>()
+        .map_err(|e| format!("body: {e}"))?
+        .id;
+    let payment = Bytes::from(json!({"token": "tok_visa", "orderId": id}).to_string());
+    // Payments learns of the order from its event: until then the order is 404 there.
+    loop {
+        let paid = send(
+            conn,
+            cookie,
+            Method::POST,
+            "/api/payments",
+            Some(payment.clone()),
+        )
+        .await?;
+        match paid.status {
+            StatusCode::CREATED => break,
+            StatusCode::NOT_FOUND if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            status => return Err(format!("payment {}", status.as_u16())),
+        }
+    }
+    let path = format!("/api/orders/{id}");
+    loop {
+        let shown = send(conn, cookie, Method::GET, &path, None).await?;
+        if shown.status != StatusCode::OK {
+            return Err(format!("show {}", shown.status.as_u16()));
+        }
+        let order: Value = shown.json().map_err(|e| format!("body: {e}"))?;
+        if order["status"] == "complete" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err("not complete within 10 s".to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -208,6 +298,8 @@ pub(crate) struct Fixture {
     signin: Bytes,
     update_pool: Vec<String>,
     order_pool: Vec<String>,
+    /// Tickets for sale to the buy scenario, each bought once.
+    buy_pool: Vec<String>,
 }
 
 impl Fixture {
@@ -242,17 +334,29 @@ impl Fixture {
             }
         }
         let mut order_pool = Vec::new();
+        let mut buy_pool = Vec::new();
         let mut buyers = Vec::new();
-        if scenarios.contains(&Scenario::CreateCancelOrder) {
+        let buying = scenarios.contains(&Scenario::Buy);
+        if scenarios.contains(&Scenario::CreateCancelOrder) || buying {
             log(&format!("signing up {clients} buyers"));
             for _ in 0..clients {
                 buyers.push(signup(&mut conn, "buyer").await?.1);
             }
+        }
+        if scenarios.contains(&Scenario::CreateCancelOrder) {
             log(&format!(
                 "creating {pool} tickets to order and waiting for their orders replica"
             ));
             order_pool = create_tickets(target, &seller, pool).await?;
             await_replicas(target, &order_pool).await?;
+        }
+        if buying {
+            let count = clients * BUYS_PER_CLIENT;
+            log(&format!(
+                "creating {count} tickets to buy and waiting for their orders replica"
+            ));
+            buy_pool = create_tickets(target, &seller, count).await?;
+            await_replicas(target, &buy_pool).await?;
         }
         Ok(Self {
             seller,
@@ -260,6 +364,7 @@ impl Fixture {
             signin,
             update_pool,
             order_pool,
+            buy_pool,
         })
     }
 
@@ -290,6 +395,13 @@ impl Fixture {
                             .map(|id| Bytes::from(json!({"ticketId": id}).to_string()))
                             .collect(),
                         n: 0,
+                    },
+                    Scenario::Buy => Plan::Buy {
+                        cookie: self.buyers.get(i)?.clone(),
+                        bodies: share(&self.buy_pool, i, clients)
+                            .map(|id| Bytes::from(json!({"ticketId": id}).to_string()))
+                            .collect::<Vec<_>>()
+                            .into_iter(),
                     },
                     Scenario::Lag => return None,
                 };

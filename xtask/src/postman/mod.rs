@@ -1,5 +1,6 @@
 //! `cargo xtask postman`: the Postman collection and its environments, generated from the
-//! public services' OpenAPI documents and committed under `postman/`.
+//! public services' OpenAPI documents and the steps of `flow.rs` and `errors.rs` (each with its
+//! test script), and committed under `postman/`.
 //!
 //! The documents come from `ticketing openapi`, run as a child cargo: building the services into
 //! xtask would make every `cargo xtask` command compile them first. The output is deterministic
@@ -8,8 +9,11 @@
 
 mod collection;
 mod environment;
+mod errors;
 mod example;
+mod flow;
 mod id;
+mod step;
 #[cfg(test)]
 mod tests;
 

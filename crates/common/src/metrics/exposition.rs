@@ -21,6 +21,8 @@ use crate::events::{ConsumerCounts, SubjectCounts};
 pub(super) struct Exposition {
     pub(super) http: Vec<RequestSnapshot>,
     pub(super) services: Vec<ServiceSnapshot>,
+    /// The process's CPU seconds, where the system says.
+    pub(super) cpu_seconds: Option<f64>,
 }
 
 impl Exposition {
@@ -177,6 +179,13 @@ impl Collector for Exposition {
         )?;
         family(
             e,
+            names::PROCESS_CPU,
+            "CPU seconds (user and system) the serving process has used.",
+            self.cpu_seconds
+                .map(|seconds| ([] as [(&str, &str); 0], ConstCounter::new(seconds))),
+        )?;
+        family(
+            e,
             names::WORK_DONE,
             "A service's background work (payments: reconcile, refund), by how it ended.",
             self.services.iter().flat_map(|s| {
@@ -271,6 +280,7 @@ mod tests {
             backlog: outbox_pending.map(|_| vec![("refund", 2)]),
         };
         let body = Exposition {
+            cpu_seconds: Some(1.5),
             http: Vec::new(),
             services: vec![
                 snapshot("tickets", &tickets, Some(4), Some((2, 1))),
@@ -331,6 +341,7 @@ mod tests {
                 1.0,
             ),
             (r#"events_outbox_pending{service="tickets"}"#, 4.0),
+            ("process_cpu_seconds_total", 1.5),
             (
                 r#"work_done_total{service="tickets",work="refund",outcome="refunded"}"#,
                 3.0,

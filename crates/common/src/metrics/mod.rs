@@ -19,6 +19,7 @@
 //! | `events_stream_bytes`, `events_stream_max_bytes` | gauge, at scrape | `service` |
 //! | `work_done_total` | counter | `service`, `work`, `outcome` |
 //! | `work_backlog` | gauge, at scrape | `service`, `work` |
+//! | `process_cpu_seconds_total` | counter, at scrape | none: the serving process |
 //!
 //! The hot paths only touch atomics (`http.rs`, and the event counters in
 //! `events::counters`); snapshots, sorting, labels and the text format (`exposition.rs`) happen
@@ -34,6 +35,9 @@
 mod exposition;
 mod http;
 pub mod names;
+#[cfg(test)]
+mod observability_tests;
+mod process;
 mod service;
 mod work;
 
@@ -87,6 +91,7 @@ async fn scrape(
     let exposition = Exposition {
         http: sources.http.snapshot(),
         services,
+        cpu_seconds: process::cpu_seconds(),
     };
     match exposition.encode_text() {
         Ok(body) => (

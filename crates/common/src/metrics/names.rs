@@ -39,8 +39,11 @@ pub const WORK_DONE: &str = "work_done_total";
 /// Gauge, read at scrape: items of a service's background work waiting, by `service`, `work`.
 pub const WORK_BACKLOG: &str = "work_backlog";
 
+/// Counter, read at scrape: CPU seconds (user + system) the serving process has used.
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+
 /// Every name above, for checks that a rule or dashboard names only served series.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     EVENTS_PUBLISHED,
@@ -57,6 +60,7 @@ pub const ALL: [&str; 16] = [
     EVENTS_STREAM_MAX_BYTES,
     WORK_DONE,
     WORK_BACKLOG,
+    PROCESS_CPU,
 ];
 
 /// The name a family is registered under with `prometheus-client`, which adds the `_total`

@@ -40,8 +40,21 @@ struct SignupBody {
         function = "domain::password_length",
         message = "Password must be between 4 and 128 characters"
     ))]
-    #[schema(min_length = 4, max_length = 128, format = Password)]
+    #[schema(schema_with = new_password_schema)]
     password: String,
+}
+
+fn new_password_schema() -> utoipa::openapi::Object {
+    let mut schema = common::openapi::trimmed_string(
+        4,
+        domain::MAX_PASSWORD_CHARS,
+        "4 to 128 characters once surrounding spaces are ignored (a passphrase fits); hashed \
+         exactly as typed.",
+    );
+    schema.format = Some(utoipa::openapi::SchemaFormat::KnownFormat(
+        utoipa::openapi::KnownFormat::Password,
+    ));
+    schema
 }
 
 /// The credentials of an existing account.
@@ -55,8 +68,17 @@ struct SigninBody {
     email: String,
     /// Anything but blank; compared exactly as typed.
     #[validate(custom(function = "domain::not_blank", message = "You must supply a password"))]
-    #[schema(min_length = 1, format = Password)]
+    #[schema(schema_with = password_schema)]
     password: String,
+}
+
+fn password_schema() -> utoipa::openapi::Object {
+    let mut schema =
+        common::openapi::not_blank_string("Anything but blank; compared exactly as typed.");
+    schema.format = Some(utoipa::openapi::SchemaFormat::KnownFormat(
+        utoipa::openapi::KnownFormat::Password,
+    ));
+    schema
 }
 
 /// The public view of a user: `{id, email}`.
@@ -120,9 +142,14 @@ impl From<&UserDoc> for UserJson {
         (status = 201, description = "Signed up and in", body = UserJson,
             headers(("Set-Cookie" = String, description = "`session=<jwt>; Path=/; HttpOnly; \
                 SameSite=Lax; Max-Age=…` (and `Secure` unless configured off)"))),
-        (status = 400, description = "Validation failed (`email` or `password`, named in \
-            `field`), or `Email in use`", body = ErrorBody,
-            example = json!({"errors": [{"message": "Email in use"}]})),
+        (status = 400, description = "`Email in use` (an account has this email, compared \
+            trimmed and lower-cased), or a field is not valid: `Email must be valid` (field \
+            `email`), `Password must be between 4 and 128 characters` (field `password`)",
+            body = ErrorBody, examples(
+            ("Email in use" = (value = json!({"errors": [{"message": "Email in use"}]}))),
+            ("Email is not valid" = (value = json!({"errors": [{"message": "Email must be valid", "field": "email"}]}))),
+            ("Password length" = (value = json!({"errors": [{"message": "Password must be between 4 and 128 characters", "field": "password"}]}))),
+        )),
         WriteFailures,
     )
 )]
@@ -149,10 +176,14 @@ async fn sign_up(
         (status = 200, description = "Signed in", body = UserJson,
             headers(("Set-Cookie" = String, description = "`session=<jwt>; Path=/; HttpOnly; \
                 SameSite=Lax; Max-Age=…` (and `Secure` unless configured off)"))),
-        (status = 400, description = "Validation failed (`email` or `password`, named in \
-            `field`), or `Invalid credentials` (the same for an unknown email and a wrong \
-            password)", body = ErrorBody,
-            example = json!({"errors": [{"message": "Invalid credentials"}]})),
+        (status = 400, description = "`Invalid credentials` (the same for an unknown email \
+            and a wrong password), or a field is not valid: `Email must be valid` (field \
+            `email`), `You must supply a password` (field `password`)", body = ErrorBody,
+            examples(
+            ("Invalid credentials" = (value = json!({"errors": [{"message": "Invalid credentials"}]}))),
+            ("Email is not valid" = (value = json!({"errors": [{"message": "Email must be valid", "field": "email"}]}))),
+            ("No password" = (value = json!({"errors": [{"message": "You must supply a password", "field": "password"}]}))),
+        )),
         WriteFailures,
     )
 )]

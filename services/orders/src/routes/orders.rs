@@ -153,9 +153,14 @@ impl From<OrderPayment> for PaymentJson {
         (status = 400, description = "`TicketId must be provided` (field `ticketId`), \
             `Ticket is already reserved`, or `Too many open orders` (the user already has \
             `MAX_OPEN_ORDERS_PER_USER` orders created or awaiting payment)", body = ErrorBody,
-            example = json!({"errors": [{"message": "Ticket is already reserved"}]})),
+            examples(
+            ("Reserved" = (value = json!({"errors": [{"message": "Ticket is already reserved"}]}))),
+            ("Too many open orders" = (value = json!({"errors": [{"message": "Too many open orders"}]}))),
+            ("No ticket id" = (value = json!({"errors": [{"message": "TicketId must be provided", "field": "ticketId"}]}))),
+        )),
         (status = 401, response = inline(SignedOut)),
-        (status = 404, description = "`Not found`: no such ticket", body = ErrorBody,
+        (status = 404, description = "`Not found`: no such ticket (or not replicated to orders \
+            yet: a ticket is orderable once `GET /api/orders/tickets/{id}` shows it)", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
         WriteFailures,
     )
@@ -196,12 +201,16 @@ async fn list_orders(
     get,
     path = "/api/orders/{id}",
     tag = "orders",
-    params(("id" = String, Path, description = "The order's id", example = "64b7f0c2a1e4d93f2c8b4501")),
+    params(("id" = String, Path, description = "The order's id", example = "64b7f0c2a1e4d93f2c8b4501",
+        pattern = "^[0-9a-fA-F]{24}$")),
     security(("session" = [])),
     responses(
         (status = 200, description = "The order", body = OrderJson),
         (status = 401, description = "`Not authorized`: not signed in, or not the order's owner",
-            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+            body = ErrorBody, examples(
+            ("Signed out" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+            ("Not the owner" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+        )),
         (status = 404, description = "`Not found`: no such order (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
         (status = 503, response = inline(Unavailable)),
@@ -222,14 +231,18 @@ async fn show_order(
     delete,
     path = "/api/orders/{id}",
     tag = "orders",
-    params(("id" = String, Path, description = "The order's id", example = "64b7f0c2a1e4d93f2c8b4501")),
+    params(("id" = String, Path, description = "The order's id", example = "64b7f0c2a1e4d93f2c8b4501",
+        pattern = "^[0-9a-fA-F]{24}$")),
     security(("session" = [])),
     responses(
         (status = 204, description = "The order is `cancelled`"),
         (status = 400, description = "`Cannot cancel a paid order`", body = ErrorBody,
             example = json!({"errors": [{"message": "Cannot cancel a paid order"}]})),
         (status = 401, description = "`Not authorized`: not signed in, or not the order's owner",
-            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+            body = ErrorBody, examples(
+            ("Signed out" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+            ("Not the owner" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+        )),
         (status = 404, description = "`Not found`: no such order (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
         (status = 429, response = inline(RateLimited)),
@@ -251,7 +264,8 @@ async fn cancel_order(
     get,
     path = "/api/orders/tickets/{id}",
     tag = "orders",
-    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567")),
+    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567",
+        pattern = "^[0-9a-fA-F]{24}$")),
     responses(
         (status = 200, description = "The orders service's replica of the ticket", body = TicketJson),
         (status = 404, description = "`Not found`: not (yet) replicated, or a malformed id",

@@ -67,10 +67,21 @@ fn object_id(id: &str) -> std::result::Result<(), ValidationError> {
             expired`, `A payment for this order is in progress` (an earlier attempt's outcome \
             is being checked with the gateway), `The order was cancelled while it was being \
             paid; the charge will be refunded`; or the card was declined (the gateway's \
-            reason, field `token`)", body = ErrorBody,
-            example = json!({"errors": [{"message": "Your card was declined.", "field": "token"}]})),
+            reason, field `token`)", body = ErrorBody, examples(
+            ("Declined" = (value = json!({"errors": [{"message": "Your card was declined.", "field": "token"}]}))),
+            ("Already paid" = (value = json!({"errors": [{"message": "Order already paid"}]}))),
+            ("Cancelled" = (value = json!({"errors": [{"message": "Cannot pay for a cancelled order"}]}))),
+            ("Expired" = (value = json!({"errors": [{"message": "Order has expired"}]}))),
+            ("In progress" = (value = json!({"errors": [{"message": "A payment for this order is in progress"}]}))),
+            ("Cancelled while paying" = (value = json!({"errors": [{"message": "The order was cancelled while it was being paid; the charge will be refunded"}]}))),
+            ("No token" = (value = json!({"errors": [{"message": "Token must be provided", "field": "token"}]}))),
+            ("No order id" = (value = json!({"errors": [{"message": "OrderId must be provided", "field": "orderId"}]}))),
+        )),
         (status = 401, description = "`Not authorized`: not signed in, or not the order's owner",
-            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+            body = ErrorBody, examples(
+            ("Signed out" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+            ("Not the owner" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+        )),
         (status = 404, description = "`Not found`: no such order", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
         (status = 413, response = inline(TooLarge)),

@@ -34,13 +34,21 @@ pub(super) fn router() -> Router<AppState> {
 #[schema(as = TicketInput, example = json!({"title": "concert", "price": 20}))]
 struct TicketBody {
     /// 1 to 200 characters once trimmed; stored trimmed.
-    #[validate(custom(function = "domain::title", message = "Title is required"))]
-    #[schema(min_length = 1, max_length = 200)]
+    #[validate(custom(function = "domain::title"))]
+    #[schema(schema_with = title_schema)]
     title: String,
-    /// Greater than 0, at most 1 000 000, with at most two decimals.
-    #[validate(custom(function = "domain::price", message = "Price must be greater than 0"))]
-    #[schema(exclusive_minimum = 0, maximum = 1_000_000)]
+    /// Whole cents from 0.01 to 1 000 000: at most two decimals.
+    #[validate(custom(function = "domain::price"))]
+    #[schema(minimum = 0.01, maximum = 1_000_000, multiple_of = 0.01)]
     price: f64,
+}
+
+fn title_schema() -> utoipa::openapi::Object {
+    common::openapi::trimmed_string(
+        1,
+        domain::MAX_TITLE,
+        "1 to 200 characters once trimmed; stored trimmed.",
+    )
 }
 
 /// A ticket: `{id, title, price, userId, version, orderId?}`.
@@ -89,9 +97,17 @@ impl From<TicketDoc> for TicketJson {
     security(("session" = [])),
     responses(
         (status = 201, description = "The new ticket, version 0", body = TicketJson),
-        (status = 400, description = "Validation failed (`title` or `price`, named in `field`), \
-            or the body is not a JSON object", body = ErrorBody,
-            example = json!({"errors": [{"message": "Title is required", "field": "title"}]})),
+        (status = 400, description = "The body is not a ticket: each broken rule of `title` or \
+            `price` has its message, with the field in `field`; a body that is not JSON, or \
+            not an object, has no `field`", body = ErrorBody, examples(
+            ("Title is required" = (value = json!({"errors": [{"message": "Title is required", "field": "title"}]}))),
+            ("Title is too long" = (value = json!({"errors": [{"message": "Title must be at most 200 characters", "field": "title"}]}))),
+            ("Price is not positive" = (value = json!({"errors": [{"message": "Price must be greater than 0", "field": "price"}]}))),
+            ("Price is too high" = (value = json!({"errors": [{"message": "Price must be at most 1000000", "field": "price"}]}))),
+            ("Price has a fraction of a cent" = (value = json!({"errors": [{"message": "Price must have at most two decimals", "field": "price"}]}))),
+            ("A field is missing" = (value = json!({"errors": [{"message": "price is required", "field": "price"}]}))),
+            ("Not a JSON object" = (value = json!({"errors": [{"message": "Expected a JSON object"}]}))),
+        )),
         (status = 401, response = inline(SignedOut)),
         WriteFailures,
     )
@@ -117,16 +133,19 @@ async fn create_ticket(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, example = 100,
             description = "Page size, 1 to 500 (default 100)"),
         ("after" = Option<String>, Query, example = "64b7f0c2a1e4d93f2c8b4567",
-            description = "Opaque cursor: continue after this ticket (take it from the \
-                `Link` header of the previous page)"),
+            pattern = "^[0-9a-fA-F]{24}$",
+            description = "Cursor: continue after this ticket (take it from the `Link` \
+                header of the previous page); the id of a ticket, 24 hexadecimal digits"),
     ),
     responses(
         (status = 200, description = "A page of tickets", body = Vec<TicketJson>,
             headers(("Link" = String, description = "`</api/tickets?limit=…&after=…>; \
                 rel=\"next\"` when more tickets follow; absent on the last page"))),
         (status = 400, description = "`limit` is not an integer from 1 to 500, or `after` is \
-            not a valid cursor (named in `field`)", body = ErrorBody,
-            example = json!({"errors": [{"message": "limit must be an integer from 1 to 500", "field": "limit"}]})),
+            not a valid cursor (named in `field`)", body = ErrorBody, examples(
+            ("Bad limit" = (value = json!({"errors": [{"message": "limit must be an integer from 1 to 500", "field": "limit"}]}))),
+            ("Bad cursor" = (value = json!({"errors": [{"message": "after is not a valid cursor", "field": "after"}]}))),
+        )),
         (status = 503, response = inline(Unavailable)),
     )
 )]
@@ -197,7 +216,8 @@ async fn list_tickets(
     get,
     path = "/api/tickets/{id}",
     tag = "tickets",
-    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567")),
+    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567",
+        pattern = "^[0-9a-fA-F]{24}$")),
     responses(
         (status = 200, description = "The ticket", body = TicketJson),
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
@@ -218,16 +238,24 @@ async fn show_ticket(
     put,
     path = "/api/tickets/{id}",
     tag = "tickets",
-    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567")),
+    params(("id" = String, Path, description = "The ticket's id", example = "64b7f0c2a1e4d93f2c8b4567",
+        pattern = "^[0-9a-fA-F]{24}$")),
     request_body = TicketBody,
     security(("session" = [])),
     responses(
         (status = 200, description = "The updated ticket, version + 1", body = TicketJson),
-        (status = 400, description = "Validation failed (`title` or `price`, named in \
-            `field`), or `Cannot edit a reserved ticket`", body = ErrorBody,
-            example = json!({"errors": [{"message": "Cannot edit a reserved ticket"}]})),
+        (status = 400, description = "The body is not a ticket (each broken rule of `title` \
+            or `price` has its message, with the field in `field`, as for creating one), or \
+            `Cannot edit a reserved ticket`: an order holds it", body = ErrorBody, examples(
+            ("Reserved" = (value = json!({"errors": [{"message": "Cannot edit a reserved ticket"}]}))),
+            ("Title is required" = (value = json!({"errors": [{"message": "Title is required", "field": "title"}]}))),
+            ("Price has a fraction of a cent" = (value = json!({"errors": [{"message": "Price must have at most two decimals", "field": "price"}]}))),
+        )),
         (status = 401, description = "`Not authorized`: not signed in, or not the ticket's owner",
-            body = ErrorBody, example = json!({"errors": [{"message": "Not authorized"}]})),
+            body = ErrorBody, examples(
+            ("Signed out" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+            ("Not the owner" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
+        )),
         (status = 404, description = "`Not found`: no such ticket (also for a malformed id)",
             body = ErrorBody, example = json!({"errors": [{"message": "Not found"}]})),
         WriteFailures,

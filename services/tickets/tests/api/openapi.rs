@@ -48,6 +48,20 @@ fn the_ticket_list_documents_paging_and_its_link_header() {
         .map(|p| (p["name"].as_str().unwrap(), p["in"].as_str().unwrap()))
         .collect();
     assert_eq!(parameters, [("limit", "query"), ("after", "query")]);
+    // An empty or malformed cursor is 400: the document says what a cursor looks like.
+    assert_eq!(
+        list["parameters"][1]["schema"]["pattern"],
+        "^[0-9a-fA-F]{24}$"
+    );
+    let price = &doc["components"]["schemas"]["TicketInput"]["properties"]["price"];
+    assert_eq!(
+        [&price["minimum"], &price["maximum"], &price["multipleOf"]],
+        [
+            &serde_json::json!(0.01),
+            &serde_json::json!(1_000_000),
+            &serde_json::json!(0.01)
+        ]
+    );
     assert!(list["responses"]["200"]["headers"]["Link"].is_object());
     let create = &doc["paths"]["/api/tickets"]["post"];
     assert_eq!(create["security"], serde_json::json!([{"session": []}]));

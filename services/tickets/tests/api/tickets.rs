@@ -62,6 +62,64 @@ async fn invalid_titles_and_prices_are_400_with_their_field() {
 }
 
 #[tokio::test]
+async fn each_broken_rule_of_a_price_or_title_has_its_own_message() {
+    let app = spawn_app().await;
+    let user = fake_user();
+    let cases = [
+        (
+            json!({"title": "a", "price": 0}),
+            "Price must be greater than 0",
+        ),
+        (
+            json!({"title": "a", "price": 10.005}),
+            "Price must have at most two decimals",
+        ),
+        // One unit in the last place below 1.36: parsed exactly, it is not whole cents.
+        (
+            json!({"title": "a", "price": 1.3599999999999999}),
+            "Price must have at most two decimals",
+        ),
+        (
+            json!({"title": "a", "price": 1e9}),
+            "Price must be at most 1000000",
+        ),
+        (json!({"title": " ", "price": 1}), "Title is required"),
+        (
+            json!({"title": "x".repeat(201), "price": 1}),
+            "Title must be at most 200 characters",
+        ),
+    ];
+    for (body, message) in cases {
+        let response = app
+            .post("/api/tickets", Some(&user.cookie), body.clone())
+            .await;
+        let field = if message.starts_with("Price") {
+            "price"
+        } else {
+            "title"
+        };
+        response.assert_bad_field(field, &body);
+        assert_eq!(response.error_messages(), [message], "{body}");
+    }
+    // Whole cents up to the maximum, and a title of 200 characters once trimmed, are fine.
+    for (title, price) in [
+        (format!(" {} ", "x".repeat(200)), 1_000_000.0),
+        ("a".into(), 1.36),
+    ] {
+        let body = json!({"title": title, "price": price});
+        let response = app
+            .post("/api/tickets", Some(&user.cookie), body.clone())
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "{body}: {}",
+            response.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_or_malformed_id_is_404() {
     let app = spawn_app().await;
     for id in ["5f1e0f3a9d3b2c0017a1b2c3", "nope", "123", "%FF", "%C3%28"] {
