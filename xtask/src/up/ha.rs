@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use devenv::{MongoSetOptions, NatsClusterOptions, NatsPorts, Program, Supervisor};
 
-use super::launch::{Launch, env_var, log_to, ticketing};
+use super::launch::{App, Launch, env_var, log_to};
 
 /// The services, in the order they start (the client last: it calls the others).
 const SERVICES: [&str; 6] = [
@@ -105,7 +105,7 @@ pub(super) fn start(launch: &Launch, supervisor: &mut Supervisor) -> Result<()> 
                 ("NATS_STREAM_REPLICAS", replicas.clone()),
                 ("API_URL", api_url.clone()),
             ];
-            let command = service_command(&launch.exe, service, port, env, &log);
+            let command = service_command(&launch.app, service, port, env, &log);
             let process = Program::start(&name, command, SERVICE_STOP_GRACE, Some(log), Some(port))
                 .with_context(|| format!("{name} did not start"))?;
             supervisor.add(process);
@@ -116,10 +116,10 @@ pub(super) fn start(launch: &Launch, supervisor: &mut Supervisor) -> Result<()> 
 
     let log = logs.join("ingress.log");
     let port = launch.port;
-    let exe = launch.exe.clone();
+    let app = launch.app.clone();
     let ingress_log = log.clone();
     let command = move || {
-        let mut command = ticketing(&exe, &["ingress", "--port", &port.to_string()]);
+        let mut command = app.command(&["ingress", "--port", &port.to_string()]);
         for upstream in &upstreams {
             command.args(["--upstream", upstream]);
         }
@@ -148,16 +148,16 @@ pub(super) fn start(launch: &Launch, supervisor: &mut Supervisor) -> Result<()> 
 
 /// `ticketing up --services <service>` on `port`, in `env`, logging to `log`.
 fn service_command(
-    exe: &Path,
+    app: &App,
     service: &'static str,
     port: u16,
     env: [(&'static str, String); 4],
     log: &Path,
 ) -> impl FnMut() -> Result<std::process::Command> + Send + 'static {
-    let (exe, log) = (exe.to_path_buf(), log.to_path_buf());
+    let (app, log) = (app.clone(), log.to_path_buf());
     move || {
         let port = port.to_string();
-        let mut command = ticketing(&exe, &["up", "--services", service, "--port", &port]);
+        let mut command = app.command(&["up", "--services", service, "--port", &port]);
         command.envs(env.clone());
         log_to(&mut command, &log)?;
         Ok(command)

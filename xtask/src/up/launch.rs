@@ -13,8 +13,8 @@ use devenv::Tools;
 pub(super) struct Launch {
     pub(super) root: PathBuf,
     pub(super) tools: Tools,
-    /// The `ticketing` executable just built.
-    pub(super) exe: PathBuf,
+    /// The `ticketing` executable just built, and the environment its processes share.
+    pub(super) app: App,
     /// The one address's port on 127.0.0.1.
     pub(super) port: u16,
 }
@@ -26,7 +26,10 @@ impl Launch {
         Self {
             root,
             tools,
-            exe,
+            app: App {
+                exe,
+                env: Vec::new(),
+            },
             port,
         }
     }
@@ -40,27 +43,27 @@ impl Launch {
     }
 }
 
-/// `<exe> <args>` (the `ticketing` launcher) with the environment every service of `cargo
-/// xtask up` shares: plain HTTP cookies, the local test gateway unless another was chosen,
-/// and `info` logs unless `RUST_LOG` says otherwise.
-pub(super) fn ticketing(exe: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(exe);
-    command.args(args).env("COOKIE_SECURE", "false");
-    // Payments never picks a gateway by itself: a laptop's stack says the local test gateway
-    // unless Stripe (STRIPE_KEY) or another gateway was chosen.
-    if env_var("PAYMENTS_GATEWAY").is_none() && env_var("STRIPE_KEY").is_none() {
-        command.env("PAYMENTS_GATEWAY", "local");
-    }
-    if env::var_os("RUST_LOG").is_none() {
-        command.env("RUST_LOG", "info,ticketing=info");
-    }
-    command
+/// The `ticketing` launcher with the environment every service of `cargo xtask up` shares.
+#[derive(Clone)]
+pub(super) struct App {
+    pub(super) exe: PathBuf,
+    /// What the payment gateway needs (`gateway.rs`).
+    pub(super) env: Vec<(&'static str, String)>,
 }
 
-/// Says which payment gateway the services use, once.
-pub(super) fn say_gateway() {
-    if env_var("PAYMENTS_GATEWAY").is_none() && env_var("STRIPE_KEY").is_none() {
-        eprintln!("xtask: payments uses the local test gateway (PAYMENTS_GATEWAY=local)");
+impl App {
+    /// `<exe> <args>` with plain HTTP cookies, the gateway's variables, and `info` logs unless
+    /// `RUST_LOG` says otherwise.
+    pub(super) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.exe);
+        command
+            .args(args)
+            .env("COOKIE_SECURE", "false")
+            .envs(self.env.iter().map(|(name, value)| (name, value)));
+        if env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "info,ticketing=info");
+        }
+        command
     }
 }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask up`: the whole marketplace on this machine, with a MongoDB and NATS of its own
 //! (`single.rs`), or as a cluster (`--ha`, `ha.rs`); whatever of it dies is started again.
 
+mod gateway;
 mod ha;
 mod launch;
 mod single;
@@ -39,6 +40,16 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
     let tools = devenv::ensure_tools(&root)?;
     let mut build = cmd::cargo(&root);
     build.args(["build", "-p", "ticketing"]);
+    if gateway::wants_fake() {
+        build.args([
+            "-p",
+            "test-support",
+            "--bin",
+            "ticketing",
+            "--bin",
+            "fake-stripe",
+        ]);
+    }
     if args.release {
         build.arg("--release");
     }
@@ -56,14 +67,16 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
         Signals::new()?
     };
 
-    let launch = Launch::new(root, tools, args.release, args.port);
-    launch::say_gateway();
+    let mut launch = Launch::new(root, tools, args.release, args.port);
     let mut supervisor = Supervisor::new("xtask");
-    let started = if args.ha {
-        ha::start(&launch, &mut supervisor)
-    } else {
-        single::start(&launch, &mut supervisor)
-    };
+    let started = gateway::start(&launch, &mut supervisor).and_then(|env| {
+        launch.app.env = env;
+        if args.ha {
+            ha::start(&launch, &mut supervisor)
+        } else {
+            single::start(&launch, &mut supervisor)
+        }
+    });
     if let Err(err) = started {
         // Whatever did start stops again; the error says what did not.
         let _ = supervisor.stop_all();

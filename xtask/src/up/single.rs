@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use devenv::{MongoOptions, NatsOptions, Program, Supervisor};
 
-use super::launch::{Launch, env_var, ticketing};
+use super::launch::{Launch, env_var};
 
 const APP_STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -63,9 +63,9 @@ pub(super) fn start(launch: &Launch, supervisor: &mut Supervisor) -> Result<()> 
         }
     };
     let port = launch.port;
-    let exe = launch.exe.clone();
+    let app = launch.app.clone();
     let command = move || {
-        let mut command = ticketing(&exe, &["up"]);
+        let mut command = app.command(&["up"]);
         command
             .env("MONGO_URL", &mongo_url)
             .env("NATS_URL", &nats_url)

@@ -8,6 +8,7 @@ mod mongod;
 mod nats;
 mod orders;
 mod replication;
+mod saga;
 mod tickets;
 
 use std::fs::OpenOptions;
@@ -39,6 +40,8 @@ struct PrivateStack {
     mongo: devenv::Mongo,
     nats: devenv::Nats,
     context: TestContext,
+    /// Variables every service gets besides the test's own, in this process and in children.
+    extra: Vec<(&'static str, String)>,
 }
 
 impl PrivateStack {
@@ -58,13 +61,23 @@ impl PrivateStack {
             mongo,
             nats,
             context,
+            extra: Vec::new(),
         }
+    }
+
+    /// The same stack, its services given `vars` too.
+    fn with_env(mut self, vars: impl IntoIterator<Item = (&'static str, String)>) -> Self {
+        self.extra.extend(vars);
+        self
     }
 
     /// A service's environment, as `ticketing up` gives it: the database is the service's
     /// name (the servers are this test's alone), events in this test's namespace.
     fn env(&self, service: &str) -> Env {
-        self.context.env(service).with("MONGO_DB", service)
+        self.extra.iter().fold(
+            self.context.env(service).with("MONGO_DB", service),
+            |env, (name, value)| env.with(*name, value.clone()),
+        )
     }
 
     /// The named services in this process, on a free port.
@@ -106,6 +119,7 @@ impl PrivateStack {
             .env("JWT_KEY", test_support::JWT_KEY)
             .env("COOKIE_SECURE", "false")
             .env("RUST_LOG", "info")
+            .envs(self.extra.iter().map(|(name, value)| (name, value)))
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let name = format!("ticketing up --services {}", service.as_str());
