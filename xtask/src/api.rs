@@ -50,6 +50,11 @@ pub(crate) fn ticketing_exe(root: &Path, args: &[&str]) -> Result<PathBuf> {
             .args(args)
             .arg("--message-format=json-render-diagnostics"),
     )?;
+    built_binary(&stdout).context("cargo built no `ticketing` binary")
+}
+
+/// The `ticketing` binary among cargo's JSON messages.
+fn built_binary(stdout: &[u8]) -> Option<PathBuf> {
     stdout
         .split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
@@ -59,9 +64,10 @@ pub(crate) fn ticketing_exe(root: &Path, args: &[&str]) -> Result<PathBuf> {
                 && message["target"]["kind"]
                     .as_array()
                     .is_some_and(|kinds| kinds.iter().any(|kind| kind == "bin"))
+                // `cargo test` also builds the binary's own test harness, under the same name.
+                && message["profile"]["test"] == false
         })
         .and_then(|message| message["executable"].as_str().map(PathBuf::from))
-        .context("cargo built no `ticketing` binary")
 }
 
 /// Runs the collection against `url`: fails when any assertion does, or on no assertion at all.
@@ -193,4 +199,32 @@ fn installed(dir: &Path, version: &str, bin: &Path) -> Result<PathBuf> {
     }
     std::fs::write(stamp(dir), version).with_context(|| format!("write {}", dir.display()))?;
     Ok(bin.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_is_found_and_not_its_test_harness() {
+        let artifact = |kind: &str, test: bool, exe: &str| {
+            serde_json::json!({
+                "reason": "compiler-artifact",
+                "target": {"name": "ticketing", "kind": [kind]},
+                "profile": {"test": test},
+                "executable": exe,
+            })
+            .to_string()
+        };
+        let stdout = [
+            artifact("lib", true, "deps/ticketing-lib"),
+            artifact("bin", true, "deps/ticketing-harness"),
+            artifact("bin", false, "debug/ticketing"),
+        ]
+        .join("\n");
+        assert_eq!(
+            built_binary(stdout.as_bytes()),
+            Some(PathBuf::from("debug/ticketing"))
+        );
+    }
 }
