@@ -54,15 +54,6 @@ struct OrderSeen<'a> {
     status: &'a str,
 }
 
-/// What an order's version does to its ticket.
-#[derive(Debug, Clone, Copy)]
-enum Holder {
-    /// The order reserves it.
-    Take,
-    /// The order frees it, if it still holds it.
-    GiveBack,
-}
-
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
@@ -148,6 +139,12 @@ impl TicketStore {
             .options(IndexOptions::builder().name("available".to_owned()).build())
             .build();
         self.tickets.create_index(available).await?;
+        // A ticket's orders, which decide who holds it.
+        let by_ticket = IndexModel::builder()
+            .keys(doc! { "ticketId": 1 })
+            .options(IndexOptions::builder().name("by_ticket".to_owned()).build())
+            .build();
+        self.orders_seen.create_index(by_ticket).await?;
         Ok(())
     }
 
@@ -285,7 +282,7 @@ impl TicketStore {
             ticket_id: &order.ticket.id,
             status: order.status.as_str(),
         };
-        self.apply_order(seen, Holder::Take).await
+        self.apply_order(seen).await
     }
 
     /// Frees the ticket if this order still holds it (order cancelled).
@@ -297,12 +294,17 @@ impl TicketStore {
             ticket_id: &order.ticket.id,
             status: "cancelled",
         };
-        self.apply_order(seen, Holder::GiveBack).await
+        self.apply_order(seen).await
     }
 
     /// Applies one version of an order to its ticket, in one transaction with the replica of
     /// orders (`orders_seen`), so that versions apply in order and each once.
-    async fn apply_order(&self, order: OrderSeen<'_>, holder: Holder) -> anyhow::Result<Applied> {
+    ///
+    /// Who holds the ticket is then read from that replica, not from the event: orders lets
+    /// one order at a time hold a ticket, and events of different orders arrive in any order
+    /// (two processes share a consumer, redeliveries come late), so only the orders seen so
+    /// far, once all have arrived, say which one orders has active.
+    async fn apply_order(&self, order: OrderSeen<'_>) -> anyhow::Result<Applied> {
         let ticket_id = ObjectId::parse_str(order.ticket_id)?;
         let _turn = self.locks.lock(&ticket_id).await;
         let mut tx = Transaction::start(&self.client).await?;
@@ -321,21 +323,19 @@ impl TicketStore {
                 if applied != Applied::Applied {
                     return Ok((applied, None));
                 }
-                let order_id = match holder {
-                    Holder::Take => Some(order.id.to_owned()),
-                    Holder::GiveBack => {
-                        let current = self
-                            .tickets
-                            .find_one(doc! { "_id": ticket_id })
-                            .session(&mut *session)
-                            .await?;
-                        if current.and_then(|t| t.order_id).as_deref() != Some(order.id) {
-                            return Ok((Applied::Applied, None));
-                        }
-                        None
-                    }
-                };
-                let event = self.set_order(session, ticket_id, order_id).await?;
+                let current = self
+                    .tickets
+                    .find_one(doc! { "_id": ticket_id })
+                    .session(&mut *session)
+                    .await?
+                    .and_then(|t| t.order_id);
+                let holder = self
+                    .holder(session, order.ticket_id, current.as_deref())
+                    .await?;
+                if current == holder {
+                    return Ok((Applied::Applied, None));
+                }
+                let event = self.set_order(session, ticket_id, holder).await?;
                 Ok((Applied::Applied, Some(event)))
             }
             .await;
@@ -344,6 +344,31 @@ impl TicketStore {
             }
         };
         Ok(self.committed_with(ticket_id, applied))
+    }
+
+    /// Who holds the ticket by the orders seen so far: the one order not cancelled. While
+    /// cancellations are still on their way there may be several; the current holder then
+    /// stays if it is one of them.
+    async fn holder(
+        &self,
+        session: &mut mongodb::ClientSession,
+        ticket_id: &str,
+        current: Option<&str>,
+    ) -> mongodb::error::Result<Option<String>> {
+        use futures::TryStreamExt as _;
+        let open: Vec<Document> = self
+            .orders_seen
+            .find(doc! { "ticketId": ticket_id, "status": { "$ne": "cancelled" } })
+            .session(&mut *session)
+            .await?
+            .stream(session)
+            .try_collect()
+            .await?;
+        let ids: Vec<&str> = open.iter().filter_map(|o| o.get_str("_id").ok()).collect();
+        Ok(match current {
+            Some(current) if ids.contains(&current) => Some(current.to_owned()),
+            _ => ids.first().map(|id| (*id).to_owned()),
+        })
     }
 
     /// After a transaction's commit: the change shows in the next list, and the event it

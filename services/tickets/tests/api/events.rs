@@ -151,6 +151,55 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
 }
 
 #[tokio::test]
+async fn orders_of_one_ticket_arriving_out_of_order_leave_it_held_by_the_active_one() {
+    let (app, bus, _, id) = spawn_with_ticket().await;
+    // Orders made `first`, cancelled it, then made `second` (one active order at a time).
+    // Tickets hears of `second` before `first` (a redelivery after a server died, or two
+    // processes sharing the consumer), then of `first`'s cancellation.
+    let (first, second) = (ObjectId::new().to_hex(), ObjectId::new().to_hex());
+    bus.publish(&order_created(&second, &id)).await.unwrap();
+    app.ticket_where(&id, "held by the second order", |t| {
+        t["orderId"] == second.as_str()
+    })
+    .await;
+    bus.publish(&order_created(&first, &id)).await.unwrap();
+    bus.publish(&order_cancelled(&first, &id)).await.unwrap();
+    // Both applied (the cancellation, if it came first, waited for the creation), and the
+    // second still holds it.
+    app.context
+        .consumer_settled("tickets-order-cancelled", false)
+        .await;
+    app.context
+        .consumer_settled("tickets-order-created", true)
+        .await;
+    let seen: Vec<Document> = {
+        use futures::TryStreamExt as _;
+        app.context
+            .database("tickets")
+            .await
+            .collection::<Document>("orders_seen")
+            .find(doc! { "_id": &first })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].get_i64("version").unwrap(), 1, "{seen:?}");
+    let ticket = app.get(&format!("/api/tickets/{id}"), None).await.body;
+    assert_eq!(ticket["orderId"], second.as_str(), "{ticket}");
+    // And the second's cancellation frees it.
+    bus.publish(&order_cancelled(&second, &id)).await.unwrap();
+    let freed = app
+        .ticket_where(&id, "free once the second is cancelled", |t| {
+            t.get("orderId").is_none()
+        })
+        .await;
+    assert!(freed.get("orderId").is_none(), "{freed}");
+}
+
+#[tokio::test]
 async fn a_malformed_order_event_is_dead_lettered_and_the_stream_keeps_flowing() {
     let (app, bus, _, id) = spawn_with_ticket().await;
 
