@@ -168,6 +168,10 @@ pub(crate) fn mongod_command(
             "--setParameter",
             "shutdownTimeoutMillisForSignaledShutdown=1000",
         ])
+        // A transaction of a process that was killed keeps its documents locked until it
+        // expires (60 s by default), and every apply to them meanwhile conflicts; ours take
+        // milliseconds (the deployments set the same).
+        .args(["--setParameter", "transactionLifetimeLimitSeconds=10"])
         .stdout(log.try_clone()?)
         .stderr(log);
     Ok(cmd)

@@ -91,6 +91,10 @@ pub(crate) struct TicketStore {
     /// The order versions this service has applied: a minimal replica of orders, so that a
     /// cancellation is applied only after the creation it undoes.
     orders_seen: Collection<Document>,
+    /// One document per ticket that every order apply writes (`turns`), so that two processes
+    /// applying orders of one ticket at once conflict and one retries, instead of each
+    /// computing the holder from a snapshot without the other's order (write skew).
+    turns: Collection<Document>,
     outbox: Outbox,
     /// Changes to one ticket from this process take turns instead of conflicting.
     locks: std::sync::Arc<KeyLocks>,
@@ -111,6 +115,7 @@ impl TicketStore {
             client: db.client().clone(),
             tickets: db.collection(TICKETS),
             orders_seen: db.collection("orders_seen"),
+            turns: db.collection("order_turns"),
             outbox,
             locks: std::sync::Arc::new(KeyLocks::new(1024)),
             list_cache: std::sync::Arc::default(),
@@ -323,6 +328,11 @@ impl TicketStore {
                 if applied != Applied::Applied {
                     return Ok((applied, None));
                 }
+                self.turns
+                    .update_one(doc! { "_id": ticket_id }, doc! { "$inc": { "applies": 1 } })
+                    .upsert(true)
+                    .session(&mut *session)
+                    .await?;
                 let current = self
                     .tickets
                     .find_one(doc! { "_id": ticket_id })

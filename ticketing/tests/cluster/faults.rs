@@ -137,24 +137,24 @@ async fn a_tickets_and_an_orders_process_killed_under_load_cost_only_their_reque
 async fn settle(bus: &common::events::EventBus, mongo: &mongodb::Client, what: &str) -> Stores {
     let deadline = Instant::now() + CONVERGE;
     loop {
-        let drained = drained(bus).await;
+        let undrained = undrained(bus).await;
         let stores = Stores::read(mongo).await;
         let unsettled = stores.unsettled();
-        if drained && unsettled.is_empty() {
+        if undrained.as_ref().is_some_and(Vec::is_empty) && unsettled.is_empty() {
             return stores;
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: not settled within {CONVERGE:?} (consumers drained: {drained}): \
+            "{what}: not settled within {CONVERGE:?}: consumers {undrained:?}, stores \
              {unsettled:#?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Whether no consumer of the stream has a message pending or unacknowledged (false when
-/// that cannot be read, as while the stream elects a leader).
-async fn drained(bus: &common::events::EventBus) -> bool {
+/// The consumers of the stream with a message pending or unacknowledged (`None` when that
+/// cannot be read, as while the stream elects a leader).
+async fn undrained(bus: &common::events::EventBus) -> Option<Vec<String>> {
     use futures::TryStreamExt as _;
     let read = async {
         let stream = bus.jetstream().get_stream(bus.stream_name()).await.ok()?;
@@ -162,13 +162,20 @@ async fn drained(bus: &common::events::EventBus) -> bool {
         Some(
             consumers
                 .iter()
-                .all(|info| info.num_pending == 0 && info.num_ack_pending == 0),
+                .filter(|info| info.num_pending > 0 || info.num_ack_pending > 0)
+                .map(|info| {
+                    format!(
+                        "{}: {} pending, {} unacknowledged",
+                        info.name, info.num_pending, info.num_ack_pending
+                    )
+                })
+                .collect(),
         )
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), read).await,
-        Ok(Some(true))
-    )
+    tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn ack_pending(bus: &common::events::EventBus) -> String {
