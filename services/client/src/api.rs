@@ -41,6 +41,11 @@ pub(crate) enum CallError {
     Unexpected(String),
 }
 
+/// The token this request's forms carry (put on the request by `csrf.rs`'s guard); the
+/// caller hands it to the page it renders.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CsrfToken(pub(crate) String);
+
 /// The visitor's headers that go along with every call made for them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Caller {
@@ -83,7 +88,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         }
         let csrf = parts
             .extensions
-            .get::<crate::csrf::CsrfToken>()
+            .get::<CsrfToken>()
             .map(|token| token.0.clone())
             .unwrap_or_default();
         Ok(Self { headers, csrf })

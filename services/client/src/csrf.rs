@@ -17,16 +17,13 @@ use axum::response::{IntoResponse as _, Response};
 use common::session::cookie;
 use sha2::{Digest as _, Sha256};
 
+use crate::api::CsrfToken;
 use crate::pages::PageError;
 
 /// The cookie that ties a visitor's forms to their browser.
 const COOKIE: &str = "csrf";
 /// The form field that carries the token.
 pub(crate) const FIELD: &str = "_csrf";
-
-/// The token this request's forms carry; handlers hand it to the page they render.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CsrfToken(pub(crate) String);
 
 /// Whether the `csrf` cookie is `Secure` (`COOKIE_SECURE`).
 #[derive(Debug, Clone, Copy)]
