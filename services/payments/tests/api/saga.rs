@@ -12,7 +12,7 @@ use test_support::{
     FakeStripe, TestApp, TestContext, TestUser, WAIT, assert_one_created, eventually, fake_user,
 };
 
-use crate::payments::{pay, replicated_order};
+use crate::payments::{pay, replicated_order, stored};
 
 /// Long enough that no order of these tests expires while they run.
 const HOLD: Duration = Duration::from_secs(900);
@@ -47,20 +47,8 @@ async fn cancel(app: &TestApp, order_id: &str) {
     app.context.bus().await.publish(&cancelled).await.unwrap();
 }
 
-/// The order as payments holds it (replica and attempt).
-async fn stored(app: &TestApp, order_id: &str) -> Document {
-    app.context
-        .database("payments")
-        .await
-        .collection::<Document>("orders")
-        .find_one(doc! {"_id": ObjectId::parse_str(order_id).unwrap()})
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 async fn attempt_state(app: &TestApp, order_id: &str) -> String {
-    let order = stored(app, order_id).await;
+    let order = stored(app, order_id).await.unwrap();
     order
         .get_document("payment")
         .ok()
@@ -180,8 +168,13 @@ async fn a_charge_that_lands_after_the_cancellation_is_refunded_exactly_once() {
         .await;
         cancel(&app, &order_id).await;
         eventually("the cancellation in payments' replica", WAIT, || async {
-            (stored(&app, &order_id).await.get_str("status").ok() == Some("cancelled"))
-                .then_some(())
+            (stored(&app, &order_id)
+                .await
+                .unwrap()
+                .get_str("status")
+                .ok()
+                == Some("cancelled"))
+            .then_some(())
         })
         .await;
     };
