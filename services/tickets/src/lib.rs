@@ -6,6 +6,7 @@ mod config;
 mod domain;
 mod list_cache;
 mod listeners;
+mod orders_seen;
 mod routes;
 mod state;
 mod store;

@@ -1,20 +1,20 @@
 //! Tickets in MongoDB. Every change writes its event into the ticket's document (the outbox
 //! publishes it), and every write is guarded by the version it read, so concurrent changes
-//! never silently overwrite each other: the loser reads again (or, in a transaction, MongoDB
-//! aborts it with a write conflict and the driver retries it).
+//! never silently overwrite each other: the loser reads again.
 
-use common::events::replica::{self, Applied};
+use common::events::replica::Applied;
 use common::events::{
-    OrderCancelled, OrderCreated, Outbox, PendingEvent, TicketCreated, TicketData, TicketUpdated,
+    OrderCancelled, OrderCreated, Outbox, TicketCreated, TicketData, TicketUpdated,
 };
-use common::mongo::{KeyLocks, Transaction};
+use common::mongo::KeyLocks;
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
-use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::options::{FindOneOptions, IndexOptions, ReadConcern};
+use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::list_cache::ListCache;
+use crate::orders_seen::{self, SeenOrder, Step};
 
 /// The collection of tickets; their documents carry their pending events.
 pub(crate) const TICKETS: &str = "tickets";
@@ -54,6 +54,16 @@ struct OrderSeen<'a> {
     status: &'a str,
 }
 
+impl OrderSeen<'_> {
+    fn seen(&self) -> SeenOrder {
+        SeenOrder {
+            id: self.id.to_owned(),
+            version: self.version,
+            status: self.status.to_owned(),
+        }
+    }
+}
+
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
@@ -86,15 +96,10 @@ pub(crate) struct Listing {
 
 #[derive(Clone)]
 pub(crate) struct TicketStore {
-    client: Client,
     tickets: Collection<TicketDoc>,
-    /// The order versions this service has applied: a minimal replica of orders, so that a
-    /// cancellation is applied only after the creation it undoes.
+    /// Orders moved out of their ticket's document (`orders_seen::KEPT`), and those of
+    /// tickets last written before orders lived in the ticket.
     orders_seen: Collection<Document>,
-    /// One document per ticket that every order apply writes (`turns`), so that two processes
-    /// applying orders of one ticket at once conflict and one retries, instead of each
-    /// computing the holder from a snapshot without the other's order (write skew).
-    turns: Collection<Document>,
     outbox: Outbox,
     /// Changes to one ticket from this process take turns instead of conflicting.
     locks: std::sync::Arc<KeyLocks>,
@@ -112,10 +117,8 @@ impl TicketStore {
 
     pub(crate) fn new(db: &Database, outbox: Outbox) -> Self {
         Self {
-            client: db.client().clone(),
             tickets: db.collection(TICKETS),
             orders_seen: db.collection("orders_seen"),
-            turns: db.collection("order_turns"),
             outbox,
             locks: std::sync::Arc::new(KeyLocks::new(1024)),
             list_cache: std::sync::Arc::default(),
@@ -144,7 +147,7 @@ impl TicketStore {
             .options(IndexOptions::builder().name("available".to_owned()).build())
             .build();
         self.tickets.create_index(available).await?;
-        // A ticket's orders, which decide who holds it.
+        // Orders moved out of a ticket's document, by ticket.
         let by_ticket = IndexModel::builder()
             .keys(doc! { "ticketId": 1 })
             .options(IndexOptions::builder().name("by_ticket".to_owned()).build())
@@ -244,40 +247,6 @@ impl TicketStore {
         Ok(result)
     }
 
-    /// Writes `updated` over the record at `previous` version with its event, inside the
-    /// caller's transaction; the event goes to the relay once that commits.
-    async fn write_version(
-        &self,
-        session: &mut mongodb::ClientSession,
-        updated: &TicketDoc,
-        previous: i64,
-    ) -> mongodb::error::Result<PendingEvent> {
-        let set = doc! {
-            "title": &updated.title,
-            "price": updated.price,
-            "version": updated.version,
-            "orderId": updated.order_id.as_deref(),
-        };
-        let event = self.outbox.event(&TicketUpdated(updated.event_data()))?;
-        let written = self
-            .tickets
-            .update_one(
-                doc! { "_id": updated.id, "version": previous },
-                event.update(set)?,
-            )
-            .session(&mut *session)
-            .await?;
-        if written.matched_count != 1 {
-            // Inside a transaction a concurrent writer shows up as a write conflict, which the
-            // driver retries; reaching this means the record vanished.
-            return Err(mongodb::error::Error::custom(format!(
-                "ticket {} changed under us",
-                updated.id
-            )));
-        }
-        Ok(event)
-    }
-
     /// Marks the ticket reserved by the order (order created, version 0).
     #[tracing::instrument(skip_all, fields(order_id = %order.id, ticket_id = %order.ticket.id))]
     pub(crate) async fn reserve(&self, order: &OrderCreated) -> anyhow::Result<Applied> {
@@ -297,133 +266,195 @@ impl TicketStore {
             id: &order.id,
             version: order.version,
             ticket_id: &order.ticket.id,
-            status: "cancelled",
+            status: orders_seen::CANCELLED,
         };
         self.apply_order(seen).await
     }
 
-    /// Applies one version of an order to its ticket, in one transaction with the replica of
-    /// orders (`orders_seen`), so that versions apply in order and each once.
+    /// Applies one version of an order to its ticket: the orders the ticket has seen live in
+    /// its own document (`orders_seen.rs`), so the apply is a read and one write guarded by
+    /// what was read (the ticket's version and its count of applies); a write by anyone else
+    /// in between makes it a miss, and it reads again.
     ///
-    /// Who holds the ticket is then read from that replica, not from the event: orders lets
+    /// Who holds the ticket is then read from those orders, not from the event: orders lets
     /// one order at a time hold a ticket, and events of different orders arrive in any order
     /// (two processes share a consumer, redeliveries come late), so only the orders seen so
     /// far, once all have arrived, say which one orders has active.
     async fn apply_order(&self, order: OrderSeen<'_>) -> anyhow::Result<Applied> {
         let ticket_id = ObjectId::parse_str(order.ticket_id)?;
         let _turn = self.locks.lock(&ticket_id).await;
-        let mut tx = Transaction::start(&self.client).await?;
-        let applied = loop {
-            let result = async {
-                let session = tx.session();
-                let seen = doc! { "ticketId": order.ticket_id, "status": order.status };
-                let applied = replica::apply(
-                    &self.orders_seen,
-                    order.id,
-                    order.version,
-                    seen,
-                    Some(&mut *session),
-                )
-                .await?;
-                if applied != Applied::Applied {
-                    return Ok((applied, None));
-                }
-                self.turns
-                    .update_one(doc! { "_id": ticket_id }, doc! { "$inc": { "applies": 1 } })
-                    .upsert(true)
-                    .session(&mut *session)
-                    .await?;
-                let current = self
-                    .tickets
-                    .find_one(doc! { "_id": ticket_id })
-                    .session(&mut *session)
-                    .await?
-                    .and_then(|t| t.order_id);
-                let holder = self
-                    .holder(session, order.ticket_id, current.as_deref())
-                    .await?;
-                if current == holder {
-                    return Ok((Applied::Applied, None));
-                }
-                let event = self.set_order(session, ticket_id, holder).await?;
-                Ok((Applied::Applied, Some(event)))
+        loop {
+            let held = self.held(ticket_id, None).await?;
+            let mut orders = held.orders.clone();
+            let known = self.known(&held, order.id, None).await?;
+            match orders_seen::step(known.as_ref(), order.version) {
+                Step::Apply => {}
+                Step::Stale => return self.confirm_stale(ticket_id, &order).await,
+                Step::Future { have } => return Ok(Applied::Future { have }),
             }
-            .await;
-            if let Some(applied) = tx.finish(result).await? {
-                break applied;
+            orders_seen::record(&mut orders, order.seen());
+            let holder = orders_seen::holder(&orders, held.ticket.order_id.as_deref());
+            let spilled = orders_seen::spill(&mut orders);
+            self.keep_elsewhere(order.ticket_id, &spilled).await?;
+            let mut set = doc! {
+                "orders": mongodb::bson::to_bson(&orders)?,
+                "applies": held.applies.unwrap_or(0) + 1,
+                "ordersElsewhere": held.elsewhere || !spilled.is_empty(),
+            };
+            let guard = doc! {
+                "_id": ticket_id,
+                "version": held.ticket.version,
+                "applies": held.applies,
+            };
+            let changed = (holder != held.ticket.order_id).then(|| TicketDoc {
+                order_id: holder,
+                version: held.ticket.version + 1,
+                ..held.ticket
+            });
+            let (update, event) = match &changed {
+                None => (doc! { "$set": set }, None),
+                Some(updated) => {
+                    set.insert("orderId", updated.order_id.as_deref());
+                    set.insert("version", updated.version);
+                    let event = self.outbox.event(&TicketUpdated(updated.event_data()))?;
+                    (event.update(set)?, Some(event))
+                }
+            };
+            if self.tickets.update_one(guard, update).await?.matched_count == 1 {
+                self.committed();
+                if let (Some(updated), Some(event)) = (changed, event) {
+                    self.outbox.written(&self.tickets, ticket_id, event);
+                    tracing::info!(
+                        version = updated.version,
+                        reserved = updated.order_id.is_some(),
+                        "ticket reservation changed"
+                    );
+                }
+                return Ok(Applied::Applied);
             }
-        };
-        Ok(self.committed_with(ticket_id, applied))
+        }
     }
 
-    /// Who holds the ticket by the orders seen so far: the one order not cancelled. While
-    /// cancellations are still on their way there may be several; the current holder then
-    /// stays if it is one of them.
-    async fn holder(
+    /// The ticket with the orders it has seen, as stored (`read_concern` `None`: local).
+    async fn held(
         &self,
-        session: &mut mongodb::ClientSession,
-        ticket_id: &str,
-        current: Option<&str>,
-    ) -> mongodb::error::Result<Option<String>> {
-        use futures::TryStreamExt as _;
-        let open: Vec<Document> = self
-            .orders_seen
-            .find(doc! { "ticketId": ticket_id, "status": { "$ne": "cancelled" } })
-            .session(&mut *session)
+        ticket_id: ObjectId,
+        read_concern: Option<ReadConcern>,
+    ) -> anyhow::Result<Held> {
+        let raw: Collection<Document> = self.tickets.clone_with_type();
+        let Some(document) = raw
+            .find_one(doc! { "_id": ticket_id })
+            .with_options(read_concern.map(|c| FindOneOptions::builder().read_concern(c).build()))
             .await?
-            .stream(session)
-            .try_collect()
-            .await?;
-        let ids: Vec<&str> = open.iter().filter_map(|o| o.get_str("_id").ok()).collect();
-        Ok(match current {
-            Some(current) if ids.contains(&current) => Some(current.to_owned()),
-            _ => ids.first().map(|id| (*id).to_owned()),
+        else {
+            anyhow::bail!("ticket {ticket_id} not found");
+        };
+        let ticket: TicketDoc = mongodb::bson::from_document(document.clone())?;
+        let applies = document.get_i64("applies").ok();
+        let elsewhere = document.get_bool("ordersElsewhere").unwrap_or(false);
+        let orders = match document.get("orders") {
+            Some(orders) => mongodb::bson::from_bson(orders.clone())?,
+            // Written before orders lived in the ticket: they are all in `orders_seen`.
+            None => self.orders_kept_elsewhere(&ticket.id.to_hex()).await?,
+        };
+        Ok(Held {
+            ticket,
+            orders,
+            applies,
+            elsewhere,
         })
     }
 
-    /// After a transaction's commit: the change shows in the next list, and the event it
-    /// wrote, if any, goes to the relay.
-    fn committed_with(
+    /// What the ticket has seen of the order `id`: in its document, or among those moved out.
+    async fn known(
         &self,
-        ticket_id: ObjectId,
-        (applied, event): (Applied, Option<PendingEvent>),
-    ) -> Applied {
-        self.committed();
-        if let Some(event) = event {
-            self.outbox.written(&self.tickets, ticket_id, event);
+        held: &Held,
+        id: &str,
+        read_concern: Option<ReadConcern>,
+    ) -> mongodb::error::Result<Option<SeenOrder>> {
+        if let Some(seen) = held.orders.iter().find(|seen| seen.id == id) {
+            return Ok(Some(seen.clone()));
         }
-        applied
+        if !held.elsewhere {
+            return Ok(None);
+        }
+        let options = read_concern.map(|c| FindOneOptions::builder().read_concern(c).build());
+        let found = self
+            .orders_seen
+            .find_one(doc! { "_id": id })
+            .with_options(options)
+            .await?;
+        Ok(found.and_then(|seen| seen_order(&seen)))
     }
 
-    async fn set_order(
+    /// Every order of the ticket in the `orders_seen` collection, in the order written.
+    async fn orders_kept_elsewhere(
         &self,
-        session: &mut mongodb::ClientSession,
-        ticket_id: ObjectId,
-        order_id: Option<String>,
-    ) -> mongodb::error::Result<PendingEvent> {
-        let Some(current) = self
-            .tickets
-            .find_one(doc! { "_id": ticket_id })
-            .session(&mut *session)
+        ticket_id: &str,
+    ) -> mongodb::error::Result<Vec<SeenOrder>> {
+        let stored: Vec<Document> = self
+            .orders_seen
+            .find(doc! { "ticketId": ticket_id })
             .await?
-        else {
-            return Err(mongodb::error::Error::custom(format!(
-                "ticket {ticket_id} not found"
-            )));
-        };
-        let updated = TicketDoc {
-            order_id,
-            version: current.version + 1,
-            ..current.clone()
-        };
-        let event = self
-            .write_version(session, &updated, current.version)
+            .try_collect()
             .await?;
-        tracing::info!(
-            version = updated.version,
-            reserved = updated.order_id.is_some(),
-            "ticket reservation changed"
-        );
-        Ok(event)
+        Ok(stored.iter().filter_map(seen_order).collect())
     }
+
+    /// Writes orders moving out of the ticket's document into `orders_seen`, before the
+    /// document drops them: a crash in between leaves them in both, never in neither.
+    async fn keep_elsewhere(
+        &self,
+        ticket_id: &str,
+        spilled: &[SeenOrder],
+    ) -> mongodb::error::Result<()> {
+        for order in spilled {
+            let fields =
+                doc! { "ticketId": ticket_id, "status": &order.status, "version": order.version };
+            self.orders_seen
+                .update_one(doc! { "_id": &order.id }, doc! { "$set": fields })
+                .upsert(true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A version found applied is acknowledged only if a majority holds it: a write still in
+    /// flight may be rolled back by an election, and the message acked on its strength would
+    /// be lost. Otherwise it is retried, and finds the write committed or gone.
+    async fn confirm_stale(
+        &self,
+        ticket_id: ObjectId,
+        order: &OrderSeen<'_>,
+    ) -> anyhow::Result<Applied> {
+        let majority = || Some(ReadConcern::majority());
+        let held = self.held(ticket_id, majority()).await?;
+        let known = self.known(&held, order.id, majority()).await?;
+        Ok(match orders_seen::step(known.as_ref(), order.version) {
+            Step::Stale => Applied::Stale,
+            _ => Applied::Future {
+                have: known.map(|seen| seen.version),
+            },
+        })
+    }
+}
+
+/// A ticket as an order's apply reads it.
+struct Held {
+    ticket: TicketDoc,
+    /// The orders it has seen (those not moved out).
+    orders: Vec<SeenOrder>,
+    /// Order applies so far; the write guard that orders concurrent applies.
+    applies: Option<i64>,
+    /// Whether some of its orders live in `orders_seen` instead.
+    elsewhere: bool,
+}
+
+/// An entry of the `orders_seen` collection as a [`SeenOrder`].
+fn seen_order(stored: &Document) -> Option<SeenOrder> {
+    Some(SeenOrder {
+        id: stored.get_str("_id").ok()?.to_owned(),
+        version: stored.get_i64("version").ok()?,
+        status: stored.get_str("status").ok()?.to_owned(),
+    })
 }

@@ -172,21 +172,13 @@ async fn orders_of_one_ticket_arriving_out_of_order_leave_it_held_by_the_active_
     app.context
         .consumer_settled("tickets-order-created", true)
         .await;
-    let seen: Vec<Document> = {
-        use futures::TryStreamExt as _;
-        app.context
-            .database("tickets")
-            .await
-            .collection::<Document>("orders_seen")
-            .find(doc! { "_id": &first })
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    };
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].get_i64("version").unwrap(), 1, "{seen:?}");
+    let seen = stored_orders(&app, &id).await;
+    let first_seen: Vec<&Document> = seen
+        .iter()
+        .filter(|o| o.get_str("id") == Ok(first.as_str()))
+        .collect();
+    assert_eq!(first_seen.len(), 1, "{seen:?}");
+    assert_eq!(first_seen[0].get_i64("v").unwrap(), 1, "{seen:?}");
     let ticket = app.get(&format!("/api/tickets/{id}"), None).await.body;
     assert_eq!(ticket["orderId"], second.as_str(), "{ticket}");
     // And the second's cancellation frees it.
@@ -197,6 +189,134 @@ async fn orders_of_one_ticket_arriving_out_of_order_leave_it_held_by_the_active_
         })
         .await;
     assert!(freed.get("orderId").is_none(), "{freed}");
+}
+
+/// The orders the ticket's document keeps, as stored.
+async fn stored_orders(app: &TestApp, id: &str) -> Vec<Document> {
+    let ticket = tickets_collection(app)
+        .await
+        .find_one(doc! { "_id": ObjectId::parse_str(id).unwrap() })
+        .await
+        .unwrap()
+        .unwrap();
+    ticket
+        .get_array("orders")
+        .unwrap()
+        .iter()
+        .map(|o| o.as_document().unwrap().clone())
+        .collect()
+}
+
+async fn tickets_collection(app: &TestApp) -> mongodb::Collection<Document> {
+    app.context.database("tickets").await.collection("tickets")
+}
+
+#[tokio::test]
+async fn a_ticket_ordered_without_end_moves_old_orders_out_and_still_ignores_their_replays() {
+    let (app, bus, _, id) = spawn_with_ticket().await;
+    // More orders made and cancelled than a ticket document keeps (64), then one open.
+    let cancelled: Vec<String> = (0..70).map(|_| ObjectId::new().to_hex()).collect();
+    for order_id in &cancelled {
+        bus.publish(&order_created(order_id, &id)).await.unwrap();
+        bus.publish(&order_cancelled(order_id, &id)).await.unwrap();
+    }
+    let open = ObjectId::new().to_hex();
+    bus.publish(&order_created(&open, &id)).await.unwrap();
+    app.ticket_where(&id, "held by the last order", |t| {
+        t["orderId"] == open.as_str()
+    })
+    .await;
+    app.context
+        .consumer_settled("tickets-order-cancelled", false)
+        .await;
+    app.context
+        .consumer_settled("tickets-order-created", false)
+        .await;
+    let kept = stored_orders(&app, &id).await;
+    assert_eq!(kept.len(), 64, "{kept:?}");
+    let moved = app
+        .context
+        .database("tickets")
+        .await
+        .collection::<Document>("orders_seen")
+        .count_documents(doc! { "ticketId": &id })
+        .await
+        .unwrap();
+    assert_eq!(moved, 7, "the oldest cancelled orders moved out");
+    // A replay of the first, long-cancelled order (a dead letter replayed, a redelivery) is
+    // a duplicate: it does not take the ticket, and is acknowledged.
+    let replay = serde_json::to_vec(&order_created(&cancelled[0], &id)).unwrap();
+    bus.publish_bytes(
+        bus.subject(Subject::OrderCreated),
+        async_nats::HeaderMap::new(),
+        Bytes::from(replay),
+    )
+    .await
+    .unwrap();
+    bus.publish(&order_cancelled(&open, &id)).await.unwrap();
+    let freed = app
+        .ticket_where(&id, "free once the last order is cancelled", |t| {
+            t.get("orderId").is_none()
+        })
+        .await;
+    app.context
+        .consumer_settled("tickets-order-created", true)
+        .await;
+    let after = app.get(&format!("/api/tickets/{id}"), None).await.body;
+    assert!(after.get("orderId").is_none(), "{after}");
+    assert_eq!(
+        after["version"], freed["version"],
+        "nothing changed after the replay"
+    );
+}
+
+#[tokio::test]
+async fn a_ticket_whose_orders_were_stored_apart_by_an_earlier_version_keeps_its_holder() {
+    let (app, bus, _, id) = spawn_with_ticket().await;
+    let holder = ObjectId::new().to_hex();
+    // As an earlier version left it: reserved by `holder`, which only `orders_seen` records,
+    // and no orders inside the ticket's document.
+    let tickets = tickets_collection(&app).await;
+    let oid = ObjectId::parse_str(&id).unwrap();
+    tickets
+        .update_one(
+            doc! { "_id": oid },
+            doc! { "$set": { "orderId": &holder, "version": 1_i64 } },
+        )
+        .await
+        .unwrap();
+    app.context
+        .database("tickets")
+        .await
+        .collection::<Document>("orders_seen")
+        .insert_one(doc! { "_id": &holder, "ticketId": &id, "status": "created", "version": 0_i64 })
+        .await
+        .unwrap();
+    // A second order's creation (a stale one, as after a redelivery) leaves the holder; the
+    // holder's own creation redelivered is a duplicate; its cancellation frees the ticket.
+    let other = ObjectId::new().to_hex();
+    bus.publish(&order_created(&other, &id)).await.unwrap();
+    let replay = serde_json::to_vec(&order_created(&holder, &id)).unwrap();
+    bus.publish_bytes(
+        bus.subject(Subject::OrderCreated),
+        async_nats::HeaderMap::new(),
+        Bytes::from(replay),
+    )
+    .await
+    .unwrap();
+    app.context
+        .consumer_settled("tickets-order-created", true)
+        .await;
+    let ticket = app.get(&format!("/api/tickets/{id}"), None).await.body;
+    assert_eq!(ticket["orderId"], holder.as_str(), "{ticket}");
+    assert_eq!(stored_orders(&app, &id).await.len(), 2);
+    bus.publish(&order_cancelled(&holder, &id)).await.unwrap();
+    app.ticket_where(
+        &id,
+        "held by the other order once the holder is cancelled",
+        |t| t["orderId"] == other.as_str(),
+    )
+    .await;
 }
 
 #[tokio::test]
