@@ -69,6 +69,29 @@ impl Schedule {
         Ok(())
     }
 
+    /// Schedules several orders' expirations in one command; `false` when not all are known to
+    /// be scheduled (the caller then schedules each with [`Schedule::schedule`]).
+    pub(crate) async fn schedule_all(
+        &self,
+        orders: &[(&str, DateTime)],
+    ) -> mongodb::error::Result<bool> {
+        let updates = orders
+            .iter()
+            .map(|(order_id, at)| {
+                doc! {
+                    "q": { "_id": order_id },
+                    "u": { "$setOnInsert": { "expiresAt": at, "firedAt": null } },
+                    "upsert": true,
+                }
+            })
+            .collect();
+        let scheduled = common::mongo::update_all(&self.expirations, updates).await?;
+        if scheduled.is_some() {
+            self.changed.notify_one();
+        }
+        Ok(scheduled == Some(orders.len()))
+    }
+
     /// The earliest pending expiration, if any.
     pub(crate) async fn next_due(&self) -> mongodb::error::Result<Option<DateTime>> {
         let next = self

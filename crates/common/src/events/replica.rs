@@ -172,20 +172,7 @@ pub async fn apply_all(
             },
         )
         .collect();
-    let reply = replica
-        .client()
-        .database(replica.namespace().db.as_str())
-        .run_command(doc! {
-            "update": replica.name(),
-            "updates": updates,
-            "ordered": true,
-        })
-        .await?;
-    // `n`: updates whose filter matched, plus upserts; write errors stop an ordered batch.
-    let matched = reply
-        .get_i32("n")
-        .map_or(0, |n| usize::try_from(n).unwrap_or(0));
-    Ok(matched == count && !reply.contains_key("writeErrors"))
+    Ok(crate::mongo::update_all(replica, updates).await? == Some(count))
 }
 
 /// Consecutive versions `from..=to` of one record, ending in `fields`.

@@ -1,5 +1,6 @@
 //! Connecting a service to its MongoDB database; what every store needs besides lives in the
-//! submodules: error meanings, retried transactions, per-record locks, combined inserts.
+//! submodules: error meanings, retried transactions, per-record locks, combined inserts and
+//! batched updates.
 
 use std::time::Duration;
 
@@ -9,11 +10,13 @@ use mongodb::{Client, Database};
 
 use crate::config::{ConfigError, Env};
 
+mod batch;
 mod combine;
 mod errors;
 mod key_locks;
 mod transaction;
 
+pub use batch::update_all;
 pub use combine::{IN_FLIGHT, Inserts};
 pub use errors::{duplicate_key_index, is_duplicate_key, is_outage, is_unavailable};
 pub use key_locks::KeyLocks;

@@ -118,3 +118,49 @@ async fn an_order_already_past_its_time_expires_at_once() {
     bus.publish(&order).await.unwrap();
     wait_for_expiration(&context, &order.id).await;
 }
+
+#[tokio::test]
+async fn a_backlog_of_orders_is_scheduled_in_batches_each_once_at_its_own_time() {
+    let context = TestContext::new();
+    let bus = context.bus().await;
+    // Published before the service starts, the first 30 twice (a redelivery): the listener
+    // finds a backlog and schedules what waits in a lane at once.
+    let start = SystemTime::now() + Duration::from_secs(3_600);
+    let orders: Vec<OrderCreated> = (0..150)
+        .map(|i| order_expiring_at(start + Duration::from_secs(i)))
+        .collect();
+    for order in orders.iter().chain(&orders[..30]) {
+        let payload = serde_json::to_vec(order).unwrap();
+        bus.publish_bytes(
+            bus.subject(common::events::Subject::OrderCreated),
+            async_nats::HeaderMap::new(),
+            payload.into(),
+        )
+        .await
+        .unwrap();
+    }
+    let _app = spawn(&context).await;
+    context
+        .consumer_settled("expiration-order-created", true)
+        .await;
+    let schedule = context
+        .database("expiration")
+        .await
+        .collection::<mongodb::bson::Document>("expirations");
+    for order in &orders {
+        let stored = schedule
+            .find_one(mongodb::bson::doc! { "_id": &order.id })
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("order {} not scheduled", order.id));
+        let at = stored.get_datetime("expiresAt").unwrap();
+        assert_eq!(at.try_to_rfc3339_string().unwrap(), order.expires_at);
+    }
+    assert_eq!(
+        schedule
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap(),
+        150
+    );
+}

@@ -9,6 +9,9 @@ use crate::saga::Saga;
 pub(crate) struct OrderReplicaHandler(pub(crate) Saga);
 
 impl Handler<OrderCreated> for OrderReplicaHandler {
+    /// Few lanes, larger batches: what waited in a lane enters the replica in one command.
+    const LANES: usize = 4;
+
     async fn handle(&self, event: OrderCreated, _delivery: &Delivery) -> anyhow::Result<Outcome> {
         Ok(self
             .0
@@ -16,6 +19,10 @@ impl Handler<OrderCreated> for OrderReplicaHandler {
             .order_created(&event)
             .await?
             .outcome("order", event.version))
+    }
+
+    async fn handle_all(&self, events: &[&OrderCreated]) -> anyhow::Result<bool> {
+        self.0.store.orders_created(events).await
     }
 }
 

@@ -132,15 +132,21 @@ impl PaymentStore {
 
     /// `order:created`: the order enters the replica at version 0.
     pub(crate) async fn order_created(&self, order: &OrderCreated) -> anyhow::Result<Applied> {
-        let id = ObjectId::parse_str(&order.id)?;
-        let expires_at = DateTime::parse_rfc3339_str(&order.expires_at)?;
-        let fields = doc! {
-            "userId": &order.user_id,
-            "price": order.ticket.price,
-            "status": order.status.as_str(),
-            "expiresAt": expires_at,
-        };
+        let (id, fields) = created_fields(order)?;
         Ok(replica::apply(&self.orders_raw, id, order.version, fields, None).await?)
+    }
+
+    /// Several `order:created` in one command; `false` when not all applied (the caller
+    /// then applies each with [`PaymentStore::order_created`], which finds the others done).
+    pub(crate) async fn orders_created(&self, orders: &[&OrderCreated]) -> anyhow::Result<bool> {
+        let changes = orders
+            .iter()
+            .map(|order| {
+                let (id, fields) = created_fields(order)?;
+                Ok((id.into(), order.version, fields))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(replica::apply_all(&self.orders_raw, changes).await?)
     }
 
     /// `order:cancelled`: the replica moves to the cancelled version; the order, read back,
@@ -162,4 +168,17 @@ impl PaymentStore {
     pub(crate) async fn order(&self, id: ObjectId) -> mongodb::error::Result<Option<OrderReplica>> {
         self.orders.find_one(doc! { "_id": id }).await
     }
+}
+
+/// The replica's id and fields of a created order.
+fn created_fields(order: &OrderCreated) -> anyhow::Result<(ObjectId, Document)> {
+    let id = ObjectId::parse_str(&order.id)?;
+    let expires_at = DateTime::parse_rfc3339_str(&order.expires_at)?;
+    let fields = doc! {
+        "userId": &order.user_id,
+        "price": order.ticket.price,
+        "status": order.status.as_str(),
+        "expiresAt": expires_at,
+    };
+    Ok((id, fields))
 }
