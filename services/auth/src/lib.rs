@@ -37,7 +37,7 @@ impl Launch for Config {
     /// Connects to the service's database, makes sure its indexes exist, and returns the
     /// routes and readiness checks to serve.
     async fn build(&self) -> anyhow::Result<Service> {
-        let state = AppState::connect(self).await?;
+        let state = state::State::connect(self).await?;
         let check = ReadinessCheck::mongo(format!("{}-mongo", Self::NAME), state.users.database());
         Ok(Service::new(Self::NAME, app(state), vec![check]))
     }

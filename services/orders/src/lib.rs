@@ -33,7 +33,7 @@ impl Launch for Config {
     async fn build(&self) -> anyhow::Result<Service> {
         let backend =
             Backend::connect::<Self>(&self.service.mongo, &self.nats, &[store::ORDERS]).await?;
-        let state = AppState::new(&backend, self).await?;
+        let state = state::State::new(&backend, self).await?;
         retire_consumers(&backend).await;
         let tickets = backend
             .listener::<TicketChanged, _>(listeners::TicketReplicaHandler(state.orders.clone()));

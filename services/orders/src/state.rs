@@ -1,25 +1,25 @@
 //! The state every orders handler and listener shares.
 
-use axum::extract::FromRef;
 use common::Sessions;
-use common::server::Backend;
+use common::server::{Backend, Shared};
 
 use crate::config::Config;
 use crate::store::OrderStore;
 
-/// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
-/// limiter) from it through `FromRef`.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What orders' handlers and listeners share, once per process (`Shared`: one reference count
+/// per request).
+pub type AppState = Shared<State>;
+
+pub struct State {
     pub(crate) orders: OrderStore,
     pub(crate) sessions: Sessions,
 }
 
-impl AppState {
+impl State {
     /// Prepares the service's collections (and their indexes).
-    pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<Self> {
+    pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<AppState> {
         let outbox = backend.outbox.clone();
-        Ok(Self {
+        Ok(Shared::new(Self {
             orders: OrderStore::open(
                 &backend.db,
                 outbox,
@@ -28,6 +28,12 @@ impl AppState {
             )
             .await?,
             sessions: Sessions::new(&config.service.sessions),
-        })
+        }))
+    }
+}
+
+impl AsRef<Sessions> for State {
+    fn as_ref(&self) -> &Sessions {
+        &self.sessions
     }
 }

@@ -42,7 +42,7 @@ impl Launch for Config {
             &[store::ORDERS, store::LEGACY_PAYMENTS],
         )
         .await?;
-        let state = AppState::new(&backend, self).await?;
+        let state = state::State::new(&backend, self).await?;
         let saga = state.saga.clone();
         let replica = || listeners::OrderReplicaHandler(saga.clone());
         let created = backend.listener::<OrderCreated, _>(replica());

@@ -2,26 +2,26 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
 use common::Sessions;
-use common::server::Backend;
+use common::server::{Backend, Shared};
 
 use crate::config::{Config, GatewayChoice};
 use crate::gateway::{LocalGateway, PaymentGateway, StripeGateway};
 use crate::saga::Saga;
 use crate::store::PaymentStore;
 
-/// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
-/// limiter) from it through `FromRef`.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What payments' handlers and listeners share, once per process (`Shared`: one reference count
+/// per request).
+pub type AppState = Shared<State>;
+
+pub struct State {
     pub(crate) saga: Saga,
     pub(crate) sessions: Sessions,
 }
 
-impl AppState {
+impl State {
     /// Prepares the service's collections and the configured gateway.
-    pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<Self> {
+    pub async fn new(backend: &Backend, config: &Config) -> anyhow::Result<AppState> {
         let store = PaymentStore::open(&backend.db, backend.outbox.clone()).await?;
         let gateway: Arc<dyn PaymentGateway> = match &config.gateway {
             GatewayChoice::Stripe(stripe) => Arc::new(StripeGateway::new(stripe)?),
@@ -32,9 +32,15 @@ impl AppState {
                 Arc::new(LocalGateway::default())
             }
         };
-        Ok(Self {
+        Ok(Shared::new(Self {
             saga: Saga::new(store, gateway, config.saga),
             sessions: Sessions::new(&config.service.sessions),
-        })
+        }))
+    }
+}
+
+impl AsRef<Sessions> for State {
+    fn as_ref(&self) -> &Sessions {
+        &self.sessions
     }
 }

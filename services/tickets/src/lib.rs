@@ -37,7 +37,7 @@ impl Launch for Config {
     async fn build(&self) -> anyhow::Result<Service> {
         let backend =
             Backend::connect::<Self>(&self.service.mongo, &self.nats, &[store::TICKETS]).await?;
-        let state = AppState::new(&backend, &self.service.sessions).await?;
+        let state = state::State::new(&backend, &self.service.sessions).await?;
         let reserve = backend.listener(listeners::OrderCreatedHandler(state.tickets.clone()));
         let release = backend.listener(listeners::OrderCancelledHandler(state.tickets.clone()));
         let (cache, tickets) = (

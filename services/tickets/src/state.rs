@@ -1,26 +1,32 @@
 //! The state every tickets handler and listener shares.
 
-use axum::extract::FromRef;
 use common::Sessions;
-use common::server::Backend;
+use common::server::{Backend, Shared};
 use common::session::SessionConfig;
 
 use crate::store::TicketStore;
 
-/// Cheap to clone: every field is a handle. Extractors read the sessions (and auth's rate
-/// limiter) from it through `FromRef`.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What tickets' handlers and listeners share, once per process (`Shared`: one reference count
+/// per request).
+pub type AppState = Shared<State>;
+
+pub struct State {
     pub(crate) tickets: TicketStore,
     pub(crate) sessions: Sessions,
 }
 
-impl AppState {
+impl State {
     /// Prepares the service's collections (and their indexes).
-    pub async fn new(backend: &Backend, sessions: &SessionConfig) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub async fn new(backend: &Backend, sessions: &SessionConfig) -> anyhow::Result<AppState> {
+        Ok(Shared::new(Self {
             tickets: TicketStore::open(&backend.db, backend.outbox.clone()).await?,
             sessions: Sessions::new(sessions),
-        })
+        }))
+    }
+}
+
+impl AsRef<Sessions> for State {
+    fn as_ref(&self) -> &Sessions {
+        &self.sessions
     }
 }

@@ -14,6 +14,7 @@ mod launch;
 mod layers;
 mod limits;
 mod service;
+mod shared;
 
 use std::net::SocketAddr;
 
@@ -27,6 +28,7 @@ pub use config::{HttpConfig, ServiceConfig};
 pub use launch::{Backend, HEALTHCHECK, Launch, run};
 pub use limits::Limits;
 pub use service::Service;
+pub use shared::Shared;
 
 use crate::health;
 use crate::metrics::{self, HttpMetrics};
