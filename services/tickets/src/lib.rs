@@ -4,6 +4,7 @@
 
 mod config;
 mod domain;
+mod known;
 mod list_cache;
 mod listeners;
 mod orders_seen;

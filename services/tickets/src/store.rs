@@ -9,10 +9,11 @@ use common::events::{
 use common::mongo::KeyLocks;
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc, oid::ObjectId};
-use mongodb::options::{FindOneOptions, IndexOptions, ReadConcern};
+use mongodb::options::{FindOneOptions, FindOptions, IndexOptions, ReadConcern};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
+use crate::known::{Held, Known};
 use crate::list_cache::ListCache;
 use crate::orders_seen::{self, SeenOrder, Step};
 
@@ -101,6 +102,8 @@ pub(crate) struct TicketStore {
     /// tickets last written before orders lived in the ticket.
     orders_seen: Collection<Document>,
     outbox: Outbox,
+    /// The tickets this process last read or wrote, to write the next change without a read.
+    known: std::sync::Arc<Known>,
     /// Changes to one ticket from this process take turns instead of conflicting.
     locks: std::sync::Arc<KeyLocks>,
     /// The public list as served; every commit here makes it out of date.
@@ -120,6 +123,7 @@ impl TicketStore {
             tickets: db.collection(TICKETS),
             orders_seen: db.collection("orders_seen"),
             outbox,
+            known: std::sync::Arc::default(),
             locks: std::sync::Arc::new(KeyLocks::new(1024)),
             list_cache: std::sync::Arc::default(),
         }
@@ -174,6 +178,12 @@ impl TicketStore {
         let event = TicketCreated(ticket.event_data());
         self.outbox.insert(&self.tickets, &ticket, &event).await?;
         self.committed();
+        self.known.put(Held {
+            ticket: ticket.clone(),
+            orders: Some(Vec::new()),
+            applies: None,
+            elsewhere: false,
+        });
         tracing::info!(ticket_id = %ticket.id, version = 0, "ticket created");
         Ok(ticket)
     }
@@ -214,20 +224,30 @@ impl TicketStore {
         price: f64,
     ) -> Result<TicketDoc, StoreError> {
         let _turn = self.locks.lock(&id).await;
+        let (mut held, mut fresh) = match self.known.get(&id) {
+            Some(held) => (held, false),
+            None => (self.fresh(id).await?.ok_or(StoreError::NotFound)?, true),
+        };
         let result = loop {
-            let current = self.find(id).await?.ok_or(StoreError::NotFound)?;
+            let current = &held.ticket;
+            // The owner never changes, so even a remembered ticket answers this.
             if current.user_id != user_id {
                 return Err(StoreError::NotOwner);
             }
             if current.order_id.is_some() {
-                return Err(StoreError::Reserved);
+                if fresh {
+                    return Err(StoreError::Reserved);
+                }
+                held = self.fresh(id).await?.ok_or(StoreError::NotFound)?;
+                fresh = true;
+                continue;
             }
             let previous = current.version;
             let updated = TicketDoc {
                 title: title.clone(),
                 price,
                 version: previous + 1,
-                ..current
+                ..current.clone()
             };
             let set = doc! { "title": &updated.title, "price": price, "version": updated.version };
             // The guard repeats the rules, so a change by another replica since the read (a
@@ -239,8 +259,14 @@ impl TicketStore {
                 .update(&self.tickets, id, guard, set, &event)
                 .await?
             {
+                self.known.put(Held {
+                    ticket: updated.clone(),
+                    ..held
+                });
                 break updated;
             }
+            held = self.fresh(id).await?.ok_or(StoreError::NotFound)?;
+            fresh = true;
         };
         self.committed();
         tracing::info!(version = result.version, "ticket updated");
@@ -272,9 +298,10 @@ impl TicketStore {
     }
 
     /// Applies one version of an order to its ticket: the orders the ticket has seen live in
-    /// its own document (`orders_seen.rs`), so the apply is a read and one write guarded by
-    /// what was read (the ticket's version and its count of applies); a write by anyone else
-    /// in between makes it a miss, and it reads again.
+    /// its own document (`orders_seen.rs`), so the apply is one write guarded by what it
+    /// assumes of the ticket (its version and its count of order `applies`), made on the
+    /// ticket as this process last saw it (`known.rs`); a write by anyone else in between
+    /// makes it a miss, and it reads the ticket and tries again.
     ///
     /// Who holds the ticket is then read from those orders, not from the event: orders lets
     /// one order at a time hold a ticket, and events of different orders arrive in any order
@@ -283,12 +310,27 @@ impl TicketStore {
     async fn apply_order(&self, order: OrderSeen<'_>) -> anyhow::Result<Applied> {
         let ticket_id = ObjectId::parse_str(order.ticket_id)?;
         let _turn = self.locks.lock(&ticket_id).await;
+        let (mut held, mut fresh) = match self.known.get(&ticket_id) {
+            Some(held) => (held, false),
+            None => (self.fresh_or_missing(ticket_id).await?, true),
+        };
         loop {
-            let held = self.held(ticket_id, None).await?;
-            let mut orders = held.orders.clone();
-            let known = self.known(&held, order.id, None).await?;
+            let mut orders = match &held.orders {
+                Some(orders) => orders.clone(),
+                // Never ordered, or written before orders lived in the ticket.
+                None => self.orders_kept_elsewhere(order.ticket_id, None).await?,
+            };
+            let known = self
+                .known_order(&orders, held.elsewhere, order.id, None)
+                .await?;
             match orders_seen::step(known.as_ref(), order.version) {
                 Step::Apply => {}
+                // Only a fresh read decides that nothing is to be done (yet).
+                _ if !fresh => {
+                    held = self.fresh_or_missing(ticket_id).await?;
+                    fresh = true;
+                    continue;
+                }
                 Step::Stale => return self.confirm_stale(ticket_id, &order).await,
                 Step::Future { have } => return Ok(Applied::Future { have }),
             }
@@ -296,10 +338,12 @@ impl TicketStore {
             let holder = orders_seen::holder(&orders, held.ticket.order_id.as_deref());
             let spilled = orders_seen::spill(&mut orders);
             self.keep_elsewhere(order.ticket_id, &spilled).await?;
+            let elsewhere = held.elsewhere || !spilled.is_empty();
+            let applies = held.applies.unwrap_or(0) + 1;
             let mut set = doc! {
                 "orders": mongodb::bson::to_bson(&orders)?,
-                "applies": held.applies.unwrap_or(0) + 1,
-                "ordersElsewhere": held.elsewhere || !spilled.is_empty(),
+                "applies": applies,
+                "ordersElsewhere": elsewhere,
             };
             let guard = doc! {
                 "_id": ticket_id,
@@ -309,7 +353,7 @@ impl TicketStore {
             let changed = (holder != held.ticket.order_id).then(|| TicketDoc {
                 order_id: holder,
                 version: held.ticket.version + 1,
-                ..held.ticket
+                ..held.ticket.clone()
             });
             let (update, event) = match &changed {
                 None => (doc! { "$set": set }, None),
@@ -320,62 +364,88 @@ impl TicketStore {
                     (event.update(set)?, Some(event))
                 }
             };
-            if self.tickets.update_one(guard, update).await?.matched_count == 1 {
-                self.committed();
-                if let (Some(updated), Some(event)) = (changed, event) {
-                    self.outbox.written(&self.tickets, ticket_id, event);
-                    tracing::info!(
-                        version = updated.version,
-                        reserved = updated.order_id.is_some(),
-                        "ticket reservation changed"
-                    );
-                }
-                return Ok(Applied::Applied);
+            let written = self.tickets.update_one(guard, update).await?;
+            if written.matched_count != 1 {
+                held = self.fresh_or_missing(ticket_id).await?;
+                fresh = true;
+                continue;
             }
+            self.committed();
+            self.known.put(Held {
+                ticket: changed.clone().unwrap_or(held.ticket),
+                orders: Some(orders),
+                applies: Some(applies),
+                elsewhere,
+            });
+            if let (Some(updated), Some(event)) = (changed, event) {
+                self.outbox.written(&self.tickets, ticket_id, event);
+                tracing::info!(
+                    version = updated.version,
+                    reserved = updated.order_id.is_some(),
+                    "ticket reservation changed"
+                );
+            }
+            return Ok(Applied::Applied);
         }
     }
 
+    /// The ticket as stored now, remembered for the next change.
+    async fn fresh(&self, ticket_id: ObjectId) -> mongodb::error::Result<Option<Held>> {
+        let held = self.read(ticket_id, None).await?;
+        if let Some(held) = &held {
+            self.known.put(held.clone());
+        }
+        Ok(held)
+    }
+
+    /// [`TicketStore::fresh`] for an order's apply, where a missing ticket is an error.
+    async fn fresh_or_missing(&self, ticket_id: ObjectId) -> anyhow::Result<Held> {
+        self.fresh(ticket_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("ticket {ticket_id} not found"))
+    }
+
     /// The ticket with the orders it has seen, as stored (`read_concern` `None`: local).
-    async fn held(
+    async fn read(
         &self,
         ticket_id: ObjectId,
         read_concern: Option<ReadConcern>,
-    ) -> anyhow::Result<Held> {
+    ) -> mongodb::error::Result<Option<Held>> {
         let raw: Collection<Document> = self.tickets.clone_with_type();
         let Some(document) = raw
             .find_one(doc! { "_id": ticket_id })
             .with_options(read_concern.map(|c| FindOneOptions::builder().read_concern(c).build()))
             .await?
         else {
-            anyhow::bail!("ticket {ticket_id} not found");
+            return Ok(None);
         };
-        let ticket: TicketDoc = mongodb::bson::from_document(document.clone())?;
-        let applies = document.get_i64("applies").ok();
-        let elsewhere = document.get_bool("ordersElsewhere").unwrap_or(false);
+        let stored = |e: mongodb::bson::de::Error| {
+            mongodb::error::Error::custom(format!("stored ticket {ticket_id}: {e}"))
+        };
         let orders = match document.get("orders") {
-            Some(orders) => mongodb::bson::from_bson(orders.clone())?,
-            // Written before orders lived in the ticket: they are all in `orders_seen`.
-            None => self.orders_kept_elsewhere(&ticket.id.to_hex()).await?,
+            Some(orders) => Some(mongodb::bson::from_bson(orders.clone()).map_err(stored)?),
+            None => None,
         };
-        Ok(Held {
-            ticket,
+        Ok(Some(Held {
+            applies: document.get_i64("applies").ok(),
+            elsewhere: document.get_bool("ordersElsewhere").unwrap_or(false),
             orders,
-            applies,
-            elsewhere,
-        })
+            ticket: mongodb::bson::from_document(document).map_err(stored)?,
+        }))
     }
 
-    /// What the ticket has seen of the order `id`: in its document, or among those moved out.
-    async fn known(
+    /// What the ticket has seen of the order `id`: among `orders`, or among those moved out.
+    async fn known_order(
         &self,
-        held: &Held,
+        orders: &[SeenOrder],
+        elsewhere: bool,
         id: &str,
         read_concern: Option<ReadConcern>,
     ) -> mongodb::error::Result<Option<SeenOrder>> {
-        if let Some(seen) = held.orders.iter().find(|seen| seen.id == id) {
+        if let Some(seen) = orders.iter().find(|seen| seen.id == id) {
             return Ok(Some(seen.clone()));
         }
-        if !held.elsewhere {
+        if !elsewhere {
             return Ok(None);
         }
         let options = read_concern.map(|c| FindOneOptions::builder().read_concern(c).build());
@@ -391,10 +461,12 @@ impl TicketStore {
     async fn orders_kept_elsewhere(
         &self,
         ticket_id: &str,
+        read_concern: Option<ReadConcern>,
     ) -> mongodb::error::Result<Vec<SeenOrder>> {
         let stored: Vec<Document> = self
             .orders_seen
             .find(doc! { "ticketId": ticket_id })
+            .with_options(read_concern.map(|c| FindOptions::builder().read_concern(c).build()))
             .await?
             .try_collect()
             .await?;
@@ -428,8 +500,19 @@ impl TicketStore {
         order: &OrderSeen<'_>,
     ) -> anyhow::Result<Applied> {
         let majority = || Some(ReadConcern::majority());
-        let held = self.held(ticket_id, majority()).await?;
-        let known = self.known(&held, order.id, majority()).await?;
+        let Some(held) = self.read(ticket_id, majority()).await? else {
+            anyhow::bail!("ticket {ticket_id} not found");
+        };
+        let orders = match held.orders {
+            Some(orders) => orders,
+            None => {
+                self.orders_kept_elsewhere(order.ticket_id, majority())
+                    .await?
+            }
+        };
+        let known = self
+            .known_order(&orders, held.elsewhere, order.id, majority())
+            .await?;
         Ok(match orders_seen::step(known.as_ref(), order.version) {
             Step::Stale => Applied::Stale,
             _ => Applied::Future {
@@ -437,17 +520,6 @@ impl TicketStore {
             },
         })
     }
-}
-
-/// A ticket as an order's apply reads it.
-struct Held {
-    ticket: TicketDoc,
-    /// The orders it has seen (those not moved out).
-    orders: Vec<SeenOrder>,
-    /// Order applies so far; the write guard that orders concurrent applies.
-    applies: Option<i64>,
-    /// Whether some of its orders live in `orders_seen` instead.
-    elsewhere: bool,
 }
 
 /// An entry of the `orders_seen` collection as a [`SeenOrder`].

@@ -319,6 +319,68 @@ async fn a_ticket_whose_orders_were_stored_apart_by_an_earlier_version_keeps_its
     .await;
 }
 
+/// What another tickets process does to the ticket `id` when it applies `order`'s creation
+/// (reserved by it, version 1), written behind this process's back.
+async fn reserved_elsewhere(app: &TestApp, id: &str, order: &str) {
+    let written = tickets_collection(app)
+        .await
+        .update_one(
+            doc! { "_id": ObjectId::parse_str(id).unwrap(), "version": 0_i64 },
+            doc! { "$set": {
+                "orderId": order,
+                "version": 1_i64,
+                "applies": 1_i64,
+                "orders": [{ "id": order, "v": 0_i64, "s": "created" }],
+            } },
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.matched_count, 1);
+}
+
+#[tokio::test]
+async fn a_ticket_another_process_reserved_is_not_updated_from_what_this_one_remembers() {
+    let (app, _, user, id) = spawn_with_ticket().await;
+    // This process wrote the ticket last (it created it); another one reserves it.
+    reserved_elsewhere(&app, &id, &ObjectId::new().to_hex()).await;
+    let path = format!("/api/tickets/{id}");
+    let response = app
+        .put(
+            &path,
+            Some(&user.cookie),
+            json!({"title": "new", "price": 9}),
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        response.body
+    );
+    let ticket = app.get(&path, None).await.body;
+    assert_eq!(ticket["title"], "concert", "{ticket}");
+    assert_eq!(ticket["version"], 1, "{ticket}");
+}
+
+#[tokio::test]
+async fn an_order_another_process_applied_is_found_when_its_cancellation_arrives_here() {
+    let (app, bus, _, id) = spawn_with_ticket().await;
+    let order = ObjectId::new().to_hex();
+    // The creation was applied by another process; this one remembers the ticket free and
+    // without orders, so the cancellation looks like it came before its creation.
+    reserved_elsewhere(&app, &id, &order).await;
+    bus.publish(&order_cancelled(&order, &id)).await.unwrap();
+    let freed = app
+        .ticket_where(&id, "free once the cancellation applies", |t| {
+            t.get("orderId").is_none()
+        })
+        .await;
+    assert_eq!(freed["version"], 2, "{freed}");
+    app.context
+        .consumer_settled("tickets-order-cancelled", true)
+        .await;
+}
+
 #[tokio::test]
 async fn a_malformed_order_event_is_dead_lettered_and_the_stream_keeps_flowing() {
     let (app, bus, _, id) = spawn_with_ticket().await;
