@@ -4,7 +4,8 @@
 //! Nothing is decided on a remembered ticket alone: every write stays guarded by what it
 //! assumes (the ticket's version, and its count of order applies), so a ticket another process
 //! changed since makes the write a miss, and the store reads the ticket and tries again.
-//! Refusals and "already applied" are decided on a fresh read.
+//! A refusal that can change (reserved) and "already applied" are decided on a fresh read;
+//! the owner never changes.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

@@ -71,13 +71,15 @@ pub(crate) fn holder(orders: &[SeenOrder], current: Option<&str>) -> Option<Stri
     }
 }
 
-/// Takes the oldest cancelled orders out of `orders` until at most [`KEPT`] remain (open
-/// orders always stay: they decide the holder) and returns them, to be kept elsewhere.
-pub(crate) fn spill(orders: &mut Vec<SeenOrder>) -> Vec<SeenOrder> {
+/// Takes the oldest cancelled orders out of `orders` until at most [`KEPT`] remain and
+/// returns them, to be kept elsewhere. Open orders always stay (they decide the holder), and
+/// so does `applying`, the order this apply changes: its new state must not be written
+/// anywhere before the ticket's own write commits.
+pub(crate) fn spill(orders: &mut Vec<SeenOrder>, applying: &str) -> Vec<SeenOrder> {
     let mut excess = orders.len().saturating_sub(KEPT);
     let mut spilled = Vec::new();
     orders.retain(|order| {
-        if excess > 0 && order.status == CANCELLED {
+        if excess > 0 && order.status == CANCELLED && order.id != applying {
             excess -= 1;
             spilled.push(order.clone());
             false
@@ -133,12 +135,14 @@ mod tests {
             .map(|i| order(&format!("c{i}"), 1, CANCELLED))
             .collect();
         orders.insert(1, order("open", 0, "created"));
-        let spilled = spill(&mut orders);
+        // c1 is the order being applied (just cancelled): it stays this time.
+        let spilled = spill(&mut orders, "c1");
         let ids: Vec<&str> = spilled.iter().map(|o| o.id.as_str()).collect();
-        assert_eq!(ids, ["c0", "c1", "c2", "c3"]);
+        assert_eq!(ids, ["c0", "c2", "c3", "c4"]);
         assert_eq!(orders.len(), KEPT);
         assert_eq!(orders[0].id, "open");
-        assert!(spill(&mut orders).is_empty());
+        assert_eq!(orders[1].id, "c1");
+        assert!(spill(&mut orders, "c1").is_empty());
     }
 
     #[test]
@@ -146,7 +150,7 @@ mod tests {
         let mut orders: Vec<SeenOrder> = (0..KEPT + 2)
             .map(|i| order(&format!("o{i}"), 0, "created"))
             .collect();
-        assert!(spill(&mut orders).is_empty());
+        assert!(spill(&mut orders, "o0").is_empty());
         assert_eq!(orders.len(), KEPT + 2);
     }
 }

@@ -8,7 +8,7 @@ use common::events::{
 };
 use common::mongo::KeyLocks;
 use futures::TryStreamExt as _;
-use mongodb::bson::{Document, doc, oid::ObjectId};
+use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::options::{FindOneOptions, FindOptions, IndexOptions, ReadConcern};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,10 @@ impl OrderSeen<'_> {
     }
 }
 
+/// Guarded writes of one change that may miss in a row (another process changed the ticket
+/// each time) before it gives up, so that a guard that can never match does not spin.
+const MAX_MISSES: u32 = 32;
+
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
@@ -74,6 +78,9 @@ pub(crate) enum StoreError {
     NotOwner,
     #[error("ticket is reserved")]
     Reserved,
+    /// Every write missed its guard: the ticket changes faster than it can be read.
+    #[error("ticket changed under {MAX_MISSES} writes in a row")]
+    Contended,
     #[error(transparent)]
     Mongo(#[from] mongodb::error::Error),
 }
@@ -84,6 +91,9 @@ impl From<StoreError> for common::ApiError {
             StoreError::NotFound => Self::NotFound,
             StoreError::NotOwner => Self::NotAuthorized,
             StoreError::Reserved => Self::bad_request("Cannot edit a reserved ticket"),
+            StoreError::Contended => Self::Overloaded {
+                retry_after: std::time::Duration::from_secs(1),
+            },
             StoreError::Mongo(e) => e.into(),
         }
     }
@@ -228,6 +238,7 @@ impl TicketStore {
             Some(held) => (held, false),
             None => (self.fresh(id).await?.ok_or(StoreError::NotFound)?, true),
         };
+        let mut misses = 0;
         let result = loop {
             let current = &held.ticket;
             // The owner never changes, so even a remembered ticket answers this.
@@ -264,6 +275,10 @@ impl TicketStore {
                     ..held
                 });
                 break updated;
+            }
+            misses += 1;
+            if misses > MAX_MISSES {
+                return Err(StoreError::Contended);
             }
             held = self.fresh(id).await?.ok_or(StoreError::NotFound)?;
             fresh = true;
@@ -314,6 +329,7 @@ impl TicketStore {
             Some(held) => (held, false),
             None => (self.fresh_or_missing(ticket_id).await?, true),
         };
+        let mut misses = 0;
         loop {
             let mut orders = match &held.orders {
                 Some(orders) => orders.clone(),
@@ -336,7 +352,7 @@ impl TicketStore {
             }
             orders_seen::record(&mut orders, order.seen());
             let holder = orders_seen::holder(&orders, held.ticket.order_id.as_deref());
-            let spilled = orders_seen::spill(&mut orders);
+            let spilled = orders_seen::spill(&mut orders, order.id);
             self.keep_elsewhere(order.ticket_id, &spilled).await?;
             let elsewhere = held.elsewhere || !spilled.is_empty();
             let applies = held.applies.unwrap_or(0) + 1;
@@ -366,6 +382,11 @@ impl TicketStore {
             };
             let written = self.tickets.update_one(guard, update).await?;
             if written.matched_count != 1 {
+                misses += 1;
+                anyhow::ensure!(
+                    misses <= MAX_MISSES,
+                    "ticket {ticket_id} changed under {MAX_MISSES} writes in a row"
+                );
                 held = self.fresh_or_missing(ticket_id).await?;
                 fresh = true;
                 continue;
@@ -427,7 +448,7 @@ impl TicketStore {
             None => None,
         };
         Ok(Some(Held {
-            applies: document.get_i64("applies").ok(),
+            applies: integer(&document, "applies"),
             elsewhere: document.get_bool("ordersElsewhere").unwrap_or(false),
             orders,
             ticket: mongodb::bson::from_document(document).map_err(stored)?,
@@ -526,7 +547,17 @@ impl TicketStore {
 fn seen_order(stored: &Document) -> Option<SeenOrder> {
     Some(SeenOrder {
         id: stored.get_str("_id").ok()?.to_owned(),
-        version: stored.get_i64("version").ok()?,
+        version: integer(stored, "version")?,
         status: stored.get_str("status").ok()?.to_owned(),
     })
+}
+
+/// A stored integer, 32 or 64 bits: the guards compare numbers across types, and one written
+/// by hand as a 32-bit integer must not make every guard miss.
+fn integer(stored: &Document, key: &str) -> Option<i64> {
+    match stored.get(key)? {
+        Bson::Int64(n) => Some(*n),
+        Bson::Int32(n) => Some(i64::from(*n)),
+        _ => None,
+    }
 }

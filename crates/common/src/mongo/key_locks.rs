@@ -1,9 +1,10 @@
 //! `KeyLocks`: this process's changes to one record take turns instead of conflicting.
 
 /// Striped in-process locks by record key: changes to one record made by this process run one
-/// after the other instead of colliding in MongoDB, where the loser's transaction is aborted
-/// with a write conflict and retried; under load, those retries would be most of the work.
-/// Other replicas still collide now and then; the transaction retry covers them.
+/// after the other instead of colliding in MongoDB, where the loser's guarded write misses
+/// and is read and written again; under load, those retries would be most of the work.
+/// Other replicas still collide now and then; their writes are guarded, and the loser reads
+/// again.
 #[derive(Debug)]
 pub struct KeyLocks {
     stripes: Box<[tokio::sync::Mutex<()>]>,

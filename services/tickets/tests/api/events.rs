@@ -329,8 +329,9 @@ async fn reserved_elsewhere(app: &TestApp, id: &str, order: &str) {
             doc! { "$set": {
                 "orderId": order,
                 "version": 1_i64,
-                "applies": 1_i64,
-                "orders": [{ "id": order, "v": 0_i64, "s": "created" }],
+                // As a hand-made fix or a shell would write it: 32-bit integers.
+                "applies": 1_i32,
+                "orders": [{ "id": order, "v": 0_i32, "s": "created" }],
             } },
         )
         .await
