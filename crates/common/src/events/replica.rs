@@ -2,7 +2,7 @@
 //! top of v−1; duplicates and older versions change nothing; future versions wait.
 
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::options::ReadConcern;
+use mongodb::options::{ReadConcern, ReturnDocument};
 use mongodb::{ClientSession, Collection};
 
 use super::listener::Outcome;
@@ -110,6 +110,38 @@ async fn apply_alone(
         Err(e) if crate::mongo::is_duplicate_key(&e) => committed(replica, id, version).await,
         Err(e) => Err(e),
     }
+}
+
+/// [`apply`] outside a transaction that also returns the record: as the write left it when
+/// it applied (one `findAndModify`, no read after), else as a majority read found it.
+pub async fn apply_returning(
+    replica: &Collection<Document>,
+    id: impl Into<Bson>,
+    version: i64,
+    mut fields: Document,
+) -> mongodb::error::Result<(Applied, Option<Document>)> {
+    let id = id.into();
+    if version == 0 {
+        let applied = apply(replica, id.clone(), version, fields, None).await?;
+        let current = replica.find_one(doc! { "_id": id }).await?;
+        return Ok((applied, current));
+    }
+    fields.insert("version", version);
+    let written = replica
+        .find_one_and_update(
+            doc! { "_id": id.clone(), "version": version - 1 },
+            doc! { "$set": fields },
+        )
+        .return_document(ReturnDocument::After)
+        .await?;
+    if let Some(record) = written {
+        return Ok((Applied::Applied, Some(record)));
+    }
+    let current = replica
+        .find_one(doc! { "_id": id })
+        .read_concern(ReadConcern::majority())
+        .await?;
+    Ok((outcome_of(current.clone(), version), current))
 }
 
 /// Stale when the replica holds `version` or a later one; else the predecessor is missing.

@@ -157,10 +157,15 @@ impl PaymentStore {
     ) -> anyhow::Result<(Applied, Option<OrderReplica>)> {
         let id = ObjectId::parse_str(&order.id)?;
         let fields = doc! { "status": OrderStatus::Cancelled.as_str() };
-        let applied = replica::apply(&self.orders_raw, id, order.version, fields, None).await?;
+        let (applied, record) =
+            replica::apply_returning(&self.orders_raw, id, order.version, fields).await?;
         let current = match applied {
             Applied::Future { .. } => None,
-            Applied::Applied | Applied::Stale => self.order(id).await?,
+            // The order as the cancellation left it: what a charge racing it meets too.
+            Applied::Applied => record
+                .map(mongodb::bson::from_document::<OrderReplica>)
+                .transpose()?,
+            Applied::Stale => self.order(id).await?,
         };
         Ok((applied, current))
     }
