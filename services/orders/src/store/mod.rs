@@ -224,14 +224,22 @@ impl OrderStore {
             },
         };
         // A slot another order of the user took meanwhile is a duplicate key: look again. Each
-        // round sees at least one more slot taken, so this ends within `max_open` rounds.
+        // round sees at least one more slot taken, so this ends within `max_open` rounds. Most
+        // buyers hold no open order, so the first slot is tried before reading which are taken.
         let mut lost = 0;
+        let mut guess = (self.max_open > 0).then_some(0);
         loop {
-            order.open_slot = Some(self.free_slot(&order.user_id).await?);
+            let guessed = guess.take();
+            order.open_slot = Some(match guessed {
+                Some(slot) => slot,
+                None => self.free_slot(&order.user_id).await?,
+            });
             let Err(error) = self.outbox.insert(&self.orders, &order, &event).await else {
                 break;
             };
             match duplicate_key_index(&error).as_deref() {
+                // The guess was taken: now read which are.
+                Some(OPEN_SLOTS) if guessed.is_some() => {}
                 Some(OPEN_SLOTS) if lost < self.max_open => lost += 1,
                 Some(OPEN_SLOTS) => return Err(StoreError::TooManyOpen),
                 Some(_) => return Err(StoreError::Reserved),
