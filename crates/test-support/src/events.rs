@@ -5,6 +5,25 @@ use serde_json::Value;
 
 use crate::{TestContext, WAIT, eventually};
 
+/// Publishes `event` again without its message id, as a redelivery after a crash (or a dead
+/// letter replayed) would arrive: JetStream's duplicate window does not drop it.
+pub async fn redeliver<E: common::events::Event>(bus: &common::events::EventBus, event: &E) {
+    let payload = match serde_json::to_vec(event) {
+        Ok(payload) => payload,
+        Err(error) => panic!("serialize {}: {error}", E::SUBJECT.token()),
+    };
+    if let Err(error) = bus
+        .publish_bytes(
+            bus.subject(E::SUBJECT),
+            async_nats::HeaderMap::new(),
+            payload.into(),
+        )
+        .await
+    {
+        panic!("redeliver {}: {error:#}", E::SUBJECT.token());
+    }
+}
+
 /// One message read back from a stream of this test's namespace.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {

@@ -23,7 +23,7 @@ pub use app::{
     REQUEST_TIMEOUT, TestApp, TestResponse, TestUser, assert_one_created, client, client_builder,
 };
 pub use context::{TestContext, spawn_app};
-pub use events::StoredEvent;
+pub use events::{StoredEvent, redeliver};
 pub use servers::{Servers, servers, unique_name};
 pub use stripe::FakeStripe;
 pub use wait::{WAIT, eventually};

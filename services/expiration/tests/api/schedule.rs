@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use common::events::{OrderCreated, OrderCreatedTicket, OrderStatus};
 use mongodb::bson::{DateTime, oid::ObjectId};
 use serde_json::Value;
-use test_support::{TestApp, TestContext, WAIT, eventually};
+use test_support::{TestApp, TestContext, WAIT, eventually, redeliver};
 
 async fn spawn(context: &TestContext) -> TestApp {
     let service = context.build::<expiration::Config>().await;
@@ -58,14 +58,7 @@ async fn an_expiration_fires_at_its_time_and_only_once() {
     let order = order_expiring_at(due);
     bus.publish(&order).await.unwrap();
     // A redelivered order:created (fresh message id) schedules nothing new.
-    let again = serde_json::to_vec(&order).unwrap();
-    bus.publish_bytes(
-        bus.subject(common::events::Subject::OrderCreated),
-        async_nats::HeaderMap::new(),
-        again.into(),
-    )
-    .await
-    .unwrap();
+    redeliver(&bus, &order).await;
 
     let fired = wait_for_expiration(&context, &order.id).await;
     assert!(fired >= due, "fired before its time");
@@ -130,14 +123,7 @@ async fn a_backlog_of_orders_is_scheduled_in_batches_each_once_at_its_own_time()
         .map(|i| order_expiring_at(start + Duration::from_secs(i)))
         .collect();
     for order in orders.iter().chain(&orders[..30]) {
-        let payload = serde_json::to_vec(order).unwrap();
-        bus.publish_bytes(
-            bus.subject(common::events::Subject::OrderCreated),
-            async_nats::HeaderMap::new(),
-            payload.into(),
-        )
-        .await
-        .unwrap();
+        redeliver(&bus, order).await;
     }
     let _app = spawn(&context).await;
     context

@@ -1,12 +1,11 @@
 //! Tickets and events: what it publishes, how it reacts to orders, and what survives a crash.
 
-use bytes::Bytes;
 use common::events::{Event as _, OrderCancelled, Outbox, Subject, TicketRef};
 use common::mongo::Transaction;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::{TestApp, TestContext, WAIT, eventually, fake_user};
+use test_support::{TestApp, TestContext, WAIT, eventually, fake_user, redeliver};
 
 use crate::helpers::{build, order_created, publish_poison, spawn_app, spawn_with_ticket};
 
@@ -117,14 +116,7 @@ async fn a_cancellation_before_its_creation_waits_and_duplicates_change_nothing(
     // as a redelivery after a crash would).
     bus.publish(&order_cancelled(&order_id, &id)).await.unwrap();
     bus.publish(&order_created(&order_id, &id)).await.unwrap();
-    let duplicate = serde_json::to_vec(&order_created(&order_id, &id)).unwrap();
-    bus.publish_bytes(
-        bus.subject(Subject::OrderCreated),
-        async_nats::HeaderMap::new(),
-        Bytes::from(duplicate),
-    )
-    .await
-    .unwrap();
+    redeliver(&bus, &order_created(&order_id, &id)).await;
 
     let freed = app
         .ticket_where(&id, "reserve then free, in version order", |t| {
@@ -245,14 +237,7 @@ async fn a_ticket_ordered_without_end_moves_old_orders_out_and_still_ignores_the
     assert_eq!(moved, 7, "the oldest cancelled orders moved out");
     // A replay of the first, long-cancelled order (a dead letter replayed, a redelivery) is
     // a duplicate: it does not take the ticket, and is acknowledged.
-    let replay = serde_json::to_vec(&order_created(&cancelled[0], &id)).unwrap();
-    bus.publish_bytes(
-        bus.subject(Subject::OrderCreated),
-        async_nats::HeaderMap::new(),
-        Bytes::from(replay),
-    )
-    .await
-    .unwrap();
+    redeliver(&bus, &order_created(&cancelled[0], &id)).await;
     bus.publish(&order_cancelled(&open, &id)).await.unwrap();
     let freed = app
         .ticket_where(&id, "free once the last order is cancelled", |t| {
@@ -296,14 +281,7 @@ async fn a_ticket_whose_orders_were_stored_apart_by_an_earlier_version_keeps_its
     // holder's own creation redelivered is a duplicate; its cancellation frees the ticket.
     let other = ObjectId::new().to_hex();
     bus.publish(&order_created(&other, &id)).await.unwrap();
-    let replay = serde_json::to_vec(&order_created(&holder, &id)).unwrap();
-    bus.publish_bytes(
-        bus.subject(Subject::OrderCreated),
-        async_nats::HeaderMap::new(),
-        Bytes::from(replay),
-    )
-    .await
-    .unwrap();
+    redeliver(&bus, &order_created(&holder, &id)).await;
     app.context
         .consumer_settled("tickets-order-created", true)
         .await;
