@@ -362,7 +362,6 @@ impl TicketStore {
                 "ordersElsewhere": elsewhere,
             };
             let guard = doc! {
-                "_id": ticket_id,
                 "version": held.ticket.version,
                 "applies": held.applies,
             };
@@ -380,8 +379,11 @@ impl TicketStore {
                     (event.update(set)?, Some(event))
                 }
             };
-            let written = self.tickets.update_one(guard, update).await?;
-            if written.matched_count != 1 {
+            let written = self
+                .outbox
+                .apply(&self.tickets, ticket_id, guard, update, event)
+                .await?;
+            if !written {
                 misses += 1;
                 anyhow::ensure!(
                     misses <= MAX_MISSES,
@@ -398,8 +400,7 @@ impl TicketStore {
                 applies: Some(applies),
                 elsewhere,
             });
-            if let (Some(updated), Some(event)) = (changed, event) {
-                self.outbox.written(&self.tickets, ticket_id, event);
+            if let Some(updated) = changed {
                 tracing::info!(
                     version = updated.version,
                     reserved = updated.order_id.is_some(),

@@ -13,21 +13,12 @@ pub async fn update_all<T: Send + Sync>(
     collection: &Collection<T>,
     updates: Vec<Document>,
 ) -> mongodb::error::Result<Option<usize>> {
-    let mut command = doc! {
+    let command = doc! {
         "update": collection.name(),
         "updates": updates,
         "ordered": true,
     };
-    if let Some(concern) = collection.write_concern() {
-        let concern = mongodb::bson::to_document(concern)
-            .map_err(|e| mongodb::error::Error::custom(format!("write concern: {e}")))?;
-        command.insert("writeConcern", concern);
-    }
-    let reply = collection
-        .client()
-        .database(collection.namespace().db.as_str())
-        .run_command(command)
-        .await?;
+    let reply = write_command(collection, command).await?;
     if reply.contains_key("writeErrors") || reply.contains_key("writeConcernError") {
         return Ok(None);
     }
@@ -37,4 +28,23 @@ pub async fn update_all<T: Send + Sync>(
             .get_i32("n")
             .map_or(0, |n| usize::try_from(n).unwrap_or(0)),
     ))
+}
+
+/// Runs the write `command` on `collection`'s database with the collection's write concern,
+/// and returns the server's reply: a reply with `writeErrors` or a `writeConcernError` is
+/// still `Ok` (the command ran), so the caller must read them.
+pub(super) async fn write_command<T: Send + Sync>(
+    collection: &Collection<T>,
+    mut command: Document,
+) -> mongodb::error::Result<Document> {
+    if let Some(concern) = collection.write_concern() {
+        let concern = mongodb::bson::to_document(concern)
+            .map_err(|e| mongodb::error::Error::custom(format!("write concern: {e}")))?;
+        command.insert("writeConcern", concern);
+    }
+    collection
+        .client()
+        .database(collection.namespace().db.as_str())
+        .run_command(command)
+        .await
 }

@@ -1,11 +1,12 @@
-//! Combined inserts (`common::mongo::Inserts`, under the outbox's inserts): concurrent
-//! creations share insert commands, and each caller still learns its own document's outcome.
+//! Combined writes (`common::mongo::Inserts` and `Updates`, under the outbox's inserts and
+//! guarded updates): concurrent creations and changes share commands, and each caller still
+//! learns its own write's outcome.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::mongo::{Inserts, is_duplicate_key};
+use common::mongo::{Inserts, Updates, is_duplicate_key};
 use futures::future::join_all;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
@@ -19,16 +20,17 @@ use test_support::{TestContext, fake_user};
 use crate::helpers::spawn_app;
 use test_support::WAIT;
 
-/// A collection of this test on a client that counts the insert commands sent to it.
+/// A collection of this test on a client that counts the `command` commands sent to it.
 async fn counted_collection(
     context: &TestContext,
+    command: &'static str,
 ) -> (mongodb::Collection<Document>, Arc<AtomicUsize>) {
     let commands = Arc::new(AtomicUsize::new(0));
     let mut options = ClientOptions::parse(&context.mongo_url).await.unwrap();
     let counter = Arc::clone(&commands);
     options.command_event_handler = Some(EventHandler::callback(move |event| {
         if let CommandEvent::Started(started) = event
-            && started.command_name == "insert"
+            && started.command_name == command
         {
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -45,7 +47,7 @@ async fn counted_collection(
 /// document must be stored. Returns the insert commands they took.
 async fn insert_at_once(callers: usize, taken: &[usize]) -> usize {
     let context = TestContext::new();
-    let (collection, commands) = counted_collection(&context).await;
+    let (collection, commands) = counted_collection(&context, "insert").await;
     for n in taken {
         collection
             .insert_one(doc! { "_id": format!("taken-{n}"), "n": -1_i64 })
@@ -129,7 +131,7 @@ async fn more_callers_than_one_command_takes_are_all_written() {
 #[tokio::test]
 async fn a_lone_insert_is_a_command_of_its_own() {
     let context = TestContext::new();
-    let (collection, commands) = counted_collection(&context).await;
+    let (collection, commands) = counted_collection(&context, "insert").await;
     let inserts = Inserts::new(&collection);
     for n in 0..3_i64 {
         let before = commands.load(Ordering::Relaxed);
@@ -140,6 +142,114 @@ async fn a_lone_insert_is_a_command_of_its_own() {
         assert_eq!(commands.load(Ordering::Relaxed) - before, 1);
     }
     assert_eq!(collection.count_documents(doc! {}).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_guarded_updates_share_commands_and_each_caller_learns_its_own_match() {
+    const DOCUMENTS: usize = 150;
+    // Callers 0..150 update document n; 150..200 race them for documents 0..50 with the same
+    // guard; 200..240 name documents that do not exist.
+    const CALLERS: usize = 240;
+    let context = TestContext::new();
+    let (collection, commands) = counted_collection(&context, "update").await;
+    let stored: Vec<Document> = (0..DOCUMENTS)
+        .map(|n| doc! { "_id": n as i64, "version": 0_i64 })
+        .collect();
+    collection.insert_many(stored).await.unwrap();
+    let before = commands.load(Ordering::Relaxed);
+    let updates = Updates::new(&collection);
+    let target =
+        |caller: usize| (caller % DOCUMENTS) as i64 + if caller >= 200 { 1_000 } else { 0 };
+    let all = join_all((0..CALLERS).map(|caller| {
+        let updates = updates.clone();
+        async move {
+            updates
+                .update(
+                    target(caller),
+                    doc! { "version": 0_i64 },
+                    doc! { "$set": { "version": 1_i64, "by": caller as i64 } },
+                )
+                .await
+        }
+    }));
+    let outcomes = tokio::time::timeout(WAIT, all)
+        .await
+        .expect("every caller gets its outcome");
+    let sent = commands.load(Ordering::Relaxed) - before;
+
+    for id in 0..DOCUMENTS as i64 {
+        let stored = collection
+            .find_one(doc! { "_id": id })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.get_i64("version").unwrap(), 1, "document {id}");
+        let by = usize::try_from(stored.get_i64("by").unwrap()).unwrap();
+        let callers: Vec<usize> = (0..CALLERS).filter(|&c| target(c) == id).collect();
+        for caller in callers {
+            let matched = *outcomes[caller]
+                .as_ref()
+                .unwrap_or_else(|e| panic!("caller {caller}: {e}"));
+            assert_eq!(
+                matched,
+                caller == by,
+                "caller {caller} of document {id} (written by {by}) learns its own match"
+            );
+        }
+    }
+    for (caller, outcome) in outcomes.iter().enumerate().skip(200) {
+        assert!(
+            matches!(outcome, Ok(false)),
+            "caller {caller} named no document: {outcome:?}"
+        );
+    }
+    assert_eq!(
+        collection.count_documents(doc! {}).await.unwrap(),
+        DOCUMENTS as u64,
+        "a miss inserts nothing"
+    );
+    assert!(
+        sent <= CALLERS / 10,
+        "{CALLERS} concurrent updates took {sent} update commands"
+    );
+}
+
+#[tokio::test]
+async fn a_lone_guarded_update_is_a_command_of_its_own() {
+    let context = TestContext::new();
+    let (collection, commands) = counted_collection(&context, "update").await;
+    collection
+        .insert_one(doc! { "_id": 1_i64, "version": 0_i64 })
+        .await
+        .unwrap();
+    let updates = Updates::new(&collection);
+    for version in 0..3_i64 {
+        let before = commands.load(Ordering::Relaxed);
+        let matched = tokio::time::timeout(
+            Duration::from_secs(5),
+            updates.update(
+                1_i64,
+                doc! { "version": version },
+                doc! { "$set": { "version": version + 1 } },
+            ),
+        )
+        .await
+        .expect("a lone update waits for no batch")
+        .unwrap();
+        assert!(matched, "version {version}");
+        assert_eq!(commands.load(Ordering::Relaxed) - before, 1);
+    }
+    let stale = updates
+        .update(
+            1_i64,
+            doc! { "version": 0_i64 },
+            doc! { "$set": { "version": 9_i64 } },
+        )
+        .await
+        .unwrap();
+    assert!(!stale, "a guard on an old version misses");
+    let stored = collection.find_one(doc! {}).await.unwrap().unwrap();
+    assert_eq!(stored.get_i64("version").unwrap(), 3);
 }
 
 #[tokio::test]

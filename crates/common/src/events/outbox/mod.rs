@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::catalog::Event;
-use crate::mongo::Inserts;
+use crate::mongo::{Inserts, Updates};
 use legacy::LEGACY;
 
 /// The field of a document that holds its events until the relay has published them.
@@ -115,6 +115,8 @@ pub struct Outbox {
     collections: Arc<[Collection<Holder>]>,
     /// Inserts into each of [`Outbox::collections`], combined into batches under load.
     inserts: Arc<[Inserts]>,
+    /// Guarded updates of each of [`Outbox::collections`], combined likewise.
+    updates: Arc<[Updates]>,
     wake: Arc<Notify>,
     /// Events written by this process, in the order they were handed over, until the relay has
     /// sent them or they are [`FORGET_AFTER`] old.
@@ -143,6 +145,7 @@ impl Outbox {
             .collect();
         Self {
             inserts: collections.iter().map(Inserts::new).collect(),
+            updates: collections.iter().map(Updates::new).collect(),
             collections,
             wake: Arc::new(Notify::new()),
             written: Arc::default(),
@@ -300,15 +303,41 @@ impl Outbox {
         T: Send + Sync,
         E: Event,
     {
-        let id = id.into();
-        let mut filter = guard;
-        filter.insert("_id", id.clone());
         let pending = self.event(event)?;
-        let result = collection.update_one(filter, pending.update(set)?).await?;
-        if result.matched_count == 0 {
+        let update = pending.update(set)?;
+        self.apply(collection, id, guard, update, Some(pending))
+            .await
+    }
+
+    /// Applies `update` (update operators) to the document `id` of `collection` if it also
+    /// matches `guard`, and hands `event`, which `update` must write (made with
+    /// [`PendingEvent::update`]), to the relay once it has; false when no document matched
+    /// (nothing was written, nothing inserted). Concurrent updates of one collection are
+    /// written together ([`Updates`]); each caller learns whether its own matched.
+    pub async fn apply<T: Send + Sync>(
+        &self,
+        collection: &Collection<T>,
+        id: impl Into<Bson>,
+        guard: Document,
+        update: Document,
+        event: Option<PendingEvent>,
+    ) -> mongodb::error::Result<bool> {
+        let id = id.into();
+        let Some(index) = self.index_of(collection) else {
+            return Err(mongodb::error::Error::custom(format!(
+                "{} is not among the outbox's collections",
+                collection.name()
+            )));
+        };
+        let Some(updates) = self.updates.get(index) else {
+            return Err(mongodb::error::Error::custom("no updates for a collection"));
+        };
+        if !updates.update(id.clone(), guard, update).await? {
             return Ok(false);
         }
-        self.written(collection, id, pending);
+        if let Some(event) = event {
+            self.hand_over(index, id, event);
+        }
         Ok(true)
     }
 
