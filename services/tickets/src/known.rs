@@ -16,14 +16,14 @@ use crate::orders_seen::SeenOrder;
 use crate::store::TicketDoc;
 
 /// Tickets remembered; past this the memory starts over (a miss costs one read).
-const CAPACITY: usize = 4_096;
+const CAPACITY: usize = 16_384;
 
 /// A ticket as stored, with what its order applies need.
 #[derive(Debug, Clone)]
 pub(crate) struct Held {
     pub(crate) ticket: TicketDoc,
     /// The orders it has seen (those not moved out); `None` when its document has none yet
-    /// (never ordered, or last written by an earlier version: they are in `orders_seen`).
+    /// (created and last written by an earlier version: they are in `orders_seen`).
     pub(crate) orders: Option<Vec<SeenOrder>>,
     /// Order applies so far; the write guard that orders concurrent applies.
     pub(crate) applies: Option<i64>,

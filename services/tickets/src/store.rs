@@ -47,6 +47,14 @@ impl TicketDoc {
     }
 }
 
+/// A ticket as first stored: it has seen no orders yet.
+#[derive(Serialize)]
+struct NewTicket {
+    #[serde(flatten)]
+    ticket: TicketDoc,
+    orders: Vec<SeenOrder>,
+}
+
 /// One version of an order, as the tickets service keeps it.
 struct OrderSeen<'a> {
     id: &'a str,
@@ -186,7 +194,15 @@ impl TicketStore {
             order_id: None,
         };
         let event = TicketCreated(ticket.event_data());
-        self.outbox.insert(&self.tickets, &ticket, &event).await?;
+        // With its (empty) orders, so that a process that reads it before its first order
+        // does not look for them in `orders_seen`, as it must for an earlier version's ticket.
+        let stored = NewTicket {
+            ticket: ticket.clone(),
+            orders: Vec::new(),
+        };
+        self.outbox
+            .insert(&self.tickets.clone_with_type(), &stored, &event)
+            .await?;
         self.committed();
         self.known.put(Held {
             ticket: ticket.clone(),
@@ -333,7 +349,7 @@ impl TicketStore {
         loop {
             let mut orders = match &held.orders {
                 Some(orders) => orders.clone(),
-                // Never ordered, or written before orders lived in the ticket.
+                // Created and last written before orders lived in the ticket.
                 None => self.orders_kept_elsewhere(order.ticket_id, None).await?,
             };
             let known = self

@@ -2,10 +2,11 @@
 //! top of v−1; duplicates and older versions change nothing; future versions wait.
 
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::options::{ReadConcern, ReturnDocument};
+use mongodb::options::ReadConcern;
 use mongodb::{ClientSession, Collection};
 
 use super::listener::Outcome;
+use crate::mongo::Updates;
 
 /// The result of applying one versioned change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +113,12 @@ async fn apply_alone(
     }
 }
 
-/// [`apply`] outside a transaction that also returns the record: as the write left it when
-/// it applied (one `findAndModify`, no read after), else as a majority read found it.
+/// [`apply`] outside a transaction that also returns the record: read right after the write
+/// when it applied (the write goes through `updates`, combined with concurrent ones), else as
+/// a majority read found it.
 pub async fn apply_returning(
     replica: &Collection<Document>,
+    updates: &Updates,
     id: impl Into<Bson>,
     version: i64,
     mut fields: Document,
@@ -127,15 +130,14 @@ pub async fn apply_returning(
         return Ok((applied, current));
     }
     fields.insert("version", version);
-    let written = replica
-        .find_one_and_update(
-            doc! { "_id": id.clone(), "version": version - 1 },
-            doc! { "$set": fields },
-        )
-        .return_document(ReturnDocument::After)
-        .await?;
-    if let Some(record) = written {
-        return Ok((Applied::Applied, Some(record)));
+    let guard = doc! { "version": version - 1 };
+    if updates
+        .update(id.clone(), guard, doc! { "$set": fields })
+        .await?
+    {
+        // On the primary, which holds the write just acknowledged.
+        let current = replica.find_one(doc! { "_id": id }).await?;
+        return Ok((Applied::Applied, current));
     }
     let current = replica
         .find_one(doc! { "_id": id })

@@ -20,6 +20,7 @@ pub(crate) use refunds::RefundJob;
 
 use common::events::replica::{self, Applied};
 use common::events::{OrderCancelled, OrderCreated, OrderStatus, Outbox};
+use common::mongo::Updates;
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
@@ -58,6 +59,8 @@ const REFUNDS: &str = "refunds";
 pub(crate) struct PaymentStore {
     orders: Collection<OrderReplica>,
     orders_raw: Collection<Document>,
+    /// The replica's guarded writes from events, combined under load.
+    replica_updates: Updates,
     refunds: Collection<RefundJob>,
     legacy: Collection<Document>,
     outbox: Outbox,
@@ -69,6 +72,7 @@ impl PaymentStore {
         let store = Self {
             orders: db.collection(ORDERS),
             orders_raw: db.collection(ORDERS),
+            replica_updates: Updates::new(&db.collection::<Document>(ORDERS)),
             refunds: db.collection(REFUNDS),
             legacy: db.collection(LEGACY_PAYMENTS),
             outbox,
@@ -157,11 +161,18 @@ impl PaymentStore {
     ) -> anyhow::Result<(Applied, Option<OrderReplica>)> {
         let id = ObjectId::parse_str(&order.id)?;
         let fields = doc! { "status": OrderStatus::Cancelled.as_str() };
-        let (applied, record) =
-            replica::apply_returning(&self.orders_raw, id, order.version, fields).await?;
+        let (applied, record) = replica::apply_returning(
+            &self.orders_raw,
+            &self.replica_updates,
+            id,
+            order.version,
+            fields,
+        )
+        .await?;
         let current = match applied {
             Applied::Future { .. } => None,
-            // The order as the cancellation left it: what a charge racing it meets too.
+            // The order as read right after the cancellation: a charge racing it meets the
+            // cancellation too (attempts are guarded against a cancelled order).
             Applied::Applied => record
                 .map(mongodb::bson::from_document::<OrderReplica>)
                 .transpose()?,

@@ -266,7 +266,10 @@ async fn a_ticket_whose_orders_were_stored_apart_by_an_earlier_version_keeps_its
     tickets
         .update_one(
             doc! { "_id": oid },
-            doc! { "$set": { "orderId": &holder, "version": 1_i64 } },
+            doc! {
+                "$set": { "orderId": &holder, "version": 1_i64 },
+                "$unset": { "orders": "" },
+            },
         )
         .await
         .unwrap();
