@@ -1,12 +1,14 @@
 //! What a scenario costs the servers per request: the stack's CPU time (its own
-//! `process_cpu_seconds_total` on `/metrics`) and MongoDB's commands (`serverStatus`
-//! opcounters), each read at the two edges of the measured window. Steadier than requests per
+//! `process_cpu_seconds_total` on `/metrics`), MongoDB's commands (`serverStatus`
+//! `metrics.commands`) and the statements in them (`opcounters`: a combined insert or update
+//! of 50 documents is one command and 50 statements), each read at the two edges of the
+//! measured window. Steadier than requests per
 //! second on a machine shared with the bench itself.
 
 use std::time::Instant;
 
 use hyper::Method;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 
 use super::http::{Conn, Target};
 use super::report::Row;
@@ -16,7 +18,8 @@ use common::metrics::names::PROCESS_CPU;
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Sample {
     cpu_seconds: Option<f64>,
-    commands: Option<i64>,
+    /// MongoDB's (commands, statements) so far.
+    mongo: Option<(i64, i64)>,
 }
 
 /// Reads the counters.
@@ -40,11 +43,8 @@ impl CostProbe {
 
     /// The counters now (a counter that cannot be read is left out).
     pub(crate) async fn sample(&self) -> Sample {
-        let (cpu_seconds, commands) = tokio::join!(self.cpu_seconds(), self.commands());
-        Sample {
-            cpu_seconds,
-            commands,
-        }
+        let (cpu_seconds, mongo) = tokio::join!(self.cpu_seconds(), self.mongo_counts());
+        Sample { cpu_seconds, mongo }
     }
 
     /// Takes a sample at `start` and one at `end`.
@@ -64,9 +64,9 @@ impl CostProbe {
             .and_then(|value| value.trim().parse().ok())
     }
 
-    /// Every command MongoDB has counted (inserts, queries, updates, deletes, getMores and
-    /// other commands).
-    async fn commands(&self) -> Option<i64> {
+    /// Every command MongoDB has run (`metrics.commands`, the probe's own two included), and
+    /// every statement (inserts, queries, updates, deletes, getMores and other commands).
+    async fn mongo_counts(&self) -> Option<(i64, i64)> {
         let status = self
             .mongo
             .as_ref()?
@@ -75,19 +75,28 @@ impl CostProbe {
             .await
             .ok()?;
         let counters: &Document = status.get_document("opcounters").ok()?;
-        let count = |name: &str| {
-            counters
-                .get_i64(name)
-                .or_else(|_| counters.get_i32(name).map(i64::from))
-                .unwrap_or(0)
-        };
-        Some(
-            ["insert", "query", "update", "delete", "getmore", "command"]
-                .into_iter()
-                .map(count)
-                .sum(),
-        )
+        let statements = ["insert", "query", "update", "delete", "getmore", "command"]
+            .into_iter()
+            .map(|name| integer(counters, name))
+            .sum();
+        let commands = status
+            .get_document("metrics")
+            .and_then(|metrics| metrics.get_document("commands"))
+            .ok()?
+            .values()
+            .filter_map(Bson::as_document)
+            .map(|command| integer(command, "total"))
+            .sum();
+        Some((commands, statements))
     }
+}
+
+/// A counter, whichever integer width the server chose.
+fn integer(counters: &Document, name: &str) -> i64 {
+    counters
+        .get_i64(name)
+        .or_else(|_| counters.get_i32(name).map(i64::from))
+        .unwrap_or(0)
 }
 
 /// Puts the window's cost per request of `row` into it.
@@ -99,7 +108,8 @@ pub(crate) fn charge(row: &mut Row, (before, after): (Sample, Sample)) {
     if let (Some(a), Some(b)) = (before.cpu_seconds, after.cpu_seconds) {
         row.cpu_us_per_request = Some((b - a) * 1e6 / requests);
     }
-    if let (Some(a), Some(b)) = (before.commands, after.commands) {
-        row.db_commands_per_request = Some((b - a) as f64 / requests);
+    if let (Some(a), Some(b)) = (before.mongo, after.mongo) {
+        row.db_commands_per_request = Some((b.0 - a.0) as f64 / requests);
+        row.db_statements_per_request = Some((b.1 - a.1) as f64 / requests);
     }
 }

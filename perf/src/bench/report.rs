@@ -146,9 +146,12 @@ pub struct Row {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_us_per_request: Option<f64>,
     /// MongoDB commands per request over the window (all of them: the stack's background
-    /// work counts too).
+    /// work counts too); a combined write of many documents is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_commands_per_request: Option<f64>,
+    /// MongoDB statements per request (`opcounters`: each document of a combined write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_statements_per_request: Option<f64>,
 }
 
 impl Row {
@@ -180,6 +183,7 @@ impl Row {
             settle_ms: None,
             cpu_us_per_request: None,
             db_commands_per_request: None,
+            db_statements_per_request: None,
         }
     }
 }
@@ -291,12 +295,13 @@ fn row_line(out: &mut String, row: &Row, versus: bool) {
     );
     if versus {
         let cost = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        let per = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
         let _ = write!(
             out,
-            " {:>7} {:>6}",
+            " {:>7} {:>6} {:>6}",
             cost(row.cpu_us_per_request),
-            row.db_commands_per_request
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+            per(row.db_commands_per_request),
+            per(row.db_statements_per_request)
         );
         match &row.versus {
             Some(Versus {
@@ -329,7 +334,10 @@ fn header(out: &mut String, first: &str, versus: bool) {
         "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
     );
     if versus {
-        out.push_str(&format!(" {:>7} {:>6}  vs limit", "cpu µs", "db cmd"));
+        out.push_str(&format!(
+            " {:>7} {:>6} {:>6}  vs limit",
+            "cpu µs", "db cmd", "db ops"
+        ));
     }
     out.push('\n');
 }
