@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mongo;
 pub mod openapi;
 pub mod rate_limit;
+pub mod recent;
 pub mod security;
 pub mod server;
 pub mod session;

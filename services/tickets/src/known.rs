@@ -7,16 +7,13 @@
 //! A refusal that can change (reserved) and "already applied" are decided on a fresh read;
 //! the owner never changes.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-
 use mongodb::bson::oid::ObjectId;
 
 use crate::orders_seen::SeenOrder;
 use crate::store::TicketDoc;
 
 /// Tickets remembered; past this the memory starts over (a miss costs one read).
-const CAPACITY: usize = 16_384;
+pub(crate) const CAPACITY: usize = 16_384;
 
 /// A ticket as stored, with what its order applies need.
 #[derive(Debug, Clone)]
@@ -32,27 +29,24 @@ pub(crate) struct Held {
 }
 
 /// The tickets this process last read or wrote.
-#[derive(Debug, Default)]
-pub(crate) struct Known(Mutex<HashMap<ObjectId, Held>>);
+#[derive(Debug)]
+pub(crate) struct Known(common::recent::Recent<ObjectId, Held>);
+
+impl Default for Known {
+    fn default() -> Self {
+        Self(common::recent::Recent::new(CAPACITY))
+    }
+}
 
 impl Known {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, Held>> {
-        // Hints only: a map left half-updated by a panic can only cause a guard miss.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The ticket as this process last saw it, if it remembers it.
     pub(crate) fn get(&self, id: &ObjectId) -> Option<Held> {
-        self.map().get(id).cloned()
+        self.0.get(id)
     }
 
     /// Remembers `held` as the ticket's latest state.
     pub(crate) fn put(&self, held: Held) {
-        let mut map = self.map();
-        if map.len() >= CAPACITY && !map.contains_key(&held.ticket.id) {
-            map.clear();
-        }
-        map.insert(held.ticket.id, held);
+        self.0.put(held.ticket.id, held);
     }
 }
 
@@ -86,6 +80,6 @@ mod tests {
         for _ in 0..CAPACITY + 10 {
             known.put(held(ObjectId::new(), 0));
         }
-        assert!(known.map().len() <= CAPACITY);
+        assert!(known.0.len() <= CAPACITY);
     }
 }

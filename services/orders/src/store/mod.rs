@@ -5,6 +5,7 @@
 //! of orders that still hold it, so buyers racing for one ticket get exactly one order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::events::replica::{self, Applied};
@@ -12,6 +13,7 @@ use common::events::{
     OrderCancelled, OrderCreated, OrderCreatedTicket, OrderStatus, Outbox, TicketData, TicketRef,
 };
 use common::mongo::duplicate_key_index;
+use common::recent::Recent;
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
@@ -105,7 +107,13 @@ pub(crate) struct OrderStore {
     expiration: Duration,
     /// Open orders one user may hold.
     max_open: usize,
+    /// Orders this process created and has not changed since, so that their cancellation is
+    /// written without a read (guarded by the version, as every change is).
+    recent: Arc<Recent<ObjectId, OrderDoc>>,
 }
+
+/// Orders remembered; past this the memory starts over (a miss costs one read).
+const RECENT: usize = 16_384;
 
 /// The unique index that bounds a user's open orders.
 const OPEN_SLOTS: &str = "one_open_order_per_slot";
@@ -131,6 +139,7 @@ impl OrderStore {
             outbox,
             expiration,
             max_open,
+            recent: Arc::new(Recent::new(RECENT)),
         }
     }
 
@@ -246,6 +255,7 @@ impl OrderStore {
                 None => return Err(error.into()),
             }
         }
+        self.recent.put(order.id, order.clone());
         tracing::info!(order_id = %order.id, "order created");
         Ok(OrderView {
             order,
@@ -321,9 +331,16 @@ impl OrderStore {
         id: ObjectId,
         user_id: Option<&str>,
     ) -> Result<OrderDoc, StoreError> {
+        // The owner never changes, and an order remembered is open as created: a change
+        // since (paid, cancelled elsewhere) makes the guarded write a miss, then a read.
+        let mut remembered = self.recent.get(&id);
         let outcome = loop {
-            let Some(order) = self.orders.find_one(doc! { "_id": id }).await? else {
-                return Err(StoreError::NotFound);
+            let order = match remembered.take() {
+                Some(order) => order,
+                None => match self.orders.find_one(doc! { "_id": id }).await? {
+                    Some(order) => order,
+                    None => return Err(StoreError::NotFound),
+                },
             };
             if user_id.is_some_and(|user| user != order.user_id) {
                 return Err(StoreError::NotOwner);
@@ -364,6 +381,7 @@ impl OrderStore {
             }
         };
         let (order, changed) = outcome;
+        self.recent.forget(&id);
         if changed {
             tracing::info!(version = order.version, "order cancelled");
         }

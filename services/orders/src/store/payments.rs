@@ -77,19 +77,23 @@ impl OrderStore {
             }
             OrderStatus::Created | OrderStatus::AwaitingPayment => {}
         }
+        // Combined with concurrent writes of orders (`mongo::Updates`); no event to hand over.
         let written = self
-            .orders
-            .update_one(
-                doc! { "_id": id, "version": order.version, "status": { "$ne": "cancelled" } },
+            .outbox
+            .apply(
+                &self.orders,
+                id,
+                doc! { "version": order.version, "status": { "$ne": "cancelled" } },
                 doc! { "$set": {
                     "status": "complete",
                     "openSlot": null,
                     "version": order.version + 1,
                     "payment": paid,
                 } },
+                None,
             )
             .await?;
-        if written.matched_count == 0 {
+        if !written {
             // Changed concurrently (e.g. cancelled); the redelivery re-reads it.
             return Err(StoreError::Mongo(mongodb::error::Error::custom(
                 "order changed concurrently",

@@ -173,11 +173,18 @@ impl PaymentStore {
             reason: None,
             audit_at: None,
         };
-        let written = self
-            .orders
-            .update_one(filter, doc! { "$set": { "payment": attempt.bson()? } })
+        // Combined with concurrent writes of orders (`mongo::Updates`); no event yet.
+        let claimed = self
+            .outbox
+            .apply(
+                &self.orders,
+                order.id,
+                filter,
+                doc! { "$set": { "payment": attempt.bson()? } },
+                None,
+            )
             .await?;
-        Ok((written.matched_count == 1).then_some(attempt))
+        Ok(claimed.then_some(attempt))
     }
 
     /// The guard of a transition out of `from`: this attempt, still in one of those states.

@@ -154,13 +154,28 @@ impl PaymentStore {
     }
 
     /// `order:cancelled`: the replica moves to the cancelled version; the order, read back,
-    /// says whether a charge now needs refunding.
+    /// says whether a charge now needs refunding (`None`: nothing to look at).
     pub(crate) async fn order_cancelled(
         &self,
         order: &OrderCancelled,
     ) -> anyhow::Result<(Applied, Option<OrderReplica>)> {
         let id = ObjectId::parse_str(&order.id)?;
         let fields = doc! { "status": OrderStatus::Cancelled.as_str() };
+        // Most cancelled orders were never paid for. Cancelled while it had no attempt, an
+        // order cannot get one after (a claim needs an open order): nothing to refund, and
+        // nothing to read back. Otherwise (an attempt, or not the next version) as below.
+        if order.version > 0 {
+            let mut cancelled = fields.clone();
+            cancelled.insert("version", order.version);
+            let unpaid = doc! { "version": order.version - 1, "payment": { "$exists": false } };
+            if self
+                .replica_updates
+                .update(id, unpaid, doc! { "$set": cancelled })
+                .await?
+            {
+                return Ok((Applied::Applied, None));
+            }
+        }
         let (applied, record) = replica::apply_returning(
             &self.orders_raw,
             &self.replica_updates,

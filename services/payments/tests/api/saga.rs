@@ -19,6 +19,11 @@ const HOLD: Duration = Duration::from_secs(900);
 
 /// Payments on the fake Stripe: 2 s gateway timeout, 1 s search lag, 0.2 s sweeps.
 async fn spawn_with_stripe() -> (TestApp, FakeStripe) {
+    spawn_with_stripe_sweeping("0.2").await
+}
+
+/// payments on a fake Stripe, its worker looking for work every `sweep` seconds unless woken.
+async fn spawn_with_stripe_sweeping(sweep: &str) -> (TestApp, FakeStripe) {
     let stripe = FakeStripe::start().await;
     let context = TestContext::new();
     let service = context
@@ -30,7 +35,7 @@ async fn spawn_with_stripe() -> (TestApp, FakeStripe) {
                 .with("PAYMENTS_GATEWAY", "stripe")
                 .with("STRIPE_TIMEOUT_SECONDS", "2")
                 .with("STRIPE_SEARCH_LAG_SECONDS", "1")
-                .with("PAYMENTS_SWEEP_SECONDS", "0.2")
+                .with("PAYMENTS_SWEEP_SECONDS", sweep)
         })
         .await;
     (TestApp::serve(context, vec![service]).await, stripe)
@@ -238,6 +243,23 @@ async fn a_cancellation_that_arrives_after_the_payment_refunds_it_and_outages_ar
     )
     .await;
     attempt_reaches(&app, &order_id, "refunded").await;
+    assert_eq!(standing(&stripe, &order_id), 0);
+}
+
+#[tokio::test]
+async fn a_paid_order_cancelled_starts_its_refund_from_the_cancellation_itself() {
+    // The worker's sweep (every 60 s) cannot be what finds it: the cancellation must see the
+    // charge (unpaid orders take a shorter way) and start the refund.
+    let (app, stripe) = spawn_with_stripe_sweeping("60").await;
+    let buyer = fake_user();
+    let order_id = order_for(&app, &buyer).await;
+    let paid = pay(&app, &buyer, &order_id, "tok_visa").await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.body);
+    attempt_reaches(&app, &order_id, "succeeded").await;
+
+    cancel(&app, &order_id).await;
+    attempt_reaches(&app, &order_id, "refunded").await;
+    assert_eq!(stripe.refunds().len(), 1);
     assert_eq!(standing(&stripe, &order_id), 0);
 }
 
