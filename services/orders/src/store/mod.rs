@@ -379,6 +379,7 @@ impl OrderStore {
             {
                 break (cancelled, true);
             }
+            self.recent.forget(&id);
         };
         let (order, changed) = outcome;
         self.recent.forget(&id);

@@ -7,7 +7,7 @@ use common::events::{OrderStatus, PaymentCreated, PaymentRefunded};
 use mongodb::bson::{Bson, doc, oid::ObjectId};
 use serde::{Deserialize, Serialize};
 
-use super::{OrderStore, StoreError};
+use super::{OrderDoc, OrderStore, StoreError};
 
 /// Where an order's payment stands, as the order shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,14 +54,44 @@ impl OrderStore {
     #[tracing::instrument(skip_all, fields(order_id = %event.order_id))]
     pub(crate) async fn complete(&self, event: &PaymentCreated) -> Result<(), StoreError> {
         let id = ObjectId::parse_str(&event.order_id).map_err(|_| StoreError::NotFound)?;
-        let order = self
-            .orders
-            .find_one(doc! { "_id": id })
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        // An order this process created and has not changed since is written without a
+        // read; a change since is a guard miss, and it is read.
+        let mut remembered = self.recent.get(&id);
+        loop {
+            let fresh = remembered.is_none();
+            let order = match remembered.take() {
+                Some(order) => order,
+                None => self
+                    .orders
+                    .find_one(doc! { "_id": id })
+                    .await?
+                    .ok_or(StoreError::NotFound)?,
+            };
+            if self.complete_order(event, order).await? {
+                self.recent.forget(&id);
+                return Ok(());
+            }
+            if fresh {
+                // Changed concurrently (e.g. cancelled); the redelivery re-reads it.
+                return Err(StoreError::Mongo(mongodb::error::Error::custom(
+                    "order changed concurrently",
+                )));
+            }
+            self.recent.forget(&id);
+        }
+    }
+
+    /// [`OrderStore::complete`] on `order` as read or remembered; false when the guarded
+    /// write missed (the order changed since).
+    async fn complete_order(
+        &self,
+        event: &PaymentCreated,
+        order: OrderDoc,
+    ) -> Result<bool, StoreError> {
+        let id = order.id;
         let paid = OrderPayment::bson(&event.id, &event.stripe_id, PaymentStatus::Paid);
         match order.status {
-            OrderStatus::Complete => return Ok(()),
+            OrderStatus::Complete => return Ok(true),
             OrderStatus::Cancelled => {
                 tracing::warn!("payment for a cancelled order: payments refunds it");
                 let refunding =
@@ -73,7 +103,7 @@ impl OrderStore {
                         doc! { "$set": { "payment": refunding } },
                     )
                     .await?;
-                return Ok(());
+                return Ok(true);
             }
             OrderStatus::Created | OrderStatus::AwaitingPayment => {}
         }
@@ -93,14 +123,10 @@ impl OrderStore {
                 None,
             )
             .await?;
-        if !written {
-            // Changed concurrently (e.g. cancelled); the redelivery re-reads it.
-            return Err(StoreError::Mongo(mongodb::error::Error::custom(
-                "order changed concurrently",
-            )));
+        if written {
+            tracing::info!(version = order.version + 1, "order complete");
         }
-        tracing::info!(version = order.version + 1, "order complete");
-        Ok(())
+        Ok(written)
     }
 
     /// Records that the payment's charge was refunded (the order was cancelled before it

@@ -1,7 +1,7 @@
 //! The end of an order's life: expiration cancels it unless it was paid.
 
 use common::events::{EventBus, ExpirationComplete, PaymentCreated};
-use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Document, doc, oid::ObjectId};
 use reqwest::StatusCode;
 use test_support::{TestApp, TestUser, WAIT, eventually, fake_user};
 
@@ -28,6 +28,23 @@ async fn status_is(app: &TestApp, cookie: &str, order_id: &str, status: &str) ->
         |body| body["status"] == status,
     )
     .await
+}
+
+/// What another orders process does to the order `id` at version 0: `set`, behind this
+/// process's back.
+async fn changed_elsewhere(app: &TestApp, id: &str, set: Document) {
+    let written = app
+        .context
+        .database("orders")
+        .await
+        .collection::<Document>("orders")
+        .update_one(
+            doc! { "_id": ObjectId::parse_str(id).unwrap(), "version": 0_i64 },
+            doc! { "$set": set },
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.matched_count, 1);
 }
 
 #[tokio::test]
@@ -90,4 +107,56 @@ async fn a_paid_order_is_complete_and_never_cancelled() {
         .filter(|(s, _)| s == "order:cancelled")
         .count();
     assert_eq!(cancellations, 0);
+}
+
+#[tokio::test]
+async fn a_payment_for_an_order_cancelled_behind_this_process_shows_refunding_and_stays_cancelled()
+{
+    let (app, bus, buyer, id) = spawn_with_order().await;
+    // Another process cancelled it (this one still remembers it open, as it created it).
+    changed_elsewhere(
+        &app,
+        &id,
+        doc! { "status": "cancelled", "active": false, "openSlot": null, "version": 1_i64 },
+    )
+    .await;
+    bus.publish(&PaymentCreated {
+        id: ObjectId::new().to_hex(),
+        order_id: id.clone(),
+        stripe_id: "ch_late".to_owned(),
+    })
+    .await
+    .unwrap();
+    let shown = app
+        .get_until(
+            &format!("/api/orders/{id}"),
+            Some(&buyer.cookie),
+            "the late payment shown as refunding",
+            |body| body["payment"]["status"] == "refunding",
+        )
+        .await;
+    assert_eq!(shown["status"], "cancelled", "{shown}");
+    assert_eq!(shown["version"], 1, "{shown}");
+}
+
+#[tokio::test]
+async fn an_order_paid_behind_this_process_is_not_cancelled_from_what_it_remembers() {
+    let (app, _bus, buyer, id) = spawn_with_order().await;
+    // Another process completed it (this one still remembers it open, as it created it).
+    changed_elsewhere(
+        &app,
+        &id,
+        doc! { "status": "complete", "openSlot": null, "version": 1_i64 },
+    )
+    .await;
+    let refused = app
+        .delete(&format!("/api/orders/{id}"), Some(&buyer.cookie))
+        .await;
+    refused.assert_error(StatusCode::BAD_REQUEST, "Cannot cancel a paid order");
+    let body = app
+        .get(&format!("/api/orders/{id}"), Some(&buyer.cookie))
+        .await
+        .body;
+    assert_eq!(body["status"], "complete", "{body}");
+    assert_eq!(body["version"], 1, "{body}");
 }
