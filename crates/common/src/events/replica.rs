@@ -2,7 +2,7 @@
 //! top of v−1; duplicates and older versions change nothing; future versions wait.
 
 use mongodb::bson::{Bson, Document, doc};
-use mongodb::options::ReadConcern;
+use mongodb::options::{ReadConcern, ReadPreference, SelectionCriteria};
 use mongodb::{ClientSession, Collection};
 
 use super::listener::Outcome;
@@ -136,7 +136,10 @@ pub async fn apply_returning(
         .await?
     {
         // On the primary, which holds the write just acknowledged.
-        let current = replica.find_one(doc! { "_id": id }).await?;
+        let current = replica
+            .find_one(doc! { "_id": id })
+            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+            .await?;
         return Ok((Applied::Applied, current));
     }
     let current = replica

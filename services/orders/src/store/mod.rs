@@ -107,8 +107,8 @@ pub(crate) struct OrderStore {
     expiration: Duration,
     /// Open orders one user may hold.
     max_open: usize,
-    /// Orders this process created and has not changed since, so that their cancellation is
-    /// written without a read (guarded by the version, as every change is).
+    /// Orders this process created and has not changed since, so that their cancellation or
+    /// completion is written without a read (guarded by the version, as every change is).
     recent: Arc<Recent<ObjectId, OrderDoc>>,
 }
 

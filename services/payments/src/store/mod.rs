@@ -59,7 +59,7 @@ const REFUNDS: &str = "refunds";
 pub(crate) struct PaymentStore {
     orders: Collection<OrderReplica>,
     orders_raw: Collection<Document>,
-    /// The replica's guarded writes from events, combined under load.
+    /// The replica's guarded writes from events, combined under load with the others.
     replica_updates: Updates,
     refunds: Collection<RefundJob>,
     legacy: Collection<Document>,
@@ -69,10 +69,14 @@ pub(crate) struct PaymentStore {
 impl PaymentStore {
     /// The store over `db`, its indexes made and legacy payments adopted.
     pub(crate) async fn open(db: &Database, outbox: Outbox) -> mongodb::error::Result<Self> {
+        let orders_raw: Collection<Document> = db.collection(ORDERS);
         let store = Self {
             orders: db.collection(ORDERS),
-            orders_raw: db.collection(ORDERS),
-            replica_updates: Updates::new(&db.collection::<Document>(ORDERS)),
+            // The outbox's, shared with the attempts' writes.
+            replica_updates: outbox
+                .updates(&orders_raw)
+                .unwrap_or_else(|| Updates::new(&orders_raw)),
+            orders_raw,
             refunds: db.collection(REFUNDS),
             legacy: db.collection(LEGACY_PAYMENTS),
             outbox,

@@ -309,6 +309,12 @@ impl Outbox {
             .await
     }
 
+    /// The combined guarded updates of `collection` (one of [`Outbox::collections`]), for a
+    /// store's writes that carry no event, so that they share commands with those that do.
+    pub fn updates<T: Send + Sync>(&self, collection: &Collection<T>) -> Option<Updates> {
+        self.updates.get(self.index_of(collection)?).cloned()
+    }
+
     /// Applies `update` (update operators) to the document `id` of `collection` if it also
     /// matches `guard`, and hands `event`, which `update` must write (made with
     /// [`PendingEvent::update`]), to the relay once it has; false when no document matched

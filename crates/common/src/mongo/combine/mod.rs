@@ -30,16 +30,12 @@ pub use updates::Updates;
 /// few overlap those waits, and more add little but commands queued in MongoDB
 /// (`docs/performance.md`).
 pub const IN_FLIGHT: usize = 4;
-/// Most writes of one command: far below the server's 100,000 writes per batch, and, for
-/// documents under 48 KB (tickets and orders, with their events, are under 2 KB), below its
-/// 48 MB per message, so that the driver does not split a batch (a failure of a later part
-/// would hide an earlier part's success).
-const MAX_BATCH: usize = 1_000;
-
 /// How one kind of combined write reaches MongoDB.
 trait Write: Clone + Send + Sync + 'static {
     /// One caller's write.
     type Item: Send + 'static;
+    /// Most writes of one command (see each writer for why).
+    const MAX_BATCH: usize;
     /// Sends `batch` as one command; one outcome per item, in the batch's order.
     fn write(
         &self,
@@ -71,10 +67,10 @@ impl<I> Default for Queue<I> {
 }
 
 impl<I> Queue<I> {
-    /// Up to [`MAX_BATCH`] of the oldest writes whose callers still wait for them.
-    fn take(&mut self) -> Vec<Waiting<I>> {
+    /// Up to `max` of the oldest writes whose callers still wait for them.
+    fn take(&mut self, max: usize) -> Vec<Waiting<I>> {
         let mut batch = Vec::new();
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max {
             let Some(waiting) = self.waiting.pop_front() else {
                 break;
             };
@@ -145,7 +141,7 @@ impl<W: Write> Combined<W> {
             };
             let (batch, ours_waits) = {
                 let mut queue = self.queue();
-                let batch = queue.take();
+                let batch = queue.take(W::MAX_BATCH);
                 (batch, queue.holds(seq))
             };
             if !batch.is_empty() {

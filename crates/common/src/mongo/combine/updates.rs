@@ -88,6 +88,10 @@ struct UpdateCommand(Collection<Document>);
 
 impl Write for UpdateCommand {
     type Item = Document;
+    /// The whole command is one BSON document of at most 16 MiB, never split: the largest
+    /// statement is a ticket's order apply (its `orders`, at most tickets' `orders_seen::KEPT`, and an
+    /// event: about 8 KB), so 500 of them stay under a quarter of that.
+    const MAX_BATCH: usize = 500;
 
     async fn write(&self, statements: Vec<Document>) -> Vec<mongodb::error::Result<bool>> {
         let count = statements.len();
@@ -137,11 +141,13 @@ fn outcomes(
         Ok(errors) => errors.unwrap_or_default(),
         Err(e) => return everyones(Error::custom(format!("unreadable writeErrors: {e}"))),
     };
+    if errors.iter().any(|error| error.index >= count) {
+        return everyones(Error::custom("a write error of no statement sent"));
+    }
+    let failed = errors.len();
     for error in errors {
-        let Some(outcome) = outcomes.get_mut(error.index) else {
-            continue;
-        };
-        *outcome = if error.code == IMMUTABLE_FIELD {
+        let index = error.index;
+        outcomes[index] = if error.code == IMMUTABLE_FIELD {
             Ok(false)
         } else {
             Err(own_error(error))
@@ -149,8 +155,8 @@ fn outcomes(
     }
     // Cannot happen (every insert is refused); if it did, the caller must not think its
     // update was made.
-    if let Ok(upserted) = reply.get_array("upserted") {
-        for entry in upserted {
+    if let Ok(entries) = reply.get_array("upserted") {
+        for entry in entries {
             let index = entry
                 .as_document()
                 .and_then(|e| e.get("index"))
@@ -159,6 +165,26 @@ fn outcomes(
             if let Some(outcome) = index.and_then(|i| outcomes.get_mut(i)) {
                 tracing::error!("a guarded update inserted a document");
                 *outcome = Err(Error::custom("a guarded update inserted a document"));
+            }
+        }
+    }
+    // `n` counts the statements that matched, and upserts: any other count means a statement
+    // went unreported, so no statement without an error of its own is taken as made.
+    let reported = reply
+        .get_i32("n")
+        .map(i64::from)
+        .or_else(|_| reply.get_i64("n"))
+        .ok();
+    let expected = i64::try_from(count - failed).unwrap_or(i64::MAX);
+    if reported != Some(expected) {
+        tracing::error!(
+            ?reported,
+            expected,
+            "a combined update's reply does not add up"
+        );
+        for outcome in &mut outcomes {
+            if matches!(outcome, Ok(true)) {
+                *outcome = Err(Error::custom("a combined update's reply does not add up"));
             }
         }
     }
@@ -185,8 +211,8 @@ mod tests {
     use super::*;
     use crate::mongo::{is_duplicate_key, is_unavailable};
 
-    fn reply(fields: Document) -> mongodb::error::Result<Document> {
-        let mut reply = doc! { "n": 1, "nModified": 1, "ok": 1.0 };
+    fn reply(matched: i32, fields: Document) -> mongodb::error::Result<Document> {
+        let mut reply = doc! { "n": matched, "nModified": matched, "ok": 1.0 };
         reply.extend(fields);
         Ok(reply)
     }
@@ -197,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_statement_that_matched_nothing_is_its_own_miss() {
-        let outcomes = outcomes(reply(doc! { "writeErrors": [missed(1)] }), 3);
+        let outcomes = outcomes(reply(2, doc! { "writeErrors": [missed(1)] }), 3);
         let matched: Vec<Option<bool>> = outcomes.into_iter().map(Result::ok).collect();
         assert_eq!(matched, [Some(true), Some(false), Some(true)]);
     }
@@ -205,7 +231,7 @@ mod tests {
     #[test]
     fn another_write_error_is_its_statements_alone() {
         let duplicate = doc! { "index": 0, "code": 11000, "errmsg": "E11000 duplicate key" };
-        let outcomes = outcomes(reply(doc! { "writeErrors": [duplicate, missed(2)] }), 3);
+        let outcomes = outcomes(reply(1, doc! { "writeErrors": [duplicate, missed(2)] }), 3);
         assert!(is_duplicate_key(outcomes[0].as_ref().unwrap_err()));
         assert!(matches!(outcomes[1], Ok(true)));
         assert!(matches!(outcomes[2], Ok(false)));
@@ -216,11 +242,29 @@ mod tests {
         let stepped_down =
             doc! { "code": 189, "codeName": "PrimarySteppedDown", "errmsg": "stepped down" };
         let outcomes = outcomes(
-            reply(doc! { "writeErrors": [missed(0)], "writeConcernError": stepped_down }),
+            reply(
+                1,
+                doc! { "writeErrors": [missed(0)], "writeConcernError": stepped_down },
+            ),
             2,
         );
         for outcome in &outcomes {
             assert!(is_unavailable(outcome.as_ref().unwrap_err()), "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_statement_left_unreported_makes_no_caller_think_its_write_made() {
+        // Three sent, one missed, but only one reported matched: which one is unknown.
+        for outcome in outcomes(reply(1, doc! { "writeErrors": [missed(2)] }), 3)
+            .iter()
+            .take(2)
+        {
+            assert!(outcome.is_err(), "{outcome:?}");
+        }
+        let stray = doc! { "index": 5, "code": IMMUTABLE_FIELD, "errmsg": "no such statement" };
+        for outcome in outcomes(reply(2, doc! { "writeErrors": [stray] }), 3) {
+            assert!(outcome.is_err(), "{outcome:?}");
         }
     }
 
@@ -234,7 +278,7 @@ mod tests {
 
     #[test]
     fn an_insert_is_never_taken_for_a_match() {
-        let outcomes = outcomes(reply(doc! { "upserted": [{ "index": 1, "_id": 7 }] }), 2);
+        let outcomes = outcomes(reply(2, doc! { "upserted": [{ "index": 1, "_id": 7 }] }), 2);
         assert!(matches!(outcomes[0], Ok(true)));
         assert!(outcomes[1].is_err());
     }
