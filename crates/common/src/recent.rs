@@ -43,9 +43,10 @@ impl<K: Hash + Eq, V: Clone> Recent<K, V> {
         records.insert(key, record);
     }
 
-    /// Forgets `key` (its next change reads it).
-    pub fn forget(&self, key: &K) {
-        self.records().remove(key);
+    /// The record as this process last saw it, forgotten: for a change that, made or not,
+    /// leaves the memory out of date.
+    pub fn take(&self, key: &K) -> Option<V> {
+        self.records().remove(key)
     }
 
     /// How many records it holds.
@@ -74,7 +75,7 @@ mod tests {
             assert!(recent.len() <= 100);
         }
         recent.put(7, "again");
-        recent.forget(&7);
+        assert_eq!(recent.take(&7), Some("again"));
         assert_eq!(recent.get(&7), None);
     }
 }

@@ -333,7 +333,7 @@ impl OrderStore {
     ) -> Result<OrderDoc, StoreError> {
         // The owner never changes, and an order remembered is open as created: a change
         // since (paid, cancelled elsewhere) makes the guarded write a miss, then a read.
-        let mut remembered = self.recent.get(&id);
+        let mut remembered = self.recent.take(&id);
         let outcome = loop {
             let order = match remembered.take() {
                 Some(order) => order,
@@ -379,10 +379,8 @@ impl OrderStore {
             {
                 break (cancelled, true);
             }
-            self.recent.forget(&id);
         };
         let (order, changed) = outcome;
-        self.recent.forget(&id);
         if changed {
             tracing::info!(version = order.version, "order cancelled");
         }

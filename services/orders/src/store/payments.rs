@@ -56,7 +56,7 @@ impl OrderStore {
         let id = ObjectId::parse_str(&event.order_id).map_err(|_| StoreError::NotFound)?;
         // An order this process created and has not changed since is written without a
         // read; a change since is a guard miss, and it is read.
-        let mut remembered = self.recent.get(&id);
+        let mut remembered = self.recent.take(&id);
         loop {
             let fresh = remembered.is_none();
             let order = match remembered.take() {
@@ -68,7 +68,6 @@ impl OrderStore {
                     .ok_or(StoreError::NotFound)?,
             };
             if self.complete_order(event, order).await? {
-                self.recent.forget(&id);
                 return Ok(());
             }
             if fresh {
@@ -77,7 +76,6 @@ impl OrderStore {
                     "order changed concurrently",
                 )));
             }
-            self.recent.forget(&id);
         }
     }
 
