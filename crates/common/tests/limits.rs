@@ -1,6 +1,7 @@
 //! The server's limits against clients that hold on, flood or never finish: slow bodies get 408
 //! and never hold a slot, a full queue answers 503 at once, a request past its time gets 503,
 //! idle or half-sent heads are closed, and connections beyond the cap wait for one to close.
+//! A handler that panics costs its request a 500, not the server.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -20,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A server of one service with `limits`: `/fast` answers at once, `/gate` waits for a permit
-/// of `gate`, `/stuck` never answers, `POST /echo` answers with its body's length.
+/// of `gate`, `/stuck` never answers, `/panic` panics, `POST /echo` answers with its body's
+/// length.
 async fn serve(limits: Limits, gate: Arc<Semaphore>) -> (String, CancellationToken) {
     let router = Router::new()
         .route("/fast", get(|| async { "fast" }))
@@ -35,6 +37,14 @@ async fn serve(limits: Limits, gate: Arc<Semaphore>) -> (String, CancellationTok
             }),
         )
         .route("/stuck", get(std::future::pending::<()>))
+        .route(
+            "/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("a handler's bug");
+                }
+            }),
+        )
         .route(
             "/echo",
             post(|body: String| async move { body.len().to_string() }),
@@ -254,4 +264,27 @@ async fn bodies_are_read_whole_before_the_handler_and_limited() {
         read_head(&mut stream).await.0,
         StatusCode::PAYLOAD_TOO_LARGE.as_u16()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_gets_a_500_in_the_error_shape_and_the_server_goes_on() {
+    let (addr, _shutdown) = serve(Limits::default(), Arc::new(Semaphore::new(0))).await;
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(get_request("/panic").as_bytes())
+            .await
+            .unwrap();
+        let (status, head) = read_head(&mut stream).await;
+        assert_eq!(status, 500, "{head}");
+        assert!(head.contains("x-request-id: "), "{head}");
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        let mut body = String::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut body))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("Something went wrong"), "{body}");
+    }
+    assert_eq!(raw(&addr, &get_request("/fast")).await.0, 200);
 }

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::Limits;
 use crate::error::ApiError;
@@ -46,6 +44,21 @@ impl Admission {
             }
         })
     }
+
+    /// A slot at once, else a place in the queue until one frees, else the 503 that refuses
+    /// the request. A request dropped while it waits leaves the queue.
+    pub(super) async fn admit(&self) -> Result<SemaphorePermit<'_>, Response> {
+        if let Ok(slot) = self.slots.try_acquire() {
+            return Ok(slot);
+        }
+        let waiting = self.queued.fetch_add(1, Ordering::Relaxed);
+        let _place = Waiting(&self.queued);
+        if waiting >= self.max_queued {
+            return Err(overloaded());
+        }
+        // Never closed; answer as if full rather than panic.
+        self.slots.acquire().await.map_err(|_| overloaded())
+    }
 }
 
 /// Leaves the queue when dropped, also when the client gives up while waiting.
@@ -57,34 +70,9 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// The middleware: a slot at once, else a place in the queue, else 503.
-pub(crate) async fn admit(
-    State(admission): State<Arc<Admission>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let _slot = match admission.slots.try_acquire() {
-        Ok(slot) => slot,
-        Err(_) => {
-            let waiting = admission.queued.fetch_add(1, Ordering::Relaxed);
-            let _place = Waiting(&admission.queued);
-            if waiting >= admission.max_queued {
-                return ApiError::Overloaded {
-                    retry_after: RETRY_AFTER,
-                }
-                .into_response();
-            }
-            match admission.slots.acquire().await {
-                Ok(slot) => slot,
-                // Never closed; answer as if full rather than panic.
-                Err(_) => {
-                    return ApiError::Overloaded {
-                        retry_after: RETRY_AFTER,
-                    }
-                    .into_response();
-                }
-            }
-        }
-    };
-    next.run(request).await
+fn overloaded() -> Response {
+    ApiError::Overloaded {
+        retry_after: RETRY_AFTER,
+    }
+    .into_response()
 }

@@ -1,10 +1,16 @@
-//! `detached`: a request runs to its end even when its client hangs up halfway.
+//! `detached`: a request runs to its end even when its client hangs up halfway, and a panic
+//! in it is answered 500.
 
+use std::panic::AssertUnwindSafe;
+
+use axum::http::StatusCode;
+use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
-/// Runs the rest of the request to its end even when the client hangs up halfway: polled in
-/// place while the connection waits for it, and handed to a task of its own only if dropped
-/// unfinished. A request waiting for its turn (`admission.rs`) still leaves at once.
+/// Runs `work` (the rest of the request) to its end even when the client hangs up halfway:
+/// polled in place while the connection waits for it, and handed to a task of its own only if
+/// dropped unfinished. A panic in it is caught here and answered 500, so that the work is
+/// finished either way (a task is never handed a future that panicked).
 ///
 /// Why: the MongoDB driver hands a freed connection to the next waiter only, and when that
 /// waiter was abandoned (its future dropped) the connection goes back unused until the pool's
@@ -12,16 +18,24 @@ use futures::future::BoxFuture;
 /// is also simpler to reason about than a transaction cut off between two steps. Polling in
 /// place spares the common case a task, a wake-up of the other worker and a hop back
 /// (`docs/performance.md`).
-pub(super) async fn detached(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+pub(super) fn run_to_end<F>(work: F) -> impl Future<Output = axum::response::Response>
+where
+    F: Future<Output = axum::response::Response> + Send + 'static,
+{
     use tracing::Instrument as _;
     // The request's span (request id, trace) stays with the work if it moves to a task.
-    FinishOnDrop(Some(Box::pin(
-        next.run(request).instrument(tracing::Span::current()),
-    )))
-    .await
+    let work = AssertUnwindSafe(work.instrument(tracing::Span::current()))
+        .catch_unwind()
+        .map(|finished| {
+            finished.unwrap_or_else(|_panic| {
+                tracing::error!("handler panicked");
+                crate::error::error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                )
+            })
+        });
+    FinishOnDrop(Some(Box::pin(work)))
 }
 
 /// A request's remaining work; dropped unfinished, it goes on in a task of its own.
@@ -34,7 +48,7 @@ impl std::future::Future for FinishOnDrop {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        // Polled again after it finished: never by the middleware that awaits it once.
+        // Polled again after it finished: never by the envelope that awaits it once.
         let Some(work) = self.0.as_mut() else {
             return std::task::Poll::Pending;
         };
@@ -60,49 +74,63 @@ impl Drop for FinishOnDrop {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
-
-    use tokio::sync::{Notify, oneshot};
-    use tower::ServiceExt as _;
-
     use std::time::Duration;
 
-    use axum::Router;
-    use axum::http::{Request, StatusCode};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+    use tokio::sync::{Notify, oneshot};
 
     use super::*;
 
     #[tokio::test]
-    async fn a_request_its_client_abandons_still_runs_to_its_end() {
+    async fn work_its_client_abandons_still_runs_to_its_end() {
         let started = Arc::new(Notify::new());
         let release = Arc::new(Notify::new());
         let (finished, finished_rx) = oneshot::channel::<()>();
         let finished = Arc::new(Mutex::new(Some(finished)));
-        let handler = {
+        let work = {
             let (started, release) = (started.clone(), release.clone());
-            move || async move {
+            async move {
                 started.notify_one();
                 release.notified().await;
                 if let Some(finished) = finished.lock().unwrap().take() {
                     let _ = finished.send(());
                 }
-                StatusCode::NO_CONTENT
+                StatusCode::NO_CONTENT.into_response()
             }
         };
-        let router = Router::new()
-            .route("/", axum::routing::post(handler))
-            .layer(axum::middleware::from_fn(detached));
-        let request = router.oneshot(Request::post("/").body(axum::body::Body::empty()).unwrap());
+        let request = run_to_end(work);
 
-        // The client hangs up once the handler is underway: its future is dropped here.
+        // The client hangs up once the work is underway: its future is dropped here.
         tokio::select! {
-            response = request => panic!("answered before the handler was released: {response:?}"),
+            response = request => panic!("answered before the work was released: {response:?}"),
             () = started.notified() => {}
         }
         release.notify_one();
 
         tokio::time::timeout(Duration::from_secs(5), finished_rx)
             .await
-            .expect("the abandoned request did not run to its end within 5 s")
-            .expect("the handler was dropped before its end");
+            .expect("the abandoned work did not run to its end within 5 s")
+            .expect("the work was dropped before its end");
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_answered_500_in_the_error_shape() {
+        let response = run_to_end(async {
+            if std::hint::black_box(true) {
+                panic!("a handler's bug");
+            }
+            StatusCode::NO_CONTENT.into_response()
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["errors"][0]["message"], "Something went wrong",
+            "{body}"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod admission;
 mod bounds;
 mod config;
 mod detached;
+mod envelope;
 mod launch;
 mod layers;
 mod limits;
@@ -34,7 +35,7 @@ use crate::health;
 use crate::metrics::{self, HttpMetrics};
 use crate::security::HttpSecurity;
 use crate::task::BackgroundTask;
-use layers::with_common_layers;
+use layers::Layers;
 
 /// Largest request body any endpoint accepts; larger ones get 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -127,14 +128,8 @@ impl Server {
             limits,
             shutdown,
         } = self;
-        let (router, tasks) = compose(services, &limits, &shutdown);
-        // Outermost, so that it also counts what the common layers answer (a panic's 500, a
-        // 408, CORS preflights) and times them.
-        let http_metrics = HttpMetrics::default();
-        let router = router
-            .router
-            .merge(metrics::router(http_metrics.clone(), router.watched));
-        let router = with_common_layers(router, &security, &limits).layer(http_metrics.layer());
+        let layers = Layers::new(&security, &limits, HttpMetrics::default());
+        let (router, tasks) = compose(services, &layers, &limits, &shutdown);
         let mut set = JoinSet::new();
         for (name, task) in tasks {
             let token = shutdown.clone();
@@ -173,13 +168,14 @@ impl Server {
     }
 }
 
-/// The services' routes behind their admission (slots and queue, one per service) and the
-/// detached run of each request, with `/healthz`, `/readyz` and the fallback.
+/// The services' routes, each service's behind its own admission (slots and queue), with
+/// `/healthz`, `/readyz`, `/metrics` and the fallback; every route in the common layers.
 fn compose(
     services: Vec<Service>,
+    layers: &Layers,
     limits: &Limits,
     shutdown: &CancellationToken,
-) -> (Composed, Vec<(String, BackgroundTask)>) {
+) -> (Router, Vec<(String, BackgroundTask)>) {
     let mut router = Router::new();
     let mut checks = Vec::new();
     let mut tasks = Vec::new();
@@ -191,16 +187,7 @@ fn compose(
         }
         let admission = admission::Admission::new(limits);
         checks.push(admission.readiness_check(service.name));
-        router = router.merge(
-            service.router.layer(
-                tower::ServiceBuilder::new()
-                    .layer(axum::middleware::from_fn_with_state(
-                        admission,
-                        admission::admit,
-                    ))
-                    .layer(axum::middleware::from_fn(detached::detached)),
-            ),
-        );
+        router = router.merge(layers.around(service.router, Some(admission)));
         watched.push((service.name, service.metrics));
         checks.extend(service.checks);
         tasks.extend(
@@ -210,16 +197,12 @@ fn compose(
                 .map(|(name, task)| (format!("{}/{name}", service.name), task)),
         );
     }
-    let router = router.merge(health::router(checks, shutdown.clone()));
-    let router = match fallback {
-        Some(fallback) => router.fallback_service(fallback),
-        None => router.fallback(crate::error::not_found),
+    // The server's own routes take no turn: health and metrics answer under any load.
+    let own = health::router(checks, shutdown.clone())
+        .merge(metrics::router(layers.metrics().clone(), watched));
+    let own = match fallback {
+        Some(fallback) => own.fallback_service(fallback),
+        None => own.fallback(crate::error::not_found),
     };
-    (Composed { router, watched }, tasks)
-}
-
-/// The composed routes, and the services whose events `/metrics` reports.
-struct Composed {
-    router: Router,
-    watched: Vec<(&'static str, metrics::ServiceMetrics)>,
+    (router.merge(layers.around(own, None)), tasks)
 }
