@@ -34,6 +34,13 @@ enum Command {
     /// to this machine's limits (MongoDB, JetStream, argon2, a bare handler) measured in the
     /// same run; writes the results as JSON.
     Bench(bench::Args),
+    /// Serves the bench's bare-handler limit (currentuser's handler without the stack's
+    /// layers) on its own, for comparing the stack with it under another load generator (wrk).
+    BareHandler {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:3401")]
+        listen: std::net::SocketAddr,
+    },
     /// Measures how fast the orders replica catches up on a backlog of ticket events (publishes
     /// the backlog into a namespace of its own, then starts the orders service's listeners).
     Catchup(catchup::Args),
@@ -106,6 +113,9 @@ async fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::BareHandler { listen } => bench::serve_bare_handler(listen)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Catchup(args) => {
             let report = catchup::run(&args).await?;
             println!("{report}");

@@ -318,13 +318,8 @@ async fn current_user(MaybeCurrentUser(claims): MaybeCurrentUser) -> Json<serde_
     Json(json!({ "currentUser": current }))
 }
 
-/// `bare-handler`: that handler served in this process on a free loopback port, loaded like
-/// the currentuser scenario, with a cookie signed by a key of its own.
-pub(crate) async fn bare_handler(
-    clients: usize,
-    timing: Timing,
-    bar: &ProgressBar,
-) -> anyhow::Result<Measured> {
+/// That handler's router, and a cookie it accepts (signed by a key of its own).
+fn bare_router() -> anyhow::Result<(Router, HeaderValue)> {
     let sessions = Sessions::new(&SessionConfig {
         jwt_key: format!("bench-{}", ObjectId::new().to_hex()),
         ttl: Duration::from_secs(3600),
@@ -335,6 +330,37 @@ pub(crate) async fn bare_handler(
     let router = Router::new()
         .route("/api/users/currentuser", get(current_user))
         .with_state(sessions);
+    Ok((router, cookie))
+}
+
+/// Serves the `bare-handler` limit on `listen` until Ctrl-C, for a load generator of one's
+/// own (`wrk`) to compare the stack with; prints the cookie it accepts first.
+pub async fn serve_bare_handler(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let (router, cookie) = bare_router()?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    println!(
+        "bare handler on http://{}/api/users/currentuser\nCookie: {}",
+        listener.local_addr()?,
+        cookie.to_str()?
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serve the bare handler")
+}
+
+/// `bare-handler`: that handler served in this process on a free loopback port, loaded like
+/// the currentuser scenario.
+pub(crate) async fn bare_handler(
+    clients: usize,
+    timing: Timing,
+    bar: &ProgressBar,
+) -> anyhow::Result<Measured> {
+    let (router, cookie) = bare_router()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .context("bind the bare handler")?;

@@ -41,6 +41,7 @@ use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use self::http::{Conn, Target};
+pub use self::limits::serve_bare_handler;
 use self::load::{Measured, Timing, closed_loop};
 use self::report::{Params, Results, Row, Versus};
 use self::scenarios::Fixture;
