@@ -16,7 +16,8 @@
    requires; probes hit /healthz and /readyz on the port the service listens on, and the pods'
    prometheus.io annotations point at /metrics there; Services, HPAs and PDBs point at the
    workloads; MONGO_URL is the service's own user on the seed list of every member of its own
-   replica set (keyFile on, no directConnection, the password the set gives that user);
+   replica set (keyFile on, no snapshot history kept, no directConnection, the password the
+   set gives that user);
    NATS_URL is its own NATS user with the password the servers get; secrets are documented,
    never optional, never rendered in prod; workloads are hardened, spread over nodes
    (Deployments) or one per node (StatefulSets, with a headless Service that publishes
@@ -641,6 +642,9 @@ def check_mongo_url(where: str, path, svc: str, url: str, refs: dict, env: dict,
                            "expects")
     if "--keyFile=" not in args:
         problems.add(path, f"StatefulSet/{wname} runs without --keyFile: no authentication")
+    if "--setParameter=minSnapshotHistoryWindowInSeconds=0" not in args:
+        problems.add(path, f"StatefulSet/{wname} keeps 300 s of snapshot history (the default):"
+                           " sustained updates of a hot document slow down as its chain grows")
     menv = container_env(mongo)
     expect = {"MONGO_APP_USER": svc, "MONGO_APP_DB": svc, "MONGO_REPLICA_SET": rs,
               "MONGO_FIRST": f"{wname}-0.{governing}:27017",

@@ -172,6 +172,11 @@ pub(crate) fn mongod_command(
         // expires (60 s by default), and every apply to them meanwhile conflicts; ours take
         // milliseconds (the deployments set the same).
         .args(["--setParameter", "transactionLifetimeLimitSeconds=10"])
+        // Nothing reads at a past cluster time, so no snapshot history is kept: with the
+        // default 300 s, every update of a hot document walks a chain of its versions from the
+        // last five minutes, and sustained updates slow down as it grows (the deployments set
+        // the same; docs/performance.md).
+        .args(["--setParameter", "minSnapshotHistoryWindowInSeconds=0"])
         .stdout(log.try_clone()?)
         .stderr(log);
     Ok(cmd)

@@ -73,6 +73,21 @@ async fn mongo_is_a_primary_that_runs_transactions_and_stops() -> Result<()> {
         is_writable_primary(&client).await?,
         "not a writable primary"
     );
+    // Killed clients' transactions expire fast, and no snapshot history is kept (see
+    // `mongod_command`); the transaction below still commits.
+    let parameters = client
+        .database("admin")
+        .run_command(doc! {
+            "getParameter": 1,
+            "transactionLifetimeLimitSeconds": 1,
+            "minSnapshotHistoryWindowInSeconds": 1,
+        })
+        .await?;
+    ensure!(
+        parameters.get_i32("transactionLifetimeLimitSeconds")? == 10
+            && parameters.get_i32("minSnapshotHistoryWindowInSeconds")? == 0,
+        "mongod's parameters: {parameters}"
+    );
 
     let orders = client
         .database("devenv_test")
