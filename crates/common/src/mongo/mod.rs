@@ -1,6 +1,6 @@
 //! Connecting a service to its MongoDB database; what every store needs besides lives in the
-//! submodules: error meanings, retried transactions, per-record locks, combined inserts and
-//! updates, batched updates.
+//! submodules: error meanings, retried transactions, per-record locks, combined inserts,
+//! updates and reads, batched updates.
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ mod key_locks;
 mod transaction;
 
 pub use batch::update_all;
-pub use combine::{IN_FLIGHT, Inserts, Updates};
+pub use combine::{IN_FLIGHT, Inserts, Reads, Updates};
 pub use errors::{duplicate_key_index, is_duplicate_key, is_outage, is_unavailable};
 pub use key_locks::KeyLocks;
 pub use transaction::Transaction;

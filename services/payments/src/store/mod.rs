@@ -20,7 +20,7 @@ pub(crate) use refunds::RefundJob;
 
 use common::events::replica::{self, Applied};
 use common::events::{OrderCancelled, OrderCreated, OrderStatus, Outbox};
-use common::mongo::Updates;
+use common::mongo::{Reads, Updates};
 use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::options::IndexOptions;
@@ -61,6 +61,8 @@ pub(crate) struct PaymentStore {
     orders_raw: Collection<Document>,
     /// The replica's guarded writes from events, combined under load with the others.
     replica_updates: Updates,
+    /// Reads by id of the replica, combined across requests.
+    order_reads: Reads<OrderReplica>,
     refunds: Collection<RefundJob>,
     legacy: Collection<Document>,
     outbox: Outbox,
@@ -76,6 +78,7 @@ impl PaymentStore {
             replica_updates: outbox
                 .updates(&orders_raw)
                 .unwrap_or_else(|| Updates::new(&orders_raw)),
+            order_reads: Reads::new(&orders_raw),
             orders_raw,
             refunds: db.collection(REFUNDS),
             legacy: db.collection(LEGACY_PAYMENTS),
@@ -201,7 +204,7 @@ impl PaymentStore {
     }
 
     pub(crate) async fn order(&self, id: ObjectId) -> mongodb::error::Result<Option<OrderReplica>> {
-        self.orders.find_one(doc! { "_id": id }).await
+        self.order_reads.find(id).await
     }
 }
 

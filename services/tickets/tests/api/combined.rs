@@ -1,12 +1,12 @@
 //! Combined writes (`common::mongo::Inserts` and `Updates`, under the outbox's inserts and
-//! guarded updates): concurrent creations and changes share commands, and each caller still
-//! learns its own write's outcome.
+//! guarded updates) and reads (`Reads`): concurrent creations, changes and reads share
+//! commands, and each caller still learns its own write's outcome or gets its own document.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::mongo::{Inserts, Updates, is_duplicate_key};
+use common::mongo::{Inserts, Reads, Updates, is_duplicate_key};
 use futures::future::join_all;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
@@ -250,6 +250,75 @@ async fn a_lone_guarded_update_is_a_command_of_its_own() {
     assert!(!stale, "a guard on an old version misses");
     let stored = collection.find_one(doc! {}).await.unwrap().unwrap();
     assert_eq!(stored.get_i64("version").unwrap(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_reads_share_commands_and_each_caller_gets_its_own_document() {
+    const DOCUMENTS: usize = 150;
+    // Callers 0..150 read document n; 150..200 read documents 0..50 again; 200..240 name
+    // documents that do not exist.
+    const CALLERS: usize = 240;
+    let context = TestContext::new();
+    let (collection, commands) = counted_collection(&context, "find").await;
+    let ids: Vec<ObjectId> = (0..DOCUMENTS).map(|_| ObjectId::new()).collect();
+    let stored: Vec<Document> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| doc! { "_id": id, "n": n as i64 })
+        .collect();
+    collection.insert_many(stored).await.unwrap();
+    let missing: Vec<ObjectId> = (0..CALLERS - 200).map(|_| ObjectId::new()).collect();
+    let asked = |caller: usize| match caller {
+        0..200 => ids[caller % DOCUMENTS],
+        _ => missing[caller - 200],
+    };
+    let before = commands.load(Ordering::Relaxed);
+    let reads = Reads::<Document>::new(&collection);
+    let all = join_all((0..CALLERS).map(|caller| {
+        let reads = reads.clone();
+        async move { reads.find(asked(caller)).await }
+    }));
+    let found = tokio::time::timeout(WAIT, all)
+        .await
+        .expect("every caller gets its document");
+    let sent = commands.load(Ordering::Relaxed) - before;
+
+    for (caller, found) in found.iter().enumerate() {
+        let found = found
+            .as_ref()
+            .unwrap_or_else(|e| panic!("caller {caller}: {e}"));
+        if caller < 200 {
+            let document = found
+                .as_ref()
+                .unwrap_or_else(|| panic!("caller {caller} found nothing"));
+            assert_eq!(document.get_object_id("_id").unwrap(), asked(caller));
+            assert_eq!(
+                document.get_i64("n").unwrap(),
+                (caller % DOCUMENTS) as i64,
+                "caller {caller}"
+            );
+        } else {
+            assert!(found.is_none(), "caller {caller} named no document");
+        }
+    }
+    assert!(
+        sent <= CALLERS / 10,
+        "{CALLERS} concurrent reads took {sent} find commands"
+    );
+
+    // A lone read goes out at once, and sees what was written before it was asked.
+    collection
+        .update_one(doc! { "_id": ids[0] }, doc! { "$set": { "n": -1_i64 } })
+        .await
+        .unwrap();
+    let before = commands.load(Ordering::Relaxed);
+    let lone = tokio::time::timeout(Duration::from_secs(5), reads.find(ids[0]))
+        .await
+        .expect("a lone read waits for no batch")
+        .unwrap()
+        .unwrap();
+    assert_eq!(lone.get_i64("n").unwrap(), -1);
+    assert_eq!(commands.load(Ordering::Relaxed) - before, 1);
 }
 
 #[tokio::test]

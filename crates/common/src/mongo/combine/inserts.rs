@@ -51,6 +51,7 @@ struct InsertMany(Collection<Document>);
 
 impl Write for InsertMany {
     type Item = Document;
+    type Outcome = bool;
     /// Far below the server's 100,000 writes per batch, and, for documents under 48 KB
     /// (tickets and orders, with their events, are under 2 KB), below its 48 MB per message,
     /// so that the driver does not split a batch (a failure of a later part would hide an

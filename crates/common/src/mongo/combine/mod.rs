@@ -1,6 +1,6 @@
 //! Group commit: writes to one collection that arrive while earlier writes are in flight wait
 //! together and go to MongoDB as one command — inserts ([`Inserts`]) and guarded updates
-//! ([`Updates`]).
+//! ([`Updates`]); reads by id ([`Reads`]) combine the same way.
 //!
 //! MongoDB's cost of a write is mostly per command (parsing, locking, the oplog entry's
 //! bookkeeping, waking for the journal flush), not per document: under load, one command
@@ -20,9 +20,11 @@ use tokio::sync::{Semaphore, oneshot};
 use tracing::Instrument as _;
 
 mod inserts;
+mod reads;
 mod updates;
 
 pub use inserts::Inserts;
+pub use reads::Reads;
 pub use updates::Updates;
 
 /// Commands one collection has out at once for one kind of write; what arrives meanwhile
@@ -30,34 +32,36 @@ pub use updates::Updates;
 /// few overlap those waits, and more add little but commands queued in MongoDB
 /// (`docs/performance.md`).
 pub const IN_FLIGHT: usize = 4;
-/// How one kind of combined write reaches MongoDB.
+/// How one kind of combined write (or read) reaches MongoDB.
 trait Write: Clone + Send + Sync + 'static {
     /// One caller's write.
     type Item: Send + 'static;
+    /// What one caller learns of its write.
+    type Outcome: Send + 'static;
     /// Most writes of one command (see each writer for why).
     const MAX_BATCH: usize;
     /// Sends `batch` as one command; one outcome per item, in the batch's order.
     fn write(
         &self,
         batch: Vec<Self::Item>,
-    ) -> impl Future<Output = Vec<mongodb::error::Result<bool>>> + Send;
+    ) -> impl Future<Output = Vec<mongodb::error::Result<Self::Outcome>>> + Send;
 }
 
 /// One caller's write and where its outcome goes.
-struct Waiting<I> {
+struct Waiting<I, O> {
     /// Place in the queue: writes are taken oldest first.
     seq: u64,
     item: I,
-    outcome: oneshot::Sender<mongodb::error::Result<bool>>,
+    outcome: oneshot::Sender<mongodb::error::Result<O>>,
 }
 
 /// The writes waiting for a command, oldest first.
-struct Queue<I> {
-    waiting: VecDeque<Waiting<I>>,
+struct Queue<I, O> {
+    waiting: VecDeque<Waiting<I, O>>,
     next_seq: u64,
 }
 
-impl<I> Default for Queue<I> {
+impl<I, O> Default for Queue<I, O> {
     fn default() -> Self {
         Self {
             waiting: VecDeque::new(),
@@ -66,9 +70,9 @@ impl<I> Default for Queue<I> {
     }
 }
 
-impl<I> Queue<I> {
+impl<I, O> Queue<I, O> {
     /// Up to `max` of the oldest writes whose callers still wait for them.
-    fn take(&mut self, max: usize) -> Vec<Waiting<I>> {
+    fn take(&mut self, max: usize) -> Vec<Waiting<I, O>> {
         let mut batch = Vec::new();
         while batch.len() < max {
             let Some(waiting) = self.waiting.pop_front() else {
@@ -91,7 +95,7 @@ impl<I> Queue<I> {
 /// The combined writes of one kind into one collection; clones share the queue.
 struct Combined<W: Write> {
     writer: W,
-    queue: Arc<Mutex<Queue<W::Item>>>,
+    queue: Arc<Mutex<Queue<W::Item, W::Outcome>>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -114,14 +118,14 @@ impl<W: Write> Combined<W> {
         }
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<W::Item>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<W::Item, W::Outcome>> {
         // Pushes and takes leave the queue whole even if a holder panicked.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Writes `item`, with whatever else waits, once a command slot is free, and returns this
     /// item's outcome.
-    async fn write(&self, item: W::Item) -> mongodb::error::Result<bool> {
+    async fn write(&self, item: W::Item) -> mongodb::error::Result<W::Outcome> {
         let (outcome, mut done) = oneshot::channel();
         let seq = {
             let mut queue = self.queue();
@@ -171,8 +175,8 @@ impl<W: Write> Combined<W> {
     }
 }
 
-fn received(
-    outcome: Result<mongodb::error::Result<bool>, oneshot::error::RecvError>,
-) -> mongodb::error::Result<bool> {
-    outcome.map_err(|_| Error::custom("write abandoned: its batch's task ended"))?
+fn received<O>(
+    outcome: Result<mongodb::error::Result<O>, oneshot::error::RecvError>,
+) -> mongodb::error::Result<O> {
+    outcome.map_err(|_| Error::custom("command abandoned: its batch's task ended"))?
 }

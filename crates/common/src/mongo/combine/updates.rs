@@ -88,6 +88,7 @@ struct UpdateCommand(Collection<Document>);
 
 impl Write for UpdateCommand {
     type Item = Document;
+    type Outcome = bool;
     /// The whole command is one BSON document of at most 16 MiB, never split: the largest
     /// statement is a ticket's order apply (its `orders`, at most tickets' `orders_seen::KEPT`, and an
     /// event: about 8 KB), so 500 of them stay under a quarter of that.
