@@ -20,26 +20,27 @@ use test_support::{TestContext, fake_user};
 use crate::helpers::spawn_app;
 use test_support::WAIT;
 
-/// A collection of this test on a client that counts the `command` commands sent to it.
-async fn counted_collection(
+/// A collection of this test on a client that counts, for each of `names`, the commands of
+/// that name sent to it.
+async fn counted_collection<const N: usize>(
     context: &TestContext,
-    command: &'static str,
-) -> (mongodb::Collection<Document>, Arc<AtomicUsize>) {
-    let commands = Arc::new(AtomicUsize::new(0));
+    names: [&'static str; N],
+) -> (mongodb::Collection<Document>, [Arc<AtomicUsize>; N]) {
+    let counters: [Arc<AtomicUsize>; N] = std::array::from_fn(|_| Arc::new(AtomicUsize::new(0)));
     let mut options = ClientOptions::parse(&context.mongo_url).await.unwrap();
-    let counter = Arc::clone(&commands);
+    let counted = counters.clone();
     options.command_event_handler = Some(EventHandler::callback(move |event| {
         if let CommandEvent::Started(started) = event
-            && started.command_name == command
+            && let Some(n) = names.iter().position(|name| started.command_name == *name)
         {
-            counter.fetch_add(1, Ordering::Relaxed);
+            counted[n].fetch_add(1, Ordering::Relaxed);
         }
     }));
     let client = mongodb::Client::with_options(options).unwrap();
     let collection = client
         .database(&format!("{}_combined", context.namespace))
         .collection("documents");
-    (collection, commands)
+    (collection, counters)
 }
 
 /// `callers` concurrent inserts, `taken` of them with a key already stored (the same key for
@@ -47,7 +48,7 @@ async fn counted_collection(
 /// document must be stored. Returns the insert commands they took.
 async fn insert_at_once(callers: usize, taken: &[usize]) -> usize {
     let context = TestContext::new();
-    let (collection, commands) = counted_collection(&context, "insert").await;
+    let (collection, [commands]) = counted_collection(&context, ["insert"]).await;
     for n in taken {
         collection
             .insert_one(doc! { "_id": format!("taken-{n}"), "n": -1_i64 })
@@ -131,7 +132,7 @@ async fn more_callers_than_one_command_takes_are_all_written() {
 #[tokio::test]
 async fn a_lone_insert_is_a_command_of_its_own() {
     let context = TestContext::new();
-    let (collection, commands) = counted_collection(&context, "insert").await;
+    let (collection, [commands]) = counted_collection(&context, ["insert"]).await;
     let inserts = Inserts::new(&collection);
     for n in 0..3_i64 {
         let before = commands.load(Ordering::Relaxed);
@@ -151,7 +152,7 @@ async fn concurrent_guarded_updates_share_commands_and_each_caller_learns_its_ow
     // guard; 200..240 name documents that do not exist.
     const CALLERS: usize = 240;
     let context = TestContext::new();
-    let (collection, commands) = counted_collection(&context, "update").await;
+    let (collection, [commands]) = counted_collection(&context, ["update"]).await;
     let stored: Vec<Document> = (0..DOCUMENTS)
         .map(|n| doc! { "_id": n as i64, "version": 0_i64 })
         .collect();
@@ -217,7 +218,7 @@ async fn concurrent_guarded_updates_share_commands_and_each_caller_learns_its_ow
 #[tokio::test]
 async fn a_lone_guarded_update_is_a_command_of_its_own() {
     let context = TestContext::new();
-    let (collection, commands) = counted_collection(&context, "update").await;
+    let (collection, [commands]) = counted_collection(&context, ["update"]).await;
     collection
         .insert_one(doc! { "_id": 1_i64, "version": 0_i64 })
         .await
@@ -259,7 +260,8 @@ async fn concurrent_reads_share_commands_and_each_caller_gets_its_own_document()
     // documents that do not exist.
     const CALLERS: usize = 240;
     let context = TestContext::new();
-    let (collection, commands) = counted_collection(&context, "find").await;
+    let (collection, [commands, get_mores]) =
+        counted_collection(&context, ["find", "getMore"]).await;
     let ids: Vec<ObjectId> = (0..DOCUMENTS).map(|_| ObjectId::new()).collect();
     let stored: Vec<Document> = ids
         .iter()
@@ -304,6 +306,20 @@ async fn concurrent_reads_share_commands_and_each_caller_gets_its_own_document()
     assert!(
         sent <= CALLERS / 10,
         "{CALLERS} concurrent reads took {sent} find commands"
+    );
+    // Reads that all find their document: the reply still closes its cursor.
+    let all = join_all(ids.iter().map(|&id| {
+        let reads = reads.clone();
+        async move { reads.find(id).await }
+    }));
+    let found = tokio::time::timeout(WAIT, all)
+        .await
+        .expect("every caller gets its document");
+    assert!(found.iter().all(|f| matches!(f, Ok(Some(_)))), "{found:?}");
+    assert_eq!(
+        get_mores.load(Ordering::Relaxed),
+        0,
+        "a combined read's reply holds all its documents"
     );
 
     // A lone read goes out at once, and sees what was written before it was asked.

@@ -102,7 +102,9 @@ impl FindByIds {
         &self,
         ids: &[ObjectId],
     ) -> mongodb::error::Result<HashMap<ObjectId, RawDocumentBuf>> {
-        let batch = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        // One more than can match: a reply filled to its batch size leaves the cursor open
+        // (MongoDB has not looked past the last match), and closing it costs a `getMore`.
+        let batch = u32::try_from(ids.len() + 1).unwrap_or(u32::MAX);
         // A lone id as an equality: MongoDB answers that without planning the query.
         let filter = match ids {
             [id] => doc! { "_id": id },
