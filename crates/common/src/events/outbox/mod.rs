@@ -18,6 +18,7 @@
 
 mod legacy;
 mod relay;
+mod sent;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,6 +34,7 @@ use tokio::sync::Notify;
 use super::catalog::Event;
 use crate::mongo::{Inserts, Updates};
 use legacy::LEGACY;
+use sent::Sent;
 
 /// The field of a document that holds its events until the relay has published them.
 pub const PENDING_EVENTS: &str = "pendingEvents";
@@ -123,6 +125,8 @@ pub struct Outbox {
     written: Arc<Mutex<VecDeque<(Pending, Instant)>>>,
     /// Events this process removed from their documents lately, which the scan skips.
     removed: Arc<Mutex<Removed>>,
+    /// Events the relay sent from memory, removed from their documents a moment later.
+    sent: Arc<Mutex<Sent>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -150,12 +154,18 @@ impl Outbox {
             wake: Arc::new(Notify::new()),
             written: Arc::default(),
             removed: Arc::default(),
+            sent: Arc::default(),
         }
     }
 
     fn removed_events(&self) -> std::sync::MutexGuard<'_, Removed> {
         // Hints too: an event missing from it is at worst sent twice, which JetStream drops.
         self.removed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sent_events(&self) -> std::sync::MutexGuard<'_, Sent> {
+        // Hints as well: an event dropped from it stays in its document for the scan.
+        self.sent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn written_events(&self) -> std::sync::MutexGuard<'_, VecDeque<(Pending, Instant)>> {

@@ -1,6 +1,7 @@
 //! The relay: publishes pending events to JetStream in order and removes them from their
-//! documents — this process's own from memory once their write returned, everyone else's (a
-//! crash's, another replica's) by a scan of the outbox's collections.
+//! documents — this process's own from memory once their write returned (removed a moment
+//! later: `sent.rs`), everyone else's (a crash's, another replica's) by a scan of the outbox's
+//! collections.
 //!
 //! The scan cannot be the fast path: removing an event deletes its key from the
 //! `pending_events` index, and WiredTiger keeps deleted keys in memory until the next
@@ -27,6 +28,8 @@ use crate::task::BackgroundTask;
 /// Pending events are looked for at least this often, to pick up what a crashed process or
 /// another replica left behind; a write wakes the relay at once.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a stopping relay tries to remove what it sent.
+const SHUTDOWN_REMOVAL: Duration = Duration::from_secs(2);
 
 impl Outbox {
     /// Publishes what is pending, oldest first, and removes it from its documents; returns how
@@ -74,14 +77,18 @@ impl Outbox {
             batch.truncate(BATCH);
             full = true;
         }
-        let sent = self.send(bus, batch).await?;
+        let sent = self.send(bus, batch, Removal::AtOnce).await?;
         Ok((sent, full && sent > 0))
     }
 
     /// Publishes the events this process wrote, in the order they were handed over, from
-    /// memory; returns how many. Events written elsewhere are left to
-    /// [`relay_once`](Self::relay_once).
+    /// memory, and removes them from their documents; returns how many. Events written
+    /// elsewhere are left to [`relay_once`](Self::relay_once).
     pub async fn relay_written(&self, bus: &EventBus) -> anyhow::Result<usize> {
+        self.send_written(bus, Removal::AtOnce).await
+    }
+
+    async fn send_written(&self, bus: &EventBus, removal: Removal) -> anyhow::Result<usize> {
         let batch: Vec<Pending> = {
             let mut written = self.written_events();
             forget_old(&mut written, Instant::now());
@@ -91,13 +98,18 @@ impl Outbox {
                 .map(|(pending, _)| pending.clone())
                 .collect()
         };
-        self.send(bus, batch).await
+        self.send(bus, batch, removal).await
     }
 
-    /// Publishes `batch` in its order and removes what was acknowledged from its documents;
-    /// returns how many, or the failure of an acknowledgement once what came before it is
-    /// removed.
-    async fn send(&self, bus: &EventBus, batch: Vec<Pending>) -> anyhow::Result<usize> {
+    /// Publishes `batch` in its order and removes what was acknowledged from its documents (at
+    /// once, or a moment later: [`Sent`](super::sent::Sent)); returns how many, or the failure
+    /// of an acknowledgement once what came before it is removed.
+    async fn send(
+        &self,
+        bus: &EventBus,
+        batch: Vec<Pending>,
+        removal: Removal,
+    ) -> anyhow::Result<usize> {
         if batch.is_empty() {
             return Ok(0);
         }
@@ -151,8 +163,18 @@ impl Outbox {
         let done: HashSet<ObjectId> = sent.iter().map(|pending| pending.event.id).collect();
         self.written_events()
             .retain(|(pending, _)| !done.contains(&pending.event.id));
-        self.remove(sent).await?;
-        self.removed_events().add(done, Instant::now());
+        match removal {
+            Removal::AtOnce => {
+                self.remove(sent).await?;
+                self.removed_events().add(done, Instant::now());
+            }
+            Removal::Later => {
+                // Skipped by the scan from now on, though still in their documents.
+                let now = Instant::now();
+                self.removed_events().add(done, now);
+                self.sent_events().add(sent, now);
+            }
+        }
         failed.map_or(Ok(count), Err)
     }
 
@@ -188,6 +210,25 @@ impl Outbox {
         Ok(())
     }
 
+    /// Removes the sent events whose wait is over (all of them when `all`). A failure leaves
+    /// them in their documents for the scan, once the relay has forgotten it removed them.
+    async fn remove_sent(&self, all: bool) {
+        let due = {
+            let mut sent = self.sent_events();
+            if all {
+                sent.all()
+            } else {
+                sent.due(Instant::now())
+            }
+        };
+        if due.is_empty() {
+            return;
+        }
+        if let Err(error) = self.remove(due).await {
+            tracing::warn!(error = ?error, "sent events not removed: the scan will");
+        }
+    }
+
     /// The relay as a background task: sends this process's events as soon as their write
     /// wakes it, scans for every pending event each poll interval and after any failure, and
     /// backs off while NATS or MongoDB is unavailable.
@@ -204,8 +245,12 @@ impl Outbox {
                     let pass = schedule.next(tokio::time::Instant::now());
                     let result = match pass {
                         Pass::Scan => self.scan(&bus).await,
-                        Pass::Written => self.relay_written(&bus).await.map(|n| (n, false)),
+                        Pass::Written => self
+                            .send_written(&bus, Removal::Later)
+                            .await
+                            .map(|n| (n, false)),
                     };
+                    self.remove_sent(false).await;
                     let more = result.as_ref().ok().map(|&(_, more)| more);
                     schedule.done(pass, more, tokio::time::Instant::now());
                     match result {
@@ -214,10 +259,12 @@ impl Outbox {
                             if sent > 0 {
                                 continue;
                             }
+                            let remove_at = self.sent_events().next_at();
                             tokio::select! {
                                 () = woken => {}
                                 () = tokio::time::sleep_until(schedule.scan_at()) => {}
-                                () = shutdown.cancelled() => return Ok(()),
+                                () = sleep_until(remove_at) => {}
+                                () = shutdown.cancelled() => break,
                             }
                         }
                         Err(error) => {
@@ -227,16 +274,35 @@ impl Outbox {
                                 () = tokio::time::sleep(wait) => {}
                                 // NATS is back (perhaps the failure itself): send at once.
                                 _ = reconnected.changed() => backoff.reset(),
-                                () = shutdown.cancelled() => return Ok(()),
+                                () = shutdown.cancelled() => break,
                             }
                         }
                     }
                     if shutdown.is_cancelled() {
-                        return Ok(());
+                        break;
                     }
                 }
+                // What was sent leaves its documents now, or the next relay sends it again.
+                let _ = tokio::time::timeout(SHUTDOWN_REMOVAL, self.remove_sent(true)).await;
+                Ok(())
             })
         })
+    }
+}
+
+/// When sent events leave their documents.
+#[derive(Debug, Clone, Copy)]
+enum Removal {
+    AtOnce,
+    /// A moment later ([`Sent`](super::sent::Sent)): the relay's own pass from memory.
+    Later,
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
