@@ -1,7 +1,9 @@
 //! The event backbone: the closed catalog of events, the JetStream bus, the outbox that
 //! publishes the events written inside changed documents, durable listeners with
-//! dead-lettering, listing and replaying the dead letters, and versioned replica updates.
+//! dead-lettering, listing and replaying the dead letters, versioned replica updates, and
+//! reads that wait for a replicated record made moments ago.
 
+pub mod arrivals;
 pub mod bus;
 pub mod catalog;
 pub mod counters;
@@ -10,6 +12,7 @@ pub mod listener;
 pub mod outbox;
 pub mod replica;
 
+pub use arrivals::{Arrival, Arrivals};
 pub use bus::{EventBus, NatsConfig};
 pub use catalog::*;
 pub use counters::{ConsumerCounters, ConsumerCounts, EventCounters, SubjectCounts};

@@ -82,7 +82,8 @@ fn object_id(id: &str) -> std::result::Result<(), ValidationError> {
             ("Signed out" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
             ("Not the owner" = (value = json!({"errors": [{"message": "Not authorized"}]}))),
         )),
-        (status = 404, description = "`Not found`: no such order", body = ErrorBody,
+        (status = 404, description = "`Not found`: no such order (an order made moments ago \
+            is waited for, up to 2 s, while it reaches payments)", body = ErrorBody,
             example = json!({"errors": [{"message": "Not found"}]})),
         (status = 413, response = inline(TooLarge)),
         (status = 429, response = inline(RateLimited)),

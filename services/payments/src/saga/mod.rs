@@ -47,6 +47,10 @@ pub(crate) enum PayError {
     Store(#[from] mongodb::error::Error),
 }
 
+/// The work counted on `/metrics` when a payment waits for its order to arrive: `waiting` as
+/// it starts, then `arrived` or `missing`.
+pub(crate) const ORDER_WAIT: &str = "order_wait";
+
 /// How long past its charge's timeout an attempt left in `charging` is taken to have died
 /// with its request.
 const CHARGE_LEASE_MARGIN: Duration = Duration::from_secs(10);
@@ -110,11 +114,20 @@ impl Saga {
         order_id: ObjectId,
         token: String,
     ) -> Result<ObjectId, PayError> {
-        let order = self
+        // Paid for the moment it was made, the order may not be here yet.
+        let arrival = self
             .store
-            .order(order_id)
-            .await?
-            .ok_or(PayError::NotFound)?;
+            .arriving_order(order_id, || self.work.count(ORDER_WAIT, "waiting"))
+            .await?;
+        if arrival.waited {
+            let outcome = if arrival.record.is_some() {
+                "arrived"
+            } else {
+                "missing"
+            };
+            self.work.count(ORDER_WAIT, outcome);
+        }
+        let order = arrival.record.ok_or(PayError::NotFound)?;
         if order.user_id != user_id {
             return Err(PayError::NotOwner);
         }

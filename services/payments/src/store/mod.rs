@@ -19,6 +19,7 @@ pub(crate) use attempts::{Attempt, AttemptState, Charged};
 pub(crate) use refunds::RefundJob;
 
 use common::events::replica::{self, Applied};
+use common::events::{Arrival, Arrivals};
 use common::events::{OrderCancelled, OrderCreated, OrderStatus, Outbox};
 use common::mongo::{Reads, Updates};
 use futures::TryStreamExt as _;
@@ -63,6 +64,8 @@ pub(crate) struct PaymentStore {
     replica_updates: Updates,
     /// Reads by id of the replica, combined across requests.
     order_reads: Reads<OrderReplica>,
+    /// Wakes the payments waiting for an order this process's listener just applied.
+    arrivals: Arrivals,
     refunds: Collection<RefundJob>,
     legacy: Collection<Document>,
     outbox: Outbox,
@@ -79,6 +82,7 @@ impl PaymentStore {
                 .updates(&orders_raw)
                 .unwrap_or_else(|| Updates::new(&orders_raw)),
             order_reads: Reads::new(&orders_raw),
+            arrivals: Arrivals::default(),
             orders_raw,
             refunds: db.collection(REFUNDS),
             legacy: db.collection(LEGACY_PAYMENTS),
@@ -144,7 +148,9 @@ impl PaymentStore {
     /// `order:created`: the order enters the replica at version 0.
     pub(crate) async fn order_created(&self, order: &OrderCreated) -> anyhow::Result<Applied> {
         let (id, fields) = created_fields(order)?;
-        Ok(replica::apply(&self.orders_raw, id, order.version, fields, None).await?)
+        let applied = replica::apply(&self.orders_raw, id, order.version, fields, None).await?;
+        self.arrivals.applied();
+        Ok(applied)
     }
 
     /// Several `order:created` in one command; `false` when not all applied (the caller
@@ -157,7 +163,9 @@ impl PaymentStore {
                 Ok((id.into(), order.version, fields))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(replica::apply_all(&self.orders_raw, changes).await?)
+        let all = replica::apply_all(&self.orders_raw, changes).await?;
+        self.arrivals.applied();
+        Ok(all)
     }
 
     /// `order:cancelled`: the replica moves to the cancelled version; the order, read back,
@@ -205,6 +213,18 @@ impl PaymentStore {
 
     pub(crate) async fn order(&self, id: ObjectId) -> mongodb::error::Result<Option<OrderReplica>> {
         self.order_reads.find(id).await
+    }
+
+    /// The order, waited for while its `order:created` may still be on its way (an order made
+    /// moments ago: [`Arrivals`]); `waiting` hears when the wait starts.
+    pub(crate) async fn arriving_order(
+        &self,
+        id: ObjectId,
+        waiting: impl FnOnce(),
+    ) -> mongodb::error::Result<Arrival<OrderReplica>> {
+        self.arrivals
+            .read(id, || self.order_reads.find(id), waiting)
+            .await
     }
 }
 

@@ -30,21 +30,8 @@ pub(crate) async fn replicated_order(
     buyer: &TestUser,
     expires_in: Duration,
 ) -> String {
-    let bus = app.context.bus().await;
-    let order = OrderCreated {
-        id: ObjectId::new().to_hex(),
-        version: 0,
-        status: OrderStatus::Created,
-        user_id: buyer.id.clone(),
-        expires_at: DateTime::from_system_time(SystemTime::now() + expires_in)
-            .try_to_rfc3339_string()
-            .unwrap(),
-        ticket: OrderCreatedTicket {
-            id: ObjectId::new().to_hex(),
-            price: 19.99,
-        },
-    };
-    bus.publish(&order).await.unwrap();
+    let order = order_created(buyer, expires_in);
+    app.context.bus().await.publish(&order).await.unwrap();
     let db = app.context.database("payments").await;
     let orders = db.collection::<mongodb::bson::Document>("orders");
     let id = ObjectId::parse_str(&order.id).unwrap();
@@ -57,6 +44,28 @@ pub(crate) async fn replicated_order(
     })
     .await;
     order.id
+}
+
+/// A new order of `buyer`'s, as orders publishes it.
+fn order_created(buyer: &TestUser, expires_in: Duration) -> OrderCreated {
+    OrderCreated {
+        id: ObjectId::new().to_hex(),
+        version: 0,
+        status: OrderStatus::Created,
+        user_id: buyer.id.clone(),
+        expires_at: DateTime::from_system_time(SystemTime::now() + expires_in)
+            .try_to_rfc3339_string()
+            .unwrap(),
+        ticket: OrderCreatedTicket {
+            id: ObjectId::new().to_hex(),
+            price: 19.99,
+        },
+    }
+}
+
+/// The `/metrics` series of payments' waits for orders that `outcome`.
+fn order_waits(outcome: &str) -> String {
+    format!(r#"work_done_total{{service="payments",work="order_wait",outcome="{outcome}"}}"#)
 }
 
 pub(crate) async fn pay(
@@ -100,11 +109,49 @@ async fn paying_requires_a_session_and_a_valid_body() {
 async fn an_unknown_order_is_404_and_someone_elses_is_401() {
     let app = spawn_app().await;
     let buyer = fake_user();
-    let missing = pay(&app, &buyer, &ObjectId::new().to_hex(), "tok_visa").await;
+    // An id made an hour ago: its order would have arrived long since, so no wait.
+    let made = (SystemTime::now() - Duration::from_secs(3600))
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let mut old = ObjectId::new().bytes();
+    old[..4].copy_from_slice(&u32::try_from(made.as_secs()).unwrap().to_be_bytes());
+    let missing = pay(
+        &app,
+        &buyer,
+        &ObjectId::from_bytes(old).to_hex(),
+        "tok_visa",
+    )
+    .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    // A fresh id that never arrives: waited for, in vain.
+    let never = pay(&app, &buyer, &ObjectId::new().to_hex(), "tok_visa").await;
+    assert_eq!(never.status, StatusCode::NOT_FOUND);
+    let body = test_support::metrics::scrape(&app).await;
+    let sample = |series: &str| test_support::metrics::sample(&body, series);
+    assert_eq!(
+        sample(&order_waits("waiting")),
+        Some(1.0),
+        "only the fresh id waited"
+    );
+    assert_eq!(sample(&order_waits("missing")), Some(1.0));
     let order_id = replicated_order(&app, &buyer, Duration::from_secs(900)).await;
     let stranger = pay(&app, &fake_user(), &order_id, "tok_visa").await;
     assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_payment_sent_before_its_order_reached_payments_waits_for_it() {
+    let app = spawn_app().await;
+    let buyer = fake_user();
+    let order = order_created(&buyer, Duration::from_secs(900));
+    let bus = app.context.bus().await;
+    let (paid, ()) = tokio::join!(pay(&app, &buyer, &order.id, "tok_visa"), async {
+        // Published only once the payment is known to be waiting for it.
+        test_support::metrics::metrics_where(&app, &[(&order_waits("waiting"), 1.0)]).await;
+        bus.publish(&order).await.unwrap();
+    });
+    assert_eq!(paid.status, StatusCode::CREATED);
+    test_support::metrics::metrics_where(&app, &[(&order_waits("arrived"), 1.0)]).await;
 }
 
 #[tokio::test]
