@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mongodb::bson::oid::ObjectId;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// The longest a read waits for a record, counted from the record's making (its ObjectId's
 /// time) as well as from the request.
@@ -18,19 +18,43 @@ const ID_TIME_SLACK: Duration = Duration::from_secs(1);
 /// Another process of the service may apply the record: the reader looks again this often
 /// even when no listener of its own has woken it.
 const RECHECK: Duration = Duration::from_millis(50);
+/// Readers waiting at once, per process. Anyone can make a fresh id, so without a bound a few
+/// clients asking for ids that never arrive would hold the service's request slots; beyond it
+/// a missing record is answered at once, as if old.
+pub const MOST_WAITING: usize = 16;
 
 /// Wakes the readers waiting for records when a listener of this process has applied some.
 /// Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Arrivals {
     applied: Arc<Notify>,
+    waiting: Arc<Semaphore>,
 }
 
-/// What [`Arrivals::read`] found, and whether it had to wait.
+impl Default for Arrivals {
+    fn default() -> Self {
+        Self {
+            applied: Arc::default(),
+            waiting: Arc::new(Semaphore::new(MOST_WAITING)),
+        }
+    }
+}
+
+/// What [`Arrivals::read`] found, and whether it waited.
 #[derive(Debug)]
 pub struct Arrival<T> {
     pub record: Option<T>,
-    pub waited: bool,
+    pub wait: Wait,
+}
+
+/// Whether a read waited for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Found at once, or too old to wait for.
+    None,
+    Waited,
+    /// Missing and young, but [`MOST_WAITING`] readers already waited.
+    Crowded,
 }
 
 impl Arrivals {
@@ -40,8 +64,8 @@ impl Arrivals {
     }
 
     /// `read` the record `id`, again after each apply (or [`RECHECK`]) while it is missing and
-    /// young enough to be still on its way. `waiting` is called once, when the first read
-    /// found nothing and the reader starts to wait.
+    /// young enough to be still on its way, unless [`MOST_WAITING`] readers already wait.
+    /// `waiting` is called once, when the reader starts to wait.
     pub async fn read<T, E, Fut>(
         &self,
         id: ObjectId,
@@ -55,26 +79,34 @@ impl Arrivals {
         let until =
             wait_for(made, SystemTime::now()).map(|wait| tokio::time::Instant::now() + wait);
         let mut waiting = Some(waiting);
+        let mut permit = None;
         loop {
             // Registered before the read, so an apply between the read and the wait wakes it.
             let applied = self.applied.notified();
             tokio::pin!(applied);
             applied.as_mut().enable();
-            if let Some(record) = read().await? {
-                return Ok(Arrival {
-                    record: Some(record),
-                    waited: waiting.is_none(),
-                });
-            }
+            let record = read().await?;
             let now = tokio::time::Instant::now();
-            let Some(until) = until.filter(|until| *until > now) else {
-                return Ok(Arrival {
-                    record: None,
-                    waited: waiting.is_none(),
-                });
+            let wait = if permit.is_some() {
+                Wait::Waited
+            } else {
+                Wait::None
             };
-            if let Some(start) = waiting.take() {
-                start();
+            let until = match (record.is_some(), until.filter(|until| *until > now)) {
+                (false, Some(until)) => until,
+                _ => return Ok(Arrival { record, wait }),
+            };
+            if permit.is_none() {
+                let Ok(held) = self.waiting.clone().try_acquire_owned() else {
+                    return Ok(Arrival {
+                        record,
+                        wait: Wait::Crowded,
+                    });
+                };
+                permit = Some(held);
+                if let Some(start) = waiting.take() {
+                    start();
+                }
             }
             tokio::select! {
                 () = applied => {}
@@ -146,7 +178,7 @@ mod tests {
         *stored.lock().unwrap() = Some(7);
         arrivals.applied();
         let arrival = reader.await.unwrap().unwrap();
-        assert_eq!((arrival.record, arrival.waited), (Some(7), true));
+        assert_eq!((arrival.record, arrival.wait), (Some(7), Wait::Waited));
         assert!(
             start.elapsed() < RECHECK,
             "woken by the apply, not by the recheck"
@@ -155,6 +187,42 @@ mod tests {
         *stored.lock().unwrap() = None;
         let old = ObjectId::from_bytes([0; 12]);
         let arrival = arrivals.read(old, read, || panic!("waited")).await.unwrap();
-        assert_eq!((arrival.record, arrival.waited), (None, false));
+        assert_eq!((arrival.record, arrival.wait), (None, Wait::None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beyond_the_most_waiting_a_missing_record_is_answered_at_once() {
+        let arrivals = Arrivals::default();
+        let never = || async { Ok::<Option<u32>, ()>(None) };
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..MOST_WAITING {
+            let (started, waiting) = tokio::sync::oneshot::channel();
+            let arrivals = arrivals.clone();
+            readers.spawn(async move {
+                arrivals
+                    .read(ObjectId::new(), never, move || {
+                        let _ = started.send(());
+                    })
+                    .await
+            });
+            waiting.await.unwrap();
+        }
+        let start = tokio::time::Instant::now();
+        let crowded = arrivals
+            .read(ObjectId::new(), never, || panic!("waited"))
+            .await
+            .unwrap();
+        assert_eq!((crowded.record, crowded.wait), (None, Wait::Crowded));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        while let Some(waited) = readers.join_next().await {
+            let waited = waited.unwrap().unwrap();
+            assert_eq!((waited.record, waited.wait), (None, Wait::Waited));
+        }
+        let again = arrivals.read(ObjectId::new(), never, || {}).await.unwrap();
+        assert_eq!(
+            again.wait,
+            Wait::Waited,
+            "the waits that ended gave their turn back"
+        );
     }
 }

@@ -12,7 +12,7 @@ pub mod listener;
 pub mod outbox;
 pub mod replica;
 
-pub use arrivals::{Arrival, Arrivals};
+pub use arrivals::{Arrival, Arrivals, Wait};
 pub use bus::{EventBus, NatsConfig};
 pub use catalog::*;
 pub use counters::{ConsumerCounters, ConsumerCounts, EventCounters, SubjectCounts};

@@ -135,7 +135,7 @@ impl Collector for Exposition {
         family(
             e,
             names::EVENTS_OUTBOX_PENDING,
-            "Events committed in the outbox and not yet published, read from MongoDB.",
+            "Events waiting in their documents (not yet published, or published and removed a moment later), read from MongoDB.",
             self.services.iter().filter_map(|s| {
                 let pending = s.outbox_pending?;
                 Some(([("service", s.service)], ConstGauge::new(pending)))

@@ -20,7 +20,8 @@ pub const EVENTS_ACKED: &str = "events_acked_total";
 pub const EVENTS_RETRIED: &str = "events_retried_total";
 /// Counter: messages dead-lettered, by `service`, `consumer`.
 pub const EVENTS_DEAD_LETTERED: &str = "events_dead_lettered_total";
-/// Gauge, read at scrape: events committed in the outbox and not yet published, by `service`.
+/// Gauge, read at scrape: events waiting in their documents (not yet published, or published
+/// and removed a moment later), by `service`.
 pub const EVENTS_OUTBOX_PENDING: &str = "events_outbox_pending";
 /// Gauge, read at scrape: messages not yet delivered to a consumer, by `service`, `consumer`.
 pub const EVENTS_CONSUMER_PENDING: &str = "events_consumer_pending";

@@ -9,7 +9,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::events::OrderStatus;
+use common::events::{OrderStatus, Wait};
 use common::metrics::WorkMetrics;
 use mongodb::bson::{DateTime, oid::ObjectId};
 use tokio::sync::Notify;
@@ -48,7 +48,7 @@ pub(crate) enum PayError {
 }
 
 /// The work counted on `/metrics` when a payment waits for its order to arrive: `waiting` as
-/// it starts, then `arrived` or `missing`.
+/// it starts, then `arrived` or `missing`; `crowded` when too many waited already.
 pub(crate) const ORDER_WAIT: &str = "order_wait";
 
 /// How long past its charge's timeout an attempt left in `charging` is taken to have died
@@ -119,13 +119,11 @@ impl Saga {
             .store
             .arriving_order(order_id, || self.work.count(ORDER_WAIT, "waiting"))
             .await?;
-        if arrival.waited {
-            let outcome = if arrival.record.is_some() {
-                "arrived"
-            } else {
-                "missing"
-            };
-            self.work.count(ORDER_WAIT, outcome);
+        match (arrival.wait, arrival.record.is_some()) {
+            (Wait::None, _) => {}
+            (Wait::Waited, true) => self.work.count(ORDER_WAIT, "arrived"),
+            (Wait::Waited, false) => self.work.count(ORDER_WAIT, "missing"),
+            (Wait::Crowded, _) => self.work.count(ORDER_WAIT, "crowded"),
         }
         let order = arrival.record.ok_or(PayError::NotFound)?;
         if order.user_id != user_id {

@@ -578,3 +578,61 @@ async fn events_an_earlier_version_left_unsent_in_its_outbox_collection_are_publ
         "a sent event is not adopted again"
     );
 }
+
+#[tokio::test]
+async fn another_process_scanning_leaves_the_events_this_one_sends_to_it() {
+    let context = TestContext::new();
+    let db = context.database("tickets").await;
+    let tickets = db.collection::<Document>("tickets");
+    let writer = Outbox::new(&db, &["tickets"]);
+    let scanner = Outbox::new(&db, &["tickets"]);
+    writer.ensure_indexes().await.unwrap();
+    let (writer_bus, scanner_bus) = (context.bus().await, context.bus().await);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let relays = [
+        writer.clone().relay(writer_bus.clone()),
+        scanner.clone().relay(scanner_bus.clone()),
+    ]
+    .map(|relay| tokio::spawn(relay(shutdown.clone())));
+
+    // A second of changes, each event sent by its writer's relay and left in its document a
+    // moment: the other relay scans about four times meanwhile.
+    let id = ObjectId::new();
+    let first = doc! { "_id": id, "version": 0 };
+    writer
+        .insert(&tickets, &first, &ticket_created("0"))
+        .await
+        .unwrap();
+    for version in 1..=100 {
+        let changed = writer
+            .update(
+                &tickets,
+                id,
+                doc! { "version": version - 1 },
+                doc! { "version": version },
+                &ticket_created(&version.to_string()),
+            )
+            .await
+            .unwrap();
+        assert!(changed);
+        // Paces the writes over the scans; nothing waits on it.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    eventually("every event out of its document", WAIT, || async {
+        (writer.pending().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let published = |bus: &common::events::EventBus| -> u64 {
+        bus.counters().subjects().iter().map(|s| s.published).sum()
+    };
+    assert_eq!(published(&writer_bus), 101);
+    assert_eq!(
+        published(&scanner_bus),
+        0,
+        "the other relay sent none of them again"
+    );
+    shutdown.cancel();
+    for relay in relays {
+        relay.await.unwrap().unwrap();
+    }
+}

@@ -123,7 +123,8 @@ pub struct Outbox {
     /// Events written by this process, in the order they were handed over, until the relay has
     /// sent them or they are [`FORGET_AFTER`] old.
     written: Arc<Mutex<VecDeque<(Pending, Instant)>>>,
-    /// Events this process removed from their documents lately, which the scan skips.
+    /// Events this process sent lately (removed from their documents, or about to be), which
+    /// the scan skips.
     removed: Arc<Mutex<Removed>>,
     /// Events the relay sent from memory, removed from their documents a moment later.
     sent: Arc<Mutex<Sent>>,
@@ -357,7 +358,8 @@ impl Outbox {
         Ok(true)
     }
 
-    /// How many events are committed but not yet published.
+    /// How many events wait in their documents: committed and not yet published, or published
+    /// and not yet removed (a moment, `sent.rs`).
     pub async fn pending(&self) -> mongodb::error::Result<u64> {
         let mut total = 0;
         for collection in self.collections.iter() {
@@ -379,12 +381,12 @@ impl Outbox {
     }
 }
 
-/// How long the relay remembers the events it removed.
+/// How long the relay remembers the events it sent, from their sending.
 const REMEMBER_REMOVED: Duration = Duration::from_secs(10);
 
-/// The events a relay removed from their documents in the last [`REMEMBER_REMOVED`]. The scan
-/// reads majority-committed data, and a removal (written `w: 1`) may not be that yet: without
-/// this the scan would send them again.
+/// The events a relay sent in the last [`REMEMBER_REMOVED`], removed from their documents or
+/// about to be (`sent.rs`). The scan reads majority-committed data, and a removal (written
+/// `w: 1`) may not be that yet: without this the scan would send them again.
 #[derive(Debug, Default)]
 struct Removed {
     order: VecDeque<(ObjectId, Instant)>,

@@ -28,20 +28,36 @@ use crate::task::BackgroundTask;
 /// Pending events are looked for at least this often, to pick up what a crashed process or
 /// another replica left behind; a write wakes the relay at once.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The background scan leaves events younger than this (1–2 s, by their ids' whole seconds)
+/// to the process that wrote them, which sends them from memory and removes them a moment
+/// later (`sent.rs`): every replica scans, and only the writer knows what it already sent.
+const SCAN_GRACE: Duration = Duration::from_secs(2);
 /// How long a stopping relay tries to remove what it sent.
 const SHUTDOWN_REMOVAL: Duration = Duration::from_secs(2);
 
 impl Outbox {
     /// Publishes what is pending, oldest first, and removes it from its documents; returns how
-    /// many. This is the scan: it finds events whoever wrote them.
+    /// many. This is the scan: it finds events whoever wrote them, however young.
     pub async fn relay_once(&self, bus: &EventBus) -> anyhow::Result<usize> {
-        Ok(self.scan(bus).await?.0)
+        Ok(self.scan(bus, Duration::ZERO).await?.0)
     }
 
-    /// [`relay_once`](Self::relay_once), and whether more may be pending: a batch was full and
-    /// something in it could be sent (a batch of events only a newer version knows must not
-    /// have the relay scan again at once, forever).
-    async fn scan(&self, bus: &EventBus) -> anyhow::Result<(usize, bool)> {
+    /// [`relay_once`](Self::relay_once) for events made at least `grace` ago (to whole
+    /// seconds), and whether more may be pending: a batch was full and something in it could
+    /// be sent (a batch of events only a newer version knows must not have the relay scan
+    /// again at once, forever).
+    async fn scan(&self, bus: &EventBus, grace: Duration) -> anyhow::Result<(usize, bool)> {
+        // Event ids are ObjectIds: their first four bytes are the second they were made.
+        let made_before = {
+            let now = std::time::SystemTime::now();
+            let secs = now
+                .checked_sub(grace)
+                .and_then(|then| then.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| since.as_secs());
+            let mut bytes = [0xff; 12];
+            bytes[..4].copy_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
+            ObjectId::from_bytes(bytes)
+        };
         let mut batch = Vec::new();
         let mut full = false;
         for (index, collection) in self.collections.iter().enumerate() {
@@ -50,8 +66,12 @@ impl Outbox {
             // back (its version would name a change that never happened). Its writer sends it
             // from memory once the write is acknowledged, and a later scan finds it otherwise.
             // What this process removed lately may still show here; it is skipped below.
+            let mut holding = holding_events();
+            if let Ok(ids) = holding.get_document_mut(PENDING_EVENT_IDS) {
+                ids.insert("$lte", made_before);
+            }
             let holders: Vec<Holder> = collection
-                .find(holding_events())
+                .find(holding)
                 .read_concern(ReadConcern::majority())
                 .projection(doc! { PENDING_EVENTS: 1 })
                 .sort(doc! { PENDING_EVENT_IDS: 1 })
@@ -61,7 +81,9 @@ impl Outbox {
                 .await?;
             full |= holders.len() >= BATCH;
             for holder in holders {
-                batch.extend(holder.pending_events.into_iter().map(|event| Pending {
+                let made = holder.pending_events.into_iter();
+                let old = made.filter(|event| event.id <= made_before);
+                batch.extend(old.map(|event| Pending {
                     collection: index,
                     document: holder.id.clone(),
                     event,
@@ -103,7 +125,7 @@ impl Outbox {
 
     /// Publishes `batch` in its order and removes what was acknowledged from its documents (at
     /// once, or a moment later: [`Sent`](super::sent::Sent)); returns how many, or the failure
-    /// of an acknowledgement once what came before it is removed.
+    /// of an acknowledgement once what came before it is removed or queued for removal.
     async fn send(
         &self,
         bus: &EventBus,
@@ -244,7 +266,7 @@ impl Outbox {
                     let mut reconnected = bus.reconnections();
                     let pass = schedule.next(tokio::time::Instant::now());
                     let result = match pass {
-                        Pass::Scan => self.scan(&bus).await,
+                        Pass::Scan => self.scan(&bus, SCAN_GRACE).await,
                         Pass::Written => self
                             .send_written(&bus, Removal::Later)
                             .await
@@ -270,6 +292,8 @@ impl Outbox {
                         Err(error) => {
                             let wait = backoff.next_wait();
                             tracing::warn!(error = ?error, retry_in_ms = wait.as_millis() as u64, "outbox relay failed");
+                            // What was sent need not wait out the backoff in its documents.
+                            self.remove_sent(true).await;
                             tokio::select! {
                                 () = tokio::time::sleep(wait) => {}
                                 // NATS is back (perhaps the failure itself): send at once.

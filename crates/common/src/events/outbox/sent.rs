@@ -3,9 +3,11 @@
 //! created then cancelled) loses all its sent events in one write instead of one per event,
 //! and a removal is a write like any other.
 //!
-//! The scan skips them meanwhile (they are among the relay's removed events from the moment
-//! they are sent). A process that dies before removing them leaves them to the next scan,
-//! which publishes them again under the same `Nats-Msg-Id`: JetStream drops the duplicate.
+//! Scans skip them meanwhile: this process's, because they are among its removed events from
+//! the moment they are sent; every other replica's, because the background scan leaves events
+//! younger than its grace (`relay.rs`) to their writer. A process that dies before removing
+//! them leaves them to the next scan, which publishes them again under the same
+//! `Nats-Msg-Id`: JetStream drops the duplicate.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
