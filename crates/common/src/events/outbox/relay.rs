@@ -66,12 +66,11 @@ impl Outbox {
             // back (its version would name a change that never happened). Its writer sends it
             // from memory once the write is acknowledged, and a later scan finds it otherwise.
             // What this process removed lately may still show here; it is skipped below.
-            let mut holding = holding_events();
-            if let Ok(ids) = holding.get_document_mut(PENDING_EVENT_IDS) {
-                ids.insert("$lte", made_before);
-            }
+            // No bound on the ids in the query: on this multikey index a range would make the
+            // server sort every match in memory instead of reading the index in order. The
+            // oldest come first, so the young ones left out below never hide older ones.
             let holders: Vec<Holder> = collection
-                .find(holding)
+                .find(holding_events())
                 .read_concern(ReadConcern::majority())
                 .projection(doc! { PENDING_EVENTS: 1 })
                 .sort(doc! { PENDING_EVENT_IDS: 1 })
