@@ -47,17 +47,10 @@ impl Outbox {
     /// be sent (a batch of events only a newer version knows must not have the relay scan
     /// again at once, forever).
     async fn scan(&self, bus: &EventBus, grace: Duration) -> anyhow::Result<(usize, bool)> {
-        // Event ids are ObjectIds: their first four bytes are the second they were made.
-        let made_before = {
-            let now = std::time::SystemTime::now();
-            let secs = now
-                .checked_sub(grace)
-                .and_then(|then| then.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |since| since.as_secs());
-            let mut bytes = [0xff; 12];
-            bytes[..4].copy_from_slice(&u32::try_from(secs).unwrap_or(u32::MAX).to_be_bytes());
-            ObjectId::from_bytes(bytes)
-        };
+        // Event ids are ObjectIds: they carry the second they were made.
+        let made_before = std::time::SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(std::time::UNIX_EPOCH);
         let mut batch = Vec::new();
         let mut full = false;
         for (index, collection) in self.collections.iter().enumerate() {
@@ -81,7 +74,7 @@ impl Outbox {
             full |= holders.len() >= BATCH;
             for holder in holders {
                 let made = holder.pending_events.into_iter();
-                let old = made.filter(|event| event.id <= made_before);
+                let old = made.filter(|event| event.id.timestamp().to_system_time() <= made_before);
                 batch.extend(old.map(|event| Pending {
                     collection: index,
                     document: holder.id.clone(),
