@@ -40,6 +40,9 @@ enum Command {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:3401")]
         listen: std::net::SocketAddr,
+        /// Stop when standard input ends (how the bench runs it: a pipe from the bench).
+        #[arg(long, hide = true)]
+        until_stdin_closes: bool,
     },
     /// Measures how fast the orders replica catches up on a backlog of ticket events (publishes
     /// the backlog into a namespace of its own, then starts the orders service's listeners).
@@ -113,7 +116,10 @@ async fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::BareHandler { listen } => bench::serve_bare_handler(listen)
+        Command::BareHandler {
+            listen,
+            until_stdin_closes,
+        } => bench::serve_bare_handler(listen, until_stdin_closes)
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Catchup(args) => {

@@ -1,32 +1,22 @@
 //! The limits the endpoints are compared with, measured in the same run with the same
 //! concurrency: raw MongoDB `insert_one` / `find_one` with the Rust driver on the stack's
 //! server, raw JetStream publish-with-ack on the stack's NATS, argon2id verification with
-//! auth's parameters, and a bare axum handler that verifies the same HS256 JWT cookie.
-//! Everything they create is throwaway and removed afterwards.
+//! auth's parameters (the bare handler is `bare.rs`'s). Everything they create is throwaway and removed afterwards.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use auth::PasswordHasher;
-use axum::routing::get;
-use axum::{Json, Router};
 use bytes::Bytes;
-use common::MaybeCurrentUser;
-use common::session::{SessionConfig, Sessions};
-use hyper::header::HeaderValue;
 use indicatif::ProgressBar;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use serde_json::json;
 
-use super::http::{Conn, Target};
 use super::load::{Measured, Recorder, Timing, Worker, closed_loop};
-use super::scenarios::{HttpWorker, Plan};
 use crate::throwaway::{self, DatabaseAndStream, StackNats};
 
-/// Name of the bare-handler limit.
-pub(crate) const BARE_HANDLER: &str = "bare-handler";
 /// Name of the MongoDB insert limit.
 pub(crate) const MONGO_INSERT: &str = "mongo-insert";
 /// Name of the MongoDB find limit.
@@ -309,76 +299,4 @@ pub(crate) async fn argon2_verify(
         })
         .collect();
     Ok(closed_loop(workers, timing, bar).await)
-}
-
-/// Auth's currentuser handler, without the stack's layers (request id, tracing, security
-/// headers, CORS, body limit): the cookie read, the JWT verified, the JSON written.
-async fn current_user(MaybeCurrentUser(claims): MaybeCurrentUser) -> Json<serde_json::Value> {
-    let current = claims.map(|c| json!({"id": c.id, "email": c.email, "iat": c.iat}));
-    Json(json!({ "currentUser": current }))
-}
-
-/// That handler's router, and a cookie it accepts (signed by a key of its own).
-fn bare_router() -> anyhow::Result<(Router, HeaderValue)> {
-    let sessions = Sessions::new(&SessionConfig {
-        jwt_key: format!("bench-{}", ObjectId::new().to_hex()),
-        ttl: Duration::from_secs(3600),
-        cookie_secure: false,
-    });
-    let (token, _) = sessions.issue(&ObjectId::new().to_hex(), "bench@test.dev")?;
-    let cookie = HeaderValue::from_str(&format!("session={token}"))?;
-    let router = Router::new()
-        .route("/api/users/currentuser", get(current_user))
-        .with_state(sessions);
-    Ok((router, cookie))
-}
-
-/// Serves the `bare-handler` limit on `listen` until Ctrl-C, for a load generator of one's
-/// own (`wrk`) to compare the stack with; prints the cookie it accepts first.
-pub async fn serve_bare_handler(listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    let (router, cookie) = bare_router()?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("bind {listen}"))?;
-    println!(
-        "bare handler on http://{}/api/users/currentuser\nCookie: {}",
-        listener.local_addr()?,
-        cookie.to_str()?
-    );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serve the bare handler")
-}
-
-/// `bare-handler`: that handler served in this process on a free loopback port, loaded like
-/// the currentuser scenario.
-pub(crate) async fn bare_handler(
-    clients: usize,
-    timing: Timing,
-    bar: &ProgressBar,
-) -> anyhow::Result<Measured> {
-    let (router, cookie) = bare_router()?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("bind the bare handler")?;
-    let target = Target::local(listener.local_addr()?)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let workers = (0..clients)
-        .map(|_| HttpWorker::new(Conn::new(target.clone()), Plan::CurrentUser(cookie.clone())))
-        .collect();
-    let measured = closed_loop(workers, timing, bar).await;
-    let _ = stop.send(());
-    // Workers' connections are dropped with them, so graceful shutdown ends promptly.
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    Ok(measured)
 }

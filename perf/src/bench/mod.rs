@@ -12,7 +12,7 @@
 //!
 //! | scenario | what one request does | limit |
 //! |---|---|---|
-//! | `currentuser` | read the cookie, verify the HS256 JWT, write JSON | `bare-handler`: the same handler without the stack's layers |
+//! | `currentuser` | read the cookie, verify the HS256 JWT, write JSON | `bare-handler`: the same handler without the stack's layers, in a process of its own (`ticketing bare-handler`) |
 //! | `signin` | find the user, argon2id-verify the password, sign a JWT | `argon2-verify` |
 //! | `create-ticket` | insert the ticket with its event inside it; the outbox relay publishes it and removes it | `mongo-insert+publish`, `mongo-insert`, `jetstream-publish` |
 //! | `update-ticket` | the same as an update of the caller's ticket | the same |
@@ -25,6 +25,7 @@
 //! says how much of the machine's ceiling the stack's own code costs. The lag is a latency at
 //! a fixed rate, so it is compared by p99 instead: its p99 as a multiple of the floor's.
 
+mod bare;
 mod cost;
 mod http;
 pub(crate) mod limits;
@@ -40,8 +41,8 @@ use anyhow::{Context as _, bail, ensure};
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 
+pub use self::bare::serve_bare_handler;
 use self::http::{Conn, Target};
-pub use self::limits::serve_bare_handler;
 use self::load::{Measured, Timing, closed_loop};
 use self::report::{Params, Results, Row, Versus};
 use self::scenarios::Fixture;
@@ -102,6 +103,9 @@ pub struct Args {
     /// Earlier results to print the change against.
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// The `ticketing` executable, which serves the bare-handler limit; this program when unset.
+    #[arg(skip)]
+    pub ticketing_exe: Option<PathBuf>,
 }
 
 impl Args {
@@ -123,6 +127,7 @@ impl Args {
             orders_db: "orders".to_owned(),
             out: None,
             compare: None,
+            ticketing_exe: None,
         }
     }
 
@@ -235,7 +240,11 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
             "measuring the limits (streams on {} server(s))",
             nats.replicas
         ));
-        results.limits = measure_limits(mongo_url, nats, args.clients, timing, &bar).await?;
+        let exe = match &args.ticketing_exe {
+            Some(exe) => exe.clone(),
+            None => std::env::current_exe().context("find this program")?,
+        };
+        results.limits = measure_limits(&exe, mongo_url, nats, args.clients, timing, &bar).await?;
     }
 
     let probe = cost::CostProbe::new(&target, args.mongo_url.as_deref()).await?;
@@ -317,7 +326,7 @@ pub async fn run(args: &Args, progress: bool) -> anyhow::Result<(Results, PathBu
 /// The limits that bound `scenario` (see the module's table).
 fn bounds(scenario: Scenario) -> &'static [&'static str] {
     match scenario {
-        Scenario::CurrentUser => &[limits::BARE_HANDLER],
+        Scenario::CurrentUser => &[bare::BARE_HANDLER],
         Scenario::Signin => &[limits::ARGON2_VERIFY],
         Scenario::CreateTicket
         | Scenario::UpdateTicket
@@ -357,6 +366,7 @@ fn versus(row: &Row, scenario: Scenario, limits: &[Row]) -> Option<Versus> {
 }
 
 async fn measure_limits(
+    ticketing_exe: &std::path::Path,
     mongo_url: &str,
     nats: &StackNats,
     clients: usize,
@@ -369,14 +379,11 @@ async fn measure_limits(
         row
     };
     let mut rows = Vec::new();
-    let b = bar(limits::BARE_HANDLER);
-    let measured = limits::bare_handler(clients, timing, &b).await?;
+    let b = bar(bare::BARE_HANDLER);
+    let mut row = bare::limit(ticketing_exe, clients, timing, &b).await?;
     b.finish();
-    rows.push(finished(
-        limits::BARE_HANDLER,
-        measured,
-        "auth's currentuser handler alone on axum, in this process",
-    ));
+    row.note = Some("auth's currentuser handler alone on axum, in a process of its own".to_owned());
+    rows.push(row);
     let (insert, find) = limits::mongo(mongo_url, clients, timing, |name| bar(name)).await?;
     rows.push(finished(
         limits::MONGO_INSERT,
@@ -545,7 +552,7 @@ mod tests {
         let limits = [
             row(limits::MONGO_INSERT, 4000.0),
             row(limits::JETSTREAM_PUBLISH, 2000.0),
-            row(limits::BARE_HANDLER, 80000.0),
+            row(bare::BARE_HANDLER, 80000.0),
         ];
         let v = versus(
             &row("create-ticket", 1000.0),
@@ -556,7 +563,7 @@ mod tests {
         assert_eq!(v.limit, limits::JETSTREAM_PUBLISH);
         assert!((v.fraction - 0.5).abs() < 1e-9);
         let v = versus(&row("currentuser", 40000.0), Scenario::CurrentUser, &limits).unwrap();
-        assert_eq!(v.limit, limits::BARE_HANDLER);
+        assert_eq!(v.limit, bare::BARE_HANDLER);
         assert!(versus(&row("lag", 500.0), Scenario::Lag, &limits).is_none());
 
         let lag = |name: &str, p99: f64| {

@@ -293,8 +293,11 @@ fn row_line(out: &mut String, row: &Row, versus: bool) {
         "{:<20} {:>9} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
         row.name, row.requests, row.rps, l.p50, l.p90, l.p99, l.max, row.errors
     );
-    if versus {
-        let cost = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    let cost = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+    if !versus {
+        // A limit served by a process of its own (the bare handler) has its CPU time too.
+        let _ = write!(out, " {:>7}", cost(row.cpu_us_per_request));
+    } else {
         let per = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
         let _ = write!(
             out,
@@ -338,6 +341,8 @@ fn header(out: &mut String, first: &str, versus: bool) {
             " {:>7} {:>6} {:>6}  vs limit",
             "cpu µs", "db cmd", "db ops"
         ));
+    } else {
+        out.push_str(&format!(" {:>7}", "cpu µs"));
     }
     out.push('\n');
 }
@@ -493,10 +498,10 @@ mod tests {
                 limits: true,
             },
             scenarios: vec![currentuser, signin, lag],
-            limits: vec![Row::new(
-                "bare-handler",
-                &measured(&[1, 1, 1, 1, 1, 1], &[]),
-            )],
+            limits: vec![Row {
+                cpu_us_per_request: Some(8.4),
+                ..Row::new("bare-handler", &measured(&[1, 1, 1, 1, 1, 1], &[]))
+            }],
         }
     }
 
@@ -546,10 +551,11 @@ mod tests {
             "a latency limit compares p99s: {lag}"
         );
         assert!(lines.iter().any(|l| l.starts_with("limit")), "{table}");
-        assert!(
-            lines.iter().any(|l| l.starts_with("bare-handler")),
-            "{table}"
-        );
+        let bare = lines
+            .iter()
+            .find(|l| l.starts_with("bare-handler"))
+            .unwrap();
+        assert!(bare.trim_end().ends_with(" 8"), "its CPU µs: {bare}");
         assert!(table.contains("errors in signin: 1 × 429"), "{table}");
         assert!(table.contains("rate limit"), "a 429 is explained: {table}");
     }

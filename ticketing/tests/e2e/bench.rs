@@ -20,6 +20,7 @@ async fn a_short_bench_runs_every_scenario_and_limit_without_errors() {
         event_namespace: app.context.namespace.clone(),
         orders_db: format!("{}_orders", app.context.namespace),
         out: Some(out.clone()),
+        ticketing_exe: Some(env!("CARGO_BIN_EXE_ticketing").into()),
         ..bench::Args::new(app.address.clone())
     };
     let (results, path) = bench::run(&args, false).await.unwrap();

@@ -60,6 +60,11 @@ pub use work::{Backlog, BacklogRead, WorkMetrics};
 /// Where every server serves its metrics, at the root beside `/healthz` (never under `/api`).
 pub const PATH: &str = "/metrics";
 
+/// User plus system CPU seconds this process has used, as `/metrics` reports them (Linux).
+pub fn process_cpu_seconds() -> Option<f64> {
+    process::cpu_seconds()
+}
+
 /// What a server's `/metrics` reads: its HTTP series and each of its services.
 struct Sources {
     http: HttpMetrics,
