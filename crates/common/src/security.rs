@@ -12,9 +12,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::{ConfigError, Env};
 
-/// The policy for JSON APIs and the server-rendered client pages: everything from this origin
-/// only, plus Stripe.js (its script, its iframes and its API) for card payments; no plugins,
-/// no framing by other sites, forms post only here.
+/// The policy for the server-rendered client pages and anything else a browser may run:
+/// everything from this origin only, plus Stripe.js (its script, its iframes and its API) for
+/// card payments; no plugins, no framing by other sites, forms post only here.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
     script-src 'self' https://js.stripe.com; \
     frame-src https://js.stripe.com https://hooks.stripe.com; \
@@ -25,6 +25,11 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
     base-uri 'self'; \
     form-action 'self'; \
     frame-ancestors 'none'";
+
+/// The policy for JSON answers, which a browser never runs: nothing may load, nothing may
+/// frame them (OWASP's REST security headers). A fifth of the page policy's bytes, on every
+/// API answer.
+pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Two years, the usual `Strict-Transport-Security` lifetime once HTTPS is settled.
 pub const HSTS: &str = "max-age=63072000";
@@ -94,7 +99,6 @@ impl HttpSecurity {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
             (
                 HeaderName::from_static("cross-origin-opener-policy"),
                 "same-origin",
@@ -128,7 +132,22 @@ impl SecurityHeaders {
     /// Adds the headers the handler did not set, and `Cache-Control: no-store` to what answers
     /// a request with a session: it must not be kept by a shared cache or the browser's back
     /// button after signing out.
+    /// The policy is chosen by what the answer is: JSON gets the API's, anything else the
+    /// page's.
     pub(crate) fn apply(&self, signed_in: bool, response: &mut HeaderMap) {
+        // Room for them all at once: growing the map one header at a time reallocated it.
+        response.reserve(self.0.len() + 3);
+        if !response.contains_key(header::CONTENT_SECURITY_POLICY) {
+            let policy = if is_json(response) {
+                API_CONTENT_SECURITY_POLICY
+            } else {
+                CONTENT_SECURITY_POLICY
+            };
+            response.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(policy),
+            );
+        }
         for (name, value) in self.0.iter() {
             if !response.contains_key(name) {
                 response.insert(name.clone(), value.clone());
@@ -138,6 +157,19 @@ impl SecurityHeaders {
             response.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
     }
+}
+
+/// Whether an answer is JSON (`application/json`, `application/problem+json`).
+fn is_json(response: &HeaderMap) -> bool {
+    response
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim();
+            essence.eq_ignore_ascii_case("application/json")
+                || essence.eq_ignore_ascii_case("application/problem+json")
+        })
 }
 
 /// An origin is `scheme://host[:port]` exactly as a browser sends it: no path, no trailing

@@ -7,6 +7,7 @@
 //! (`docs/performance.md`).
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -160,8 +161,11 @@ fn request_id(request: &mut Request) -> HeaderValue {
         format!("{:012x}", seed & 0xffff_ffff_ffff)
     });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Sized once: `format!` grew its string twice per request.
+    let mut text = String::with_capacity(prefix.len() + 17);
+    let _ = write!(text, "{prefix}-{n:x}");
     // Hex digits and a dash: always a valid header value.
-    let id = HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("{prefix}-{n:x}")))
+    let id = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
         .unwrap_or(HeaderValue::from_static("unknown"));
     request.headers_mut().insert(X_REQUEST_ID, id.clone());
     id

@@ -66,22 +66,25 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::security::tests::security;
-    use crate::security::{CONTENT_SECURITY_POLICY, HSTS};
+    use crate::security::{API_CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY, HSTS};
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode, header};
     use axum::routing::get;
     use tower::ServiceExt as _;
 
     async fn send(security: &HttpSecurity, request: Request<Body>) -> axum::response::Response {
-        let router = Router::new().route("/json", get(|| async { "{}" })).route(
-            "/page",
-            get(|| async {
-                (
-                    [(header::CONTENT_SECURITY_POLICY, "default-src 'none'")],
-                    "<p>hi</p>",
-                )
-            }),
-        );
+        let router = Router::new()
+            .route("/json", get(|| async { axum::Json("{}") }))
+            .route("/text", get(|| async { "hi" }))
+            .route(
+                "/page",
+                get(|| async {
+                    (
+                        [(header::CONTENT_SECURITY_POLICY, "default-src 'none'")],
+                        "<p>hi</p>",
+                    )
+                }),
+            );
         Layers::new(security, &Limits::default(), HttpMetrics::default())
             .around(router.fallback(crate::error::not_found), None)
             .oneshot(request)
@@ -119,7 +122,11 @@ mod tests {
 
     #[tokio::test]
     async fn every_response_carries_the_security_headers() {
-        for path in ["/json", "/nope"] {
+        for (path, policy) in [
+            ("/json", API_CONTENT_SECURITY_POLICY),
+            ("/nope", API_CONTENT_SECURITY_POLICY),
+            ("/text", CONTENT_SECURITY_POLICY),
+        ] {
             let response = send(&HttpSecurity::default(), get_from(path, None)).await;
             let headers = response.headers();
             assert_eq!(headers["x-content-type-options"], "nosniff");
@@ -128,7 +135,7 @@ mod tests {
                 headers["referrer-policy"],
                 "strict-origin-when-cross-origin"
             );
-            assert_eq!(headers["content-security-policy"], CONTENT_SECURITY_POLICY);
+            assert_eq!(headers["content-security-policy"], policy, "{path}");
             assert_eq!(headers["cross-origin-opener-policy"], "same-origin");
             assert!(!headers.contains_key("strict-transport-security"));
         }
