@@ -35,6 +35,8 @@ pub(crate) const BARE_HANDLER: &str = "bare-handler";
 const SERVING: &str = "bare handler on http://";
 /// The second line: the cookie follows.
 const COOKIE: &str = "Cookie: ";
+/// How long the process may take to say where it serves (a busy machine).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Auth's currentuser handler, without the stack's layers (request id, tracing, security
 /// headers, CORS, body limit): the cookie read, the JWT verified, the JSON written.
@@ -102,17 +104,32 @@ pub async fn serve_bare_handler(
         .context("serve the bare handler")
 }
 
-/// A `bare-handler` process, stopped when dropped.
-struct Process {
+/// A child process, stopped when dropped.
+struct Running {
     child: Child,
     stdin: Option<ChildStdin>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Its stdin closing stops it; the kill is for a process that does not listen.
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `bare-handler` process and where it serves.
+struct Process {
+    _running: Running,
     target: Target,
     cookie: HeaderValue,
 }
 
 impl Process {
-    /// Starts `exe bare-handler` on a free loopback port and reads where it serves.
-    fn start(exe: &Path) -> anyhow::Result<Self> {
+    /// Starts `exe bare-handler` on a free loopback port and reads where it serves, waiting
+    /// at most [`START_TIMEOUT`].
+    async fn start(exe: &Path) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .args([
                 "bare-handler",
@@ -125,15 +142,25 @@ impl Process {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("start {} bare-handler", exe.display()))?;
-        let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("the bare handler's output")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let mut next = || -> anyhow::Result<String> {
-            Ok(lines
-                .next()
-                .context("the bare handler ended before it served")??)
+        let running = Running {
+            stdin: child.stdin.take(),
+            child,
         };
-        let (address, cookie) = (next()?, next()?);
+        // Blocking reads, off the runtime; a process that never prints is stopped by the
+        // guard's drop, which ends the read.
+        let read = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut next = || -> anyhow::Result<String> {
+                Ok(lines
+                    .next()
+                    .context("the bare handler ended before it served")??)
+            };
+            Ok::<_, anyhow::Error>((next()?, next()?))
+        });
+        let (address, cookie) = tokio::time::timeout(START_TIMEOUT, read)
+            .await
+            .context("the bare handler printed nothing in time")???;
         let (Some(address), Some(cookie)) =
             (address.strip_prefix(SERVING), cookie.strip_prefix(COOKIE))
         else {
@@ -146,20 +173,10 @@ impl Process {
             .parse()
             .with_context(|| format!("the bare handler's address {address:?}"))?;
         Ok(Self {
-            child,
-            stdin,
+            _running: running,
             target: Target::local(address)?,
             cookie: HeaderValue::from_str(cookie)?,
         })
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // Its stdin closing stops it; the kill is for a process that does not listen.
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -171,7 +188,7 @@ pub(crate) async fn limit(
     timing: Timing,
     bar: &ProgressBar,
 ) -> anyhow::Result<Row> {
-    let process = Process::start(exe)?;
+    let process = Process::start(exe).await?;
     let probe = CostProbe::new(&process.target, None).await?;
     // The process answers as soon as it printed its address; a first call shows it.
     Conn::new(process.target.clone())
@@ -199,4 +216,22 @@ pub(crate) async fn limit(
     let mut row = Row::new(BARE_HANDLER, &measured);
     cost::charge(&mut row, window);
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_program_that_does_not_say_where_it_serves_is_refused() {
+        // `echo` prints one line and ends, `true` prints nothing and ends.
+        for program in ["echo", "true"] {
+            let refused = Process::start(Path::new(program)).await.err();
+            let message = refused.map(|e| format!("{e:#}")).unwrap_or_default();
+            assert!(
+                message.contains("ended before it served"),
+                "{program}: {message}"
+            );
+        }
+    }
 }
