@@ -27,8 +27,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
     frame-ancestors 'none'";
 
 /// The policy for JSON answers, which a browser never runs: nothing may load, nothing may
-/// frame them (OWASP's REST security headers). A fifth of the page policy's bytes, on every
-/// API answer.
+/// frame them (OWASP's REST security headers); 42 bytes on every API answer instead of the
+/// page policy's 280.
 pub const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Two years, the usual `Strict-Transport-Security` lifetime once HTTPS is settled.
