@@ -135,7 +135,7 @@ impl SecurityHeaders {
     /// The policy is chosen by what the answer is: JSON gets the API's, anything else the
     /// page's.
     pub(crate) fn apply(&self, signed_in: bool, response: &mut HeaderMap) {
-        // Room for them all at once: growing the map one header at a time reallocated it.
+        // Room for every header added here at once, so the map grows at most once.
         response.reserve(self.0.len() + 3);
         if !response.contains_key(header::CONTENT_SECURITY_POLICY) {
             let policy = if is_json(response) {

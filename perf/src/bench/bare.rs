@@ -112,7 +112,8 @@ struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // Its stdin closing stops it; the kill is for a process that does not listen.
+        // Stopped at once here; the pipe on its stdin is what stops it when the bench dies
+        // without running this.
         drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -142,11 +143,12 @@ impl Process {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("start {} bare-handler", exe.display()))?;
-        let stdout = child.stdout.take().context("the bare handler's output")?;
+        let stdout = child.stdout.take();
         let running = Running {
             stdin: child.stdin.take(),
             child,
         };
+        let stdout = stdout.context("the bare handler's output")?;
         // Blocking reads, off the runtime; a process that never prints is stopped by the
         // guard's drop, which ends the read.
         let read = tokio::task::spawn_blocking(move || {

@@ -161,7 +161,7 @@ fn request_id(request: &mut Request) -> HeaderValue {
         format!("{:012x}", seed & 0xffff_ffff_ffff)
     });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Sized once: `format!` grew its string twice per request.
+    // The prefix, a dash and at most 16 hex digits: one allocation.
     let mut text = String::with_capacity(prefix.len() + 17);
     let _ = write!(text, "{prefix}-{n:x}");
     // Hex digits and a dash: always a valid header value.
