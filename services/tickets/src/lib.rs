@@ -34,24 +34,19 @@ impl Launch for Config {
     }
 
     /// Connects to MongoDB and NATS and returns the routes, the readiness checks, the outbox
-    /// relay, the listeners and the list cache's change follower to run.
+    /// relay, the listeners and the list cache's event follower to run.
     async fn build(&self) -> anyhow::Result<Service> {
         let backend =
             Backend::connect::<Self>(&self.service.mongo, &self.nats, &[store::TICKETS]).await?;
         let state = state::State::new(&backend, &self.service.sessions).await?;
         let reserve = backend.listener(listeners::OrderCreatedHandler(state.tickets.clone()));
         let release = backend.listener(listeners::OrderCancelledHandler(state.tickets.clone()));
-        let (cache, tickets) = (
-            state.tickets.list_cache().clone(),
-            state.tickets.collection(),
-        );
-        let follow_changes =
-            background(
-                move |shutdown| async move { cache.follow_changes(tickets, shutdown).await },
-            );
+        let (cache, bus) = (state.tickets.list_cache().clone(), backend.bus.clone());
+        let follow_events =
+            background(move |shutdown| async move { cache.follow_events(bus, shutdown).await });
         Ok(backend
             .service(self.service.limit_writes(app(state)))
-            .with_task("list-cache-changes", follow_changes)
+            .with_task("list-cache-events", follow_events)
             .with_listener(reserve)
             .with_listener(release))
     }

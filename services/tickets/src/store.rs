@@ -152,11 +152,6 @@ impl TicketStore {
         &self.list_cache
     }
 
-    /// The tickets collection, for following its changes.
-    pub(crate) fn collection(&self) -> Collection<Document> {
-        self.tickets.clone_with_type()
-    }
-
     /// After a write: the change shows in the next list.
     fn committed(&self) {
         self.list_cache.invalidate();

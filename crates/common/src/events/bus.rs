@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::HeaderMap;
+use async_nats::Subscriber;
 use async_nats::jetstream::{self, context, stream};
 use bytes::Bytes;
+use futures::StreamExt as _;
+use futures::stream::SelectAll;
 use tokio::sync::watch;
 
 use super::catalog::{Event, Subject};
@@ -39,6 +42,9 @@ pub struct NatsConfig {
     /// stream that already has more keeps them.
     pub replicas: usize,
 }
+
+/// How long [`EventBus::tap`] waits for the server to confirm its subscriptions.
+const TAP_CONFIRMED_WITHIN: Duration = Duration::from_secs(10);
 
 /// Tries at creating or updating a stream at start: a JetStream cluster busy electing the
 /// leaders of new replicated streams may not answer one request in time.
@@ -382,6 +388,42 @@ impl EventBus {
     /// JetStream drops the second copy).
     pub fn reconnections(&self) -> watch::Receiver<u64> {
         self.connections.subscribe()
+    }
+
+    /// Every event on `subjects` from the moment this returns, as NATS passes it on: no
+    /// consumer, nothing acknowledged or delivered again, so what passes while this process is
+    /// disconnected is missed. For a cache that drops what an event changes and bounds how
+    /// long it keeps anything else; work owed to each event takes a [`Listener`] instead.
+    ///
+    /// [`Listener`]: super::Listener
+    pub async fn tap(&self, subjects: &[Subject]) -> anyhow::Result<SelectAll<Subscriber>> {
+        let mut tapped = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            let subscriber = self
+                .client
+                .subscribe(self.subject(*subject))
+                .await
+                .with_context(|| format!("subscribe to {subject}"))?;
+            tapped.push(subscriber);
+        }
+        // The server handles one connection's messages in order: once one sent after the
+        // subscriptions comes back to this connection, they are in place.
+        let inbox = self.client.new_inbox();
+        let mut echo = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .context("subscribe to an inbox")?;
+        self.client
+            .publish(inbox, Bytes::new())
+            .await
+            .context("publish to the inbox")?;
+        tokio::time::timeout(TAP_CONFIRMED_WITHIN, echo.next())
+            .await
+            .ok()
+            .flatten()
+            .context("nats did not confirm the subscriptions")?;
+        Ok(futures::stream::select_all(tapped))
     }
 
     /// Publishes arbitrary bytes on an arbitrary subject with headers (dead letters, tests).
