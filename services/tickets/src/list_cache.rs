@@ -4,7 +4,7 @@
 //! Why: the list is the hottest read and changes far less often than it is read; reading 100
 //! documents from MongoDB and serializing them costs far more than sending stored bytes.
 //! Every change to a ticket starts a new generation, and a slice is served only in the
-//! generation it was read in, and for at most [`MAX_AGE`]:
+//! generation it was read in, and for about [`MAX_AGE`]:
 //! - this process's own changes move on the generation right after their commit, before the
 //!   response, so a list served by the replica that made a change always shows it;
 //! - other replicas' changes arrive as their events (`ticket:created`, `ticket:updated`), read
@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Slices kept at most; a crawler walking every cursor cannot grow the cache past this.
 const MAX_SLICES: usize = 64;
-/// The longest a slice is served: how stale a list can be after a change no event reported.
-/// One read of each slice per second costs the database nothing.
+/// How long a slice is served: how stale a list can be after a change no event reported
+/// (and, for the callers that come while it is read again, that read's time longer). One read
+/// of each slice per second costs the database nothing.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(1);
 /// A tap open at least this long had recovered; the delay before tapping again starts over.
 const HEALTHY: Duration = Duration::from_secs(5);
@@ -62,7 +63,8 @@ pub(crate) struct ListCache {
 
 impl ListCache {
     /// The slice for `key`: from memory when read in the current generation less than
-    /// [`MAX_AGE`] ago, else from `read` (and kept, when nothing changed while it was read).
+    /// [`MAX_AGE`] ago (or being read again by another caller), else from `read` (and kept,
+    /// when nothing changed while it was read).
     pub(crate) async fn get_or_read<E, F>(&self, key: SliceKey, read: F) -> Result<CachedSlice, E>
     where
         F: Future<Output = Result<CachedSlice, E>>,
@@ -70,14 +72,22 @@ impl ListCache {
         // Read before the database, so that a change committed meanwhile marks this slice old.
         let generation = self.generation.load(Ordering::Acquire);
         let now = Instant::now();
-        if let Some((at, read_at, slice)) =
-            self.slices.read().ok().and_then(|s| s.get(&key).cloned())
+        let kept = self.slices.read().ok().and_then(|s| s.get(&key).cloned());
+        if let Some((at, read_at, slice)) = kept
             && at == generation
-            && now.duration_since(read_at) < MAX_AGE
+            // Too old, it is read again by the first caller to see it, and served to the
+            // others meanwhile, so that they do not all read the same slice at once.
+            && (now.duration_since(read_at) < MAX_AGE || !self.claim(key, read_at, now))
         {
             return Ok(slice);
         }
-        let slice = read.await?;
+        let slice = match read.await {
+            Ok(slice) => slice,
+            Err(error) => {
+                self.forget(key, now);
+                return Err(error);
+            }
+        };
         if let Ok(mut slices) = self.slices.write() {
             // Checked under the lock, so that a slice is never kept into a later generation.
             if self.generation.load(Ordering::Acquire) == generation {
@@ -91,6 +101,32 @@ impl ListCache {
             }
         }
         Ok(slice)
+    }
+
+    /// Whether this caller reads the slice at `key`, kept since `read_at`, again: only the
+    /// first to ask does, and the slice counts as read at `now` until it has.
+    fn claim(&self, key: SliceKey, read_at: Instant, now: Instant) -> bool {
+        let Ok(mut slices) = self.slices.write() else {
+            return true;
+        };
+        match slices.get_mut(&key) {
+            Some(kept) if kept.1 == read_at => {
+                kept.1 = now;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// A read again that failed: the slice it claimed at `claimed` is dropped, so that the
+    /// next caller reads instead of being served it for another [`MAX_AGE`].
+    fn forget(&self, key: SliceKey, claimed: Instant) {
+        if let Ok(mut slices) = self.slices.write()
+            && slices.get(&key).is_some_and(|kept| kept.1 == claimed)
+        {
+            slices.remove(&key);
+        }
     }
 
     /// Every slice read so far is out of date: a ticket changed.
@@ -177,6 +213,31 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(get(&cache, key, "f").await.body, "f", "too old");
         assert_eq!(get(&cache, key, "g").await.body, "f");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_slice_is_read_again_by_one_caller_while_the_others_are_served_it() {
+        let cache = ListCache::default();
+        let key = (100, None);
+        get(&cache, key, "a").await;
+        tokio::time::advance(MAX_AGE).await;
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let again = cache.get_or_read(key, async {
+            held.await.unwrap();
+            Ok::<_, ()>(slice("b"))
+        });
+        tokio::pin!(again);
+        assert!(futures::poll!(again.as_mut()).is_pending(), "reading");
+        assert_eq!(get(&cache, key, "c").await.body, "a", "served meanwhile");
+        release.send(()).unwrap();
+        assert_eq!(again.await.unwrap().body, "b");
+        assert_eq!(get(&cache, key, "d").await.body, "b");
+
+        // A read again that fails leaves nothing old behind: the next caller reads.
+        tokio::time::advance(MAX_AGE).await;
+        let failed = cache.get_or_read(key, async { Err::<CachedSlice, ()>(()) });
+        assert!(failed.await.is_err());
+        assert_eq!(get(&cache, key, "e").await.body, "e");
     }
 
     #[tokio::test]
