@@ -5,8 +5,9 @@ A service publishes the catalog events it builds (outside its listeners) and con
 durable consumer per `Handler<Event>` impl, the subjects of that event; `common::events` then
 needs exactly: publish to its events, the two streams' CREATE/UPDATE and the event stream's
 INFO, per consumer CREATE, MSG.NEXT, INFO, its acks and its dead letters, and DELETE of a
-consumer it names in its source (retired ones); subscribe to `_INBOX.>`. Each service with
-NATS gets exactly that, under its own name; no other user but `ops` may exist."""
+consumer it names in its source (retired ones); subscribe to `_INBOX.>` and to the subjects it
+taps (`.tap(&[Subject::…])`). Each service with NATS gets exactly that, under its own name; no
+other user but `ops` may exist."""
 
 from __future__ import annotations
 
@@ -130,15 +131,17 @@ def catalog() -> tuple[dict[str, str], dict[str, list[str]]]:
     return tokens_of, payloads
 
 
-def bus_use(svc, tokens_of, payloads) -> tuple[set[str], dict[str, list[str]], set[str]]:
-    """The tokens `svc` publishes, its consumers (name → tokens) and the string literals of
-    its source (for retired consumers it removes)."""
+def bus_use(svc, tokens_of, payloads) -> tuple[set[str], dict[str, list[str]], set[str], set[str]]:
+    """The tokens `svc` publishes, its consumers (name → tokens), the string literals of its
+    source (for retired consumers it removes) and the tokens it taps."""
     from check import strip_test_modules, rust_files
 
-    published, consumers, literals = set(), {}, set()
+    published, consumers, literals, tapped = set(), {}, set(), set()
     for path in rust_files(svc.dir / "src"):
         text = strip_test_modules(path.read_text())
         literals |= set(re.findall(r'"([\w.-]+)"', text))
+        for subjects in re.findall(r"\.tap\(\s*&\[([^\]]*)\]", text):
+            tapped |= {tokens_of[s] for s in re.findall(r"Subject::(\w+)", subjects)}
         for payload in re.findall(r"impl Handler<(\w+)> for", text):
             subjects = [tokens_of[s] for s in payloads.get(payload, [])]
             name = f"{svc.name}-" + "-and-".join(t.replace(".", "-") for t in subjects)
@@ -148,7 +151,7 @@ def bus_use(svc, tokens_of, payloads) -> tuple[set[str], dict[str, list[str]], s
         for payload in payloads:
             if re.search(rf"(?<![\w]){payload}\s*(?:\(|\{{)", text):
                 published |= {tokens_of[s] for s in payloads[payload]}
-    return published, consumers, literals
+    return published, consumers, literals, tapped
 
 
 def expected_publish(ns: str, published, consumers) -> set[str]:
@@ -181,7 +184,7 @@ def check(services, namespace: str, problems) -> dict[str, dict]:
         if user["publish"] is None:
             problems.add(AUTH_CONF, f"user {name} has no permissions: it may do anything")
             continue
-        published, consumers, literals = bus_use(svc, tokens_of, payloads)
+        published, consumers, literals, tapped = bus_use(svc, tokens_of, payloads)
         wanted = expected_publish(namespace, published, consumers)
         have = set(user["publish"])
         retired = {s for s in have - wanted
@@ -194,10 +197,12 @@ def check(services, namespace: str, problems) -> dict[str, dict]:
         for subject in sorted(wanted - have):
             problems.add(AUTH_CONF, f"user {name} may not publish to {subject}, which "
                                     f"services/{name} needs")
-        if user["subscribe"] != [INBOX]:
-            problems.add(AUTH_CONF, f"user {name} may subscribe to {user['subscribe']}; a "
-                                    f"service needs only {INBOX} (pulled messages and "
-                                    "JetStream's answers arrive there)")
+        wanted_subscribe = [INBOX] + sorted(f"{namespace}.events.{t}" for t in tapped)
+        if sorted(user["subscribe"]) != sorted(wanted_subscribe):
+            problems.add(AUTH_CONF, f"user {name} may subscribe to {user['subscribe']}; "
+                                    f"services/{name} needs {wanted_subscribe} (pulled "
+                                    f"messages and JetStream's answers arrive on {INBOX}, "
+                                    "and the events it taps as they pass)")
     for name, user in users.items():
         if name not in with_nats and name != OPS_USER:
             problems.add(AUTH_CONF, f"user {name} is no service that connects to NATS")

@@ -191,6 +191,32 @@ async fn payments_may_publish_payment_created_and_tickets_may_not() -> Result<()
     Ok(())
 }
 
+/// What `EventBus::tap` does for tickets' list cache: it subscribes to its own two events,
+/// waits for an answer from JetStream, and sees them pass; another service's it may not tap.
+#[tokio::test]
+async fn tickets_may_tap_its_own_events_and_no_one_elses() -> Result<()> {
+    let nats = start_with_deployment_users()?;
+    let mut tickets = connect(&nats, "tickets").await?;
+    ensure_streams(&tickets.js).await?;
+    let tokens = ["ticket.created", "ticket.updated"];
+    let mut taps = Vec::new();
+    for token in tokens {
+        taps.push(tickets.client.subscribe(event_subject(token)).await?);
+    }
+    stored_messages(&tickets.js).await?;
+    for (token, tap) in tokens.into_iter().zip(&mut taps) {
+        publish(&tickets.js, event_subject(token)).await?;
+        tokio::time::timeout(ANSWER, tap.next())
+            .await
+            .ok()
+            .flatten()
+            .with_context(|| format!("tickets saw no {token} pass on its tap"))?;
+    }
+    let other = event_subject("order.created");
+    let _tap = tickets.client.subscribe(other.clone()).await?;
+    tickets.violation(&other).await
+}
+
 #[tokio::test]
 async fn a_wrong_password_is_refused() -> Result<()> {
     let nats = start_with_deployment_users()?;

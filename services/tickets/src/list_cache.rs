@@ -18,8 +18,8 @@
 //! the writes that change nothing listed (the outbox's removal of sent events, orders seen).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -33,14 +33,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Slices kept at most; a crawler walking every cursor cannot grow the cache past this.
 const MAX_SLICES: usize = 64;
-/// How long a slice is served: how stale a list can be after a change no event reported
-/// (and, for the callers that come while it is read again, that read's time longer). One read
-/// of each slice per second costs the database nothing.
+/// How long a slice is served: how stale a list can be after a change no event reported (up
+/// to twice that for the callers that come while it is read again). One read of each slice per
+/// second costs the database nothing.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(1);
 /// A tap open at least this long had recovered; the delay before tapping again starts over.
 const HEALTHY: Duration = Duration::from_secs(5);
-/// The events of a change to what the list shows.
-const CHANGES: [Subject; 2] = [Subject::TicketCreated, Subject::TicketUpdated];
 
 /// Which slice of the list: its size and the cursor it continues after.
 pub(crate) type SliceKey = (u32, Option<ObjectId>);
@@ -52,8 +50,27 @@ pub(crate) struct CachedSlice {
     pub(crate) link: Option<HeaderValue>,
 }
 
-/// A slice kept: the generation it was read in and when its read started.
-type Kept = (u64, Instant, CachedSlice);
+/// A slice kept.
+#[derive(Debug, Clone)]
+struct Kept {
+    /// The generation it was read in.
+    generation: u64,
+    /// When its read started: its age counts from there.
+    read_at: Instant,
+    /// When a caller started to read it again, if one is.
+    claimed_at: Option<Instant>,
+    slice: CachedSlice,
+}
+
+/// What a caller that found its slice expired does.
+enum Claim {
+    /// Reads it again; the others are served the expired one meanwhile.
+    Mine,
+    /// Is served the expired slice: another caller is reading it again.
+    Served,
+    /// Reads it: the slice changed meanwhile, or is too old to be served at all.
+    Read,
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct ListCache {
@@ -63,8 +80,8 @@ pub(crate) struct ListCache {
 
 impl ListCache {
     /// The slice for `key`: from memory when read in the current generation less than
-    /// [`MAX_AGE`] ago (or being read again by another caller), else from `read` (and kept,
-    /// when nothing changed while it was read).
+    /// [`MAX_AGE`] ago (or, up to twice that, while another caller reads it again), else from
+    /// `read` (and kept, when nothing changed while it was read).
     pub(crate) async fn get_or_read<E, F>(&self, key: SliceKey, read: F) -> Result<CachedSlice, E>
     where
         F: Future<Output = Result<CachedSlice, E>>,
@@ -72,61 +89,90 @@ impl ListCache {
         // Read before the database, so that a change committed meanwhile marks this slice old.
         let generation = self.generation.load(Ordering::Acquire);
         let now = Instant::now();
-        let kept = self.slices.read().ok().and_then(|s| s.get(&key).cloned());
-        if let Some((at, read_at, slice)) = kept
-            && at == generation
-            // Too old, it is read again by the first caller to see it, and served to the
-            // others meanwhile, so that they do not all read the same slice at once.
-            && (now.duration_since(read_at) < MAX_AGE || !self.claim(key, read_at, now))
-        {
-            return Ok(slice);
+        let kept = self.slices_read().get(&key).cloned();
+        let mut expired = None;
+        if let Some(kept) = kept.filter(|kept| kept.generation == generation) {
+            if now.duration_since(kept.read_at) < MAX_AGE {
+                return Ok(kept.slice);
+            }
+            // The first caller to find it expired reads it again, and the others are served it
+            // meanwhile, so that they do not all read the same slice at once.
+            match self.claim(key, &kept, now) {
+                Claim::Served => return Ok(kept.slice),
+                Claim::Mine | Claim::Read => expired = Some(kept.read_at),
+            }
         }
         let slice = match read.await {
             Ok(slice) => slice,
             Err(error) => {
-                self.forget(key, now);
+                if let Some(read_at) = expired {
+                    self.forget(key, read_at);
+                }
                 return Err(error);
             }
         };
-        if let Ok(mut slices) = self.slices.write() {
-            // Checked under the lock, so that a slice is never kept into a later generation.
-            if self.generation.load(Ordering::Acquire) == generation {
-                if slices.len() >= MAX_SLICES && !slices.contains_key(&key) {
-                    slices.retain(|_, (at, _, _)| *at == generation);
-                    if slices.len() >= MAX_SLICES {
-                        slices.clear();
-                    }
+        let mut slices = self.slices_write();
+        // Checked under the lock, so that a read from before a change never replaces one
+        // made after it.
+        if self.generation.load(Ordering::Acquire) == generation {
+            if slices.len() >= MAX_SLICES && !slices.contains_key(&key) {
+                slices.retain(|_, kept| kept.generation == generation);
+                if slices.len() >= MAX_SLICES {
+                    slices.clear();
                 }
-                slices.insert(key, (generation, now, slice.clone()));
             }
+            let kept = Kept {
+                generation,
+                read_at: now,
+                claimed_at: None,
+                slice: slice.clone(),
+            };
+            slices.insert(key, kept);
         }
         Ok(slice)
     }
 
-    /// Whether this caller reads the slice at `key`, kept since `read_at`, again: only the
-    /// first to ask does, and the slice counts as read at `now` until it has.
-    fn claim(&self, key: SliceKey, read_at: Instant, now: Instant) -> bool {
-        let Ok(mut slices) = self.slices.write() else {
-            return true;
+    /// Whether the caller that found `seen` expired at `now` reads it again, is served it, or
+    /// reads it anyway. An expired slice is served only while a read again younger than
+    /// [`MAX_AGE`] is out, and never past twice [`MAX_AGE`], so that a read again that hangs
+    /// or fails (MongoDB out of reach) does not keep it served.
+    fn claim(&self, key: SliceKey, seen: &Kept, now: Instant) -> Claim {
+        let mut slices = self.slices_write();
+        let Some(kept) = slices
+            .get_mut(&key)
+            .filter(|kept| kept.generation == seen.generation && kept.read_at == seen.read_at)
+        else {
+            return Claim::Read;
         };
-        match slices.get_mut(&key) {
-            Some(kept) if kept.1 == read_at => {
-                kept.1 = now;
-                true
+        let reading = kept
+            .claimed_at
+            .is_some_and(|claimed| now.duration_since(claimed) < MAX_AGE);
+        match (reading, now.duration_since(kept.read_at) < MAX_AGE * 2) {
+            (true, true) => Claim::Served,
+            (true, false) => Claim::Read,
+            (false, _) => {
+                kept.claimed_at = Some(now);
+                Claim::Mine
             }
-            Some(_) => false,
-            None => true,
         }
     }
 
-    /// A read again that failed: the slice it claimed at `claimed` is dropped, so that the
-    /// next caller reads instead of being served it for another [`MAX_AGE`].
-    fn forget(&self, key: SliceKey, claimed: Instant) {
-        if let Ok(mut slices) = self.slices.write()
-            && slices.get(&key).is_some_and(|kept| kept.1 == claimed)
-        {
+    /// A read of an expired slice failed: the slice read at `read_at` is dropped, so that the
+    /// next caller reads instead of being served it.
+    fn forget(&self, key: SliceKey, read_at: Instant) {
+        let mut slices = self.slices_write();
+        if slices.get(&key).is_some_and(|kept| kept.read_at == read_at) {
             slices.remove(&key);
         }
+    }
+
+    // Every change under the lock is one map call, so a panic elsewhere leaves it whole.
+    fn slices_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<SliceKey, Kept>> {
+        self.slices.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn slices_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SliceKey, Kept>> {
+        self.slices.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Every slice read so far is out of date: a ticket changed.
@@ -142,8 +188,12 @@ impl ListCache {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut backoff = Backoff::default();
+        let mut reconnected = bus.reconnections();
         loop {
-            match bus.tap(&CHANGES).await {
+            match bus
+                .tap(&[Subject::TicketCreated, Subject::TicketUpdated])
+                .await
+            {
                 Ok(mut events) => {
                     // Whatever passed while nothing was tapped.
                     self.invalidate();
@@ -154,6 +204,9 @@ impl ListCache {
                                 Some(_) => self.invalidate(),
                                 None => break,
                             },
+                            // The client subscribes again by itself; what passed meanwhile
+                            // was missed.
+                            Ok(()) = reconnected.changed() => self.invalidate(),
                             () = shutdown.cancelled() => return Ok(()),
                         }
                     }
@@ -240,6 +293,34 @@ mod tests {
         assert_eq!(get(&cache, key, "e").await.body, "e");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_read_again_that_outlives_max_age_does_not_keep_the_old_slice_served() {
+        let cache = ListCache::default();
+        let key = (100, None);
+        get(&cache, key, "a").await;
+        tokio::time::advance(MAX_AGE * 3 / 2).await;
+        let (fail, held) = tokio::sync::oneshot::channel::<()>();
+        let hanging = cache.get_or_read(key, async {
+            held.await.unwrap();
+            Err::<CachedSlice, ()>(())
+        });
+        tokio::pin!(hanging);
+        assert!(futures::poll!(hanging.as_mut()).is_pending(), "reading");
+        tokio::time::advance(MAX_AGE / 2).await;
+        assert_eq!(
+            get(&cache, key, "b").await.body,
+            "b",
+            "too old, even while read"
+        );
+        fail.send(()).unwrap();
+        assert!(hanging.await.is_err());
+        assert_eq!(
+            get(&cache, key, "c").await.body,
+            "b",
+            "the newer read is kept"
+        );
+    }
+
     #[tokio::test]
     async fn a_slice_read_while_a_change_happened_is_not_kept() {
         let cache = ListCache::default();
@@ -258,6 +339,8 @@ mod tests {
     async fn another_replicas_change_arrives_as_its_event() {
         let context = test_support::TestContext::new();
         let bus = context.bus().await;
+        // Another connection, as another replica's outbox publishes on.
+        let elsewhere = context.bus().await;
         let cache = std::sync::Arc::new(ListCache::default());
         let shutdown = CancellationToken::new();
         let follower = {
@@ -279,7 +362,8 @@ mod tests {
             version: 1,
             order_id: None,
         };
-        bus.publish(&common::events::TicketUpdated(ticket))
+        elsewhere
+            .publish(&common::events::TicketUpdated(ticket))
             .await
             .unwrap();
         test_support::eventually("the change is seen", WAIT, || async {

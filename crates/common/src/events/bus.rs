@@ -9,7 +9,6 @@ use async_nats::HeaderMap;
 use async_nats::Subscriber;
 use async_nats::jetstream::{self, context, stream};
 use bytes::Bytes;
-use futures::StreamExt as _;
 use futures::stream::SelectAll;
 use tokio::sync::watch;
 
@@ -390,10 +389,12 @@ impl EventBus {
         self.connections.subscribe()
     }
 
-    /// Every event on `subjects` from the moment this returns, as NATS passes it on: no
-    /// consumer, nothing acknowledged or delivered again, so what passes while this process is
-    /// disconnected is missed. For a cache that drops what an event changes and bounds how
-    /// long it keeps anything else; work owed to each event takes a [`Listener`] instead.
+    /// Every event on `subjects` that reaches this process's server once this returns, as NATS
+    /// passes it on: no consumer, nothing acknowledged or delivered again, so what passes
+    /// while this process is disconnected (or before a cluster's other servers learn of the
+    /// subscription) is missed. For a cache that drops what an event changes and bounds how
+    /// long it keeps anything else; work owed to each event takes a [`Listener`] instead. The
+    /// user needs permission to subscribe to them (`infra/k8s/base/nats/auth.conf`).
     ///
     /// [`Listener`]: super::Listener
     pub async fn tap(&self, subjects: &[Subject]) -> anyhow::Result<SelectAll<Subscriber>> {
@@ -406,23 +407,12 @@ impl EventBus {
                 .with_context(|| format!("subscribe to {subject}"))?;
             tapped.push(subscriber);
         }
-        // The server handles one connection's messages in order: once one sent after the
-        // subscriptions comes back to this connection, they are in place.
-        let inbox = self.client.new_inbox();
-        let mut echo = self
-            .client
-            .subscribe(inbox.clone())
+        // The server handles one connection's messages in order: once a request sent after the
+        // subscriptions is answered, it has registered them.
+        tokio::time::timeout(TAP_CONFIRMED_WITHIN, self.stream_usage())
             .await
-            .context("subscribe to an inbox")?;
-        self.client
-            .publish(inbox, Bytes::new())
-            .await
-            .context("publish to the inbox")?;
-        tokio::time::timeout(TAP_CONFIRMED_WITHIN, echo.next())
-            .await
-            .ok()
-            .flatten()
-            .context("nats did not confirm the subscriptions")?;
+            .context("nats did not confirm the subscriptions")?
+            .context("confirm the subscriptions")?;
         Ok(futures::stream::select_all(tapped))
     }
 
