@@ -11,7 +11,7 @@
 //!   as they pass on NATS, usually within milliseconds of the commit;
 //! - what no event reports in time (one missed while NATS was out of reach, one still waiting
 //!   in another replica's outbox, a change made straight in the database) shows within
-//!   [`MAX_AGE`].
+//!   [`MAX_AGE`], twice that at worst.
 //!
 //! The events, not a MongoDB change stream on `tickets`: the stream's getMore after every
 //! write cost mongod about a tenth of its time under sustained updates, and it also reported
