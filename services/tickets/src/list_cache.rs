@@ -251,6 +251,20 @@ mod tests {
             .unwrap()
     }
 
+    /// A read that ends with `outcome` once the sender is used, to hold it in flight.
+    fn held(
+        outcome: Result<CachedSlice, ()>,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        impl Future<Output = Result<CachedSlice, ()>>,
+    ) {
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        (release, async move {
+            held.await.unwrap();
+            outcome
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn slices_are_kept_until_a_change_and_for_at_most_their_age() {
         let cache = ListCache::default();
@@ -274,11 +288,8 @@ mod tests {
         let key = (100, None);
         get(&cache, key, "a").await;
         tokio::time::advance(MAX_AGE).await;
-        let (release, held) = tokio::sync::oneshot::channel::<()>();
-        let again = cache.get_or_read(key, async {
-            held.await.unwrap();
-            Ok::<_, ()>(slice("b"))
-        });
+        let (release, read) = held(Ok(slice("b")));
+        let again = cache.get_or_read(key, read);
         tokio::pin!(again);
         assert!(futures::poll!(again.as_mut()).is_pending(), "reading");
         assert_eq!(get(&cache, key, "c").await.body, "a", "served meanwhile");
@@ -299,11 +310,8 @@ mod tests {
         let key = (100, None);
         get(&cache, key, "a").await;
         tokio::time::advance(MAX_AGE * 3 / 2).await;
-        let (fail, held) = tokio::sync::oneshot::channel::<()>();
-        let hanging = cache.get_or_read(key, async {
-            held.await.unwrap();
-            Err::<CachedSlice, ()>(())
-        });
+        let (fail, read) = held(Err(()));
+        let hanging = cache.get_or_read(key, read);
         tokio::pin!(hanging);
         assert!(futures::poll!(hanging.as_mut()).is_pending(), "reading");
         tokio::time::advance(MAX_AGE / 2).await;
