@@ -12,6 +12,12 @@ ARG CARGO_CHEF_VERSION=0.1.78
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
 ARG CARGO_CHEF_VERSION
+# make: jemalloc, every service's allocator, is built from source (the slim image has gcc only).
+# Unpinned: the base image's Debian release fixes which make it gets.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
 WORKDIR /app
 # Release profile tweaks for the image only (Cargo.toml keeps symbols for local profiling).
