@@ -9,6 +9,7 @@ mod config;
 mod listeners;
 mod scheduler;
 mod store;
+mod wake;
 
 pub use config::Config;
 

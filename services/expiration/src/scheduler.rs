@@ -1,7 +1,7 @@
-//! The scheduler loop: fire what is due, then sleep until the next expiration, a new schedule,
-//! or at most a second (to see what other replicas scheduled).
+//! The scheduler loop: fire what is due, then sleep until the next expiration, a new schedule
+//! due before it (`wake.rs`), or at most a second (to see what other replicas scheduled).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::task::BackgroundTask;
 use mongodb::bson::DateTime;
@@ -15,6 +15,7 @@ pub(crate) fn task(schedule: Schedule) -> BackgroundTask {
     Box::new(move |shutdown: CancellationToken| {
         Box::pin(async move {
             loop {
+                schedule.wake.passing();
                 let sleep = match next_sleep(&schedule).await {
                     Ok(sleep) => sleep,
                     Err(error) => {
@@ -22,9 +23,12 @@ pub(crate) fn task(schedule: Schedule) -> BackgroundTask {
                         MAX_SLEEP
                     }
                 };
+                schedule
+                    .wake
+                    .sleeping_until(DateTime::from_system_time(SystemTime::now() + sleep));
                 tokio::select! {
                     () = tokio::time::sleep(sleep) => {}
-                    () = schedule.changed.notified() => {}
+                    () = schedule.wake.woken() => {}
                     () = shutdown.cancelled() => return Ok(()),
                 }
             }

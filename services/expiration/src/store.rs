@@ -9,7 +9,8 @@ use mongodb::bson::{DateTime, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+
+use crate::wake::Wake;
 
 /// The collection of the schedule; its documents carry their pending events.
 pub(crate) const EXPIRATIONS: &str = "expirations";
@@ -28,8 +29,8 @@ struct Expiration {
 pub(crate) struct Schedule {
     expirations: Collection<Expiration>,
     outbox: Outbox,
-    /// Wakes the scheduler when something earlier than what it sleeps for is scheduled.
-    pub(crate) changed: Arc<Notify>,
+    /// Wakes the scheduler when something earlier than its next pass is scheduled.
+    pub(crate) wake: Arc<Wake>,
 }
 
 impl Schedule {
@@ -37,7 +38,7 @@ impl Schedule {
         Self {
             expirations: db.collection(EXPIRATIONS),
             outbox,
-            changed: Arc::new(Notify::new()),
+            wake: Arc::default(),
         }
     }
 
@@ -65,7 +66,7 @@ impl Schedule {
             .upsert(true)
             .await?;
         tracing::info!(expires_at = %at, "expiration scheduled");
-        self.changed.notify_one();
+        self.wake.scheduled(at);
         Ok(())
     }
 
@@ -86,8 +87,9 @@ impl Schedule {
             })
             .collect();
         let scheduled = common::mongo::update_all(&self.expirations, updates).await?;
-        if scheduled.is_some() {
-            self.changed.notify_one();
+        if let Some(earliest) = orders.iter().map(|(_, at)| *at).min() {
+            // Even when not all were written: some may have been.
+            self.wake.scheduled(earliest);
         }
         Ok(scheduled == Some(orders.len()))
     }
