@@ -23,10 +23,9 @@ pub mod shutdown;
 pub mod task;
 pub mod telemetry;
 
-/// Every process of ours allocates with jemalloc: glibc's malloc, with a tokio thread per core
-/// and requests moving between them, spent a sixth of a service's CPU in its own bookkeeping.
-/// Declared here, once, because every binary (the services, the launcher, the tests) links
-/// this crate.
+/// Every process of ours allocates with jemalloc: under load it costs a service less CPU than
+/// glibc's malloc (`docs/performance.md`). Declared here, once, because every binary (the
+/// services, the launcher, the tests) links this crate.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
