@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::header::Entry;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -137,24 +138,23 @@ impl SecurityHeaders {
     pub(crate) fn apply(&self, signed_in: bool, response: &mut HeaderMap) {
         // Room for every header added here at once, so the map grows at most once.
         response.reserve(self.0.len() + 3);
-        if !response.contains_key(header::CONTENT_SECURITY_POLICY) {
-            let policy = if is_json(response) {
+        let json = is_json(response);
+        // One lookup per header: `entry` finds it or the place to put it.
+        if let Entry::Vacant(place) = response.entry(header::CONTENT_SECURITY_POLICY) {
+            let policy = if json {
                 API_CONTENT_SECURITY_POLICY
             } else {
                 CONTENT_SECURITY_POLICY
             };
-            response.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(policy),
-            );
+            place.insert(HeaderValue::from_static(policy));
         }
         for (name, value) in self.0.iter() {
-            if !response.contains_key(name) {
-                response.insert(name.clone(), value.clone());
+            if let Entry::Vacant(place) = response.entry(name) {
+                place.insert(value.clone());
             }
         }
-        if signed_in && !response.contains_key(header::CACHE_CONTROL) {
-            response.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if signed_in && let Entry::Vacant(place) = response.entry(header::CACHE_CONTROL) {
+            place.insert(HeaderValue::from_static("no-store"));
         }
     }
 }

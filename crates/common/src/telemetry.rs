@@ -32,6 +32,8 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 /// Whether spans are OpenTelemetry spans (an exporter is configured) rather than
 /// [`TraceContext`]s.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
+/// Whether the log filter may show `info` spans, and so their `trace_id`.
+static SPANS_LOGGED: AtomicBool = AtomicBool::new(true);
 
 /// Installs the global subscriber once; later calls (tests, the launcher) are no-ops.
 ///
@@ -61,6 +63,7 @@ fn install(service: &str, env: &crate::config::Env, test: bool) {
         Err(_) if test => EnvFilter::new("off"),
         Err(_) => EnvFilter::new("info"),
     };
+    let spans_logged = shows_spans(&log_filter);
     let json = env
         .get("LOG_FORMAT")
         .is_some_and(|v| v.eq_ignore_ascii_case("json"));
@@ -111,8 +114,16 @@ fn install(service: &str, env: &crate::config::Env, test: bool) {
         .is_ok()
     {
         EXPORTING.store(exporting, Ordering::Release);
+        SPANS_LOGGED.store(spans_logged, Ordering::Release);
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     }
+}
+
+/// Whether a log filter may show our spans (all at `info`), and so the `trace_id` in them.
+fn shows_spans(log_filter: &EnvFilter) -> bool {
+    log_filter
+        .max_level_hint()
+        .is_none_or(|level| level >= LevelFilter::INFO)
 }
 
 fn tracer_provider(service: &str, env: &crate::config::Env) -> SdkTracerProvider {
@@ -174,8 +185,9 @@ pub fn continue_trace(span: &tracing::Span, headers: &dyn Extractor) {
             }
             context.trace_id
         });
-        // Recorded once the span's extensions are free again: recording writes to them.
-        if let Some(trace_id) = own {
+        // Recorded once the span's extensions are free again: recording writes to them. Only
+        // for the logs: propagation reads the context itself.
+        if let Some(trace_id) = own.filter(|_| SPANS_LOGGED.load(Ordering::Acquire)) {
             span.record(
                 "trace_id",
                 tracing::field::display(format_args!("{trace_id:032x}")),
@@ -351,6 +363,20 @@ impl Extractor for NatsHeaders<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trace_id_is_written_for_logs_that_may_show_a_span() {
+        for (filter, shows) in [
+            ("info", true),
+            ("debug", true),
+            ("warn,common=debug", true),
+            ("warn", false),
+            ("error", false),
+            ("off", false),
+        ] {
+            assert_eq!(shows_spans(&EnvFilter::new(filter)), shows, "{filter}");
+        }
+    }
 
     #[test]
     fn a_span_continues_the_callers_trace_and_hands_it_on() {

@@ -216,6 +216,38 @@ async fn a_head_not_sent_in_time_closes_the_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_left_idle_after_its_answers_is_closed_in_time() {
+    let header_timeout = Duration::from_secs(1);
+    let limits = Limits {
+        header_timeout,
+        ..Limits::default()
+    };
+    let (addr, _shutdown) = serve(limits, Arc::new(Semaphore::new(0))).await;
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    // Two answers on the connection, so the second head's deadline is not the first's.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let (status, head) = read_head(&mut stream).await;
+        assert_eq!(status, 200, "{head}");
+        let mut body = [0_u8; 4];
+        stream.read_exact(&mut body).await.unwrap();
+    }
+    let answered = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was never closed");
+    assert!(
+        answered.elapsed() >= header_timeout - Duration::from_millis(100),
+        "closed {:?} after its last answer, before its header timeout",
+        answered.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_for_one_to_close() {
     let limits = Limits {
         max_connections: 2,

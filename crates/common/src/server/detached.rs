@@ -22,19 +22,12 @@ pub(super) fn run_to_end<F>(work: F) -> impl Future<Output = axum::response::Res
 where
     F: Future<Output = axum::response::Response> + Send + 'static,
 {
-    use tracing::Instrument as _;
-    // The request's span (request id, trace) stays with the work if it moves to a task.
-    let work = AssertUnwindSafe(work.instrument(tracing::Span::current()))
-        .catch_unwind()
-        .map(|finished| {
-            finished.unwrap_or_else(|_panic| {
-                tracing::error!("handler panicked");
-                crate::error::error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                )
-            })
-        });
+    let work = AssertUnwindSafe(work).catch_unwind().map(|finished| {
+        finished.unwrap_or_else(|_panic| {
+            tracing::error!("handler panicked");
+            crate::error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong")
+        })
+    });
     FinishOnDrop(Some(Box::pin(work)))
 }
 
@@ -63,10 +56,17 @@ impl Drop for FinishOnDrop {
         let Some(work) = self.0.take() else { return };
         // Without a runtime (it is shutting down) there is nothing left to finish on.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            use tracing::Instrument as _;
             tracing::debug!("client gone; the request finishes on its own task");
-            runtime.spawn(async move {
-                drop(work.await);
-            });
+            // Polled in place, the work runs inside the request's span, which the envelope
+            // enters; it is dropped inside that span too, so the span goes with it to the task
+            // (taken only here: instrumenting every request cost an enter and exit per poll).
+            runtime.spawn(
+                async move {
+                    drop(work.await);
+                }
+                .instrument(tracing::Span::current()),
+            );
         }
     }
 }
@@ -83,10 +83,12 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn work_its_client_abandons_still_runs_to_its_end() {
+    async fn work_its_client_abandons_still_runs_to_its_end_in_its_span() {
+        use tracing::Instrument as _;
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
         let started = Arc::new(Notify::new());
         let release = Arc::new(Notify::new());
-        let (finished, finished_rx) = oneshot::channel::<()>();
+        let (finished, finished_rx) = oneshot::channel::<Option<&'static str>>();
         let finished = Arc::new(Mutex::new(Some(finished)));
         let work = {
             let (started, release) = (started.clone(), release.clone());
@@ -94,12 +96,14 @@ mod tests {
                 started.notify_one();
                 release.notified().await;
                 if let Some(finished) = finished.lock().unwrap().take() {
-                    let _ = finished.send(());
+                    let span = tracing::Span::current().metadata().map(|m| m.name());
+                    let _ = finished.send(span);
                 }
                 StatusCode::NO_CONTENT.into_response()
             }
         };
-        let request = run_to_end(work);
+        // As the envelope runs it: inside the request's span.
+        let request = run_to_end(work).instrument(tracing::info_span!("request"));
 
         // The client hangs up once the work is underway: its future is dropped here.
         tokio::select! {
@@ -108,10 +112,11 @@ mod tests {
         }
         release.notify_one();
 
-        tokio::time::timeout(Duration::from_secs(5), finished_rx)
+        let span = tokio::time::timeout(Duration::from_secs(5), finished_rx)
             .await
             .expect("the abandoned work did not run to its end within 5 s")
             .expect("the work was dropped before its end");
+        assert_eq!(span, Some("request"), "the work left the request's span");
     }
 
     #[tokio::test]

@@ -10,17 +10,17 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
 use futures::future::BoxFuture;
+use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use super::admission::Admission;
-use super::{Limits, bounds, detached};
+use super::{Limits, bounds, detached, timer};
 use crate::security::SecurityHeaders;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -94,10 +94,10 @@ where
             async move {
                 let started = Instant::now();
                 let limits = &settings.limits;
-                let mut response =
-                    tokio::time::timeout(limits.request_timeout, settings.serve(inner, request))
-                        .await
-                        .unwrap_or_else(|_| bounds::timed_out(limits));
+                let deadline = started + limits.request_timeout;
+                let mut response = timer::within(deadline, settings.serve(inner, request))
+                    .await
+                    .unwrap_or_else(|| bounds::timed_out(limits));
                 let headers = response.headers_mut();
                 settings.headers.apply(signed_in, headers);
                 if !headers.contains_key(X_REQUEST_ID) {

@@ -16,6 +16,7 @@ mod layers;
 mod limits;
 mod service;
 mod shared;
+mod timer;
 
 use std::net::SocketAddr;
 
