@@ -17,9 +17,9 @@ use axum::response::Response;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
-use tracing::Instrument as _;
 
 use super::admission::Admission;
+use super::in_span::InSpan;
 use super::{Limits, bounds, detached, timer};
 use crate::security::SecurityHeaders;
 
@@ -90,7 +90,7 @@ where
         let signed_in = SecurityHeaders::signed_in(request.headers());
         let inner = self.inner.clone();
         let settings = Arc::clone(&self.settings);
-        Box::pin(
+        Box::pin(InSpan::new(
             async move {
                 let started = Instant::now();
                 let limits = &settings.limits;
@@ -109,9 +109,9 @@ where
                     "response"
                 );
                 Ok(response)
-            }
-            .instrument(span),
-        )
+            },
+            span,
+        ))
     }
 }
 

@@ -11,6 +11,7 @@ mod bounds;
 mod config;
 mod detached;
 mod envelope;
+mod in_span;
 mod launch;
 mod layers;
 mod limits;
