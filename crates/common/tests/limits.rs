@@ -224,7 +224,9 @@ async fn a_kept_alive_connection_left_idle_after_its_answers_is_closed_in_time()
     };
     let (addr, _shutdown) = serve(limits, Arc::new(Semaphore::new(0))).await;
     let mut stream = TcpStream::connect(&addr).await.unwrap();
-    // Two answers on the connection, so the second head's deadline is not the first's.
+    // Two answers on the connection, each head sent after a pause of the client's: the second
+    // head's deadline is then later than the first's, which the connection's shared timer was
+    // armed for, so closing on time needs that timer moved on (`server/timer.rs`).
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         stream
